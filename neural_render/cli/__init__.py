@@ -1,0 +1,63 @@
+"""``neural-render`` command line: one module per command group, imported only when needed.
+
+Each command module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``;
+modules must not import heavy libraries at module level so ``--help`` stays fast. A module may
+instead define ``run_argv(argv) -> int`` to parse its own arguments (e.g. LightningCLI for ``fit``).
+Bad input raises :class:`~neural_render.errors.NeuralRenderError`, printed here and mapped to exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+#: command name -> module path. Later features register their commands here.
+COMMANDS: dict[str, str] = {
+    "info": "neural_render.cli.info",
+    "demo": "neural_render.cli.demo",
+    "contact-sheet": "neural_render.cli.contact_sheet",
+}
+
+EXIT_BAD_INPUT = 2
+
+
+def _module(name: str):
+    return importlib.import_module(COMMANDS[name])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="neural-render", description="Inverse and forward neural rendering of video.")
+    from neural_render import __version__
+    parser.add_argument("--version", action="version", version=f"neural-render {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        mod = _module(name)
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP, add_help=not hasattr(mod, "run_argv"))
+        if hasattr(mod, "add_arguments"):
+            mod.add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from neural_render.errors import NeuralRenderError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] in COMMANDS and hasattr(_module(argv[0]), "run_argv"):
+            return int(_module(argv[0]).run_argv(argv[1:]) or 0)
+        args = build_parser().parse_args(argv)
+        if args.command is None:
+            build_parser().print_help()
+            return 0
+        return int(_module(args.command).run(args) or 0)
+    except NeuralRenderError as err:
+        print(f"neural-render: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("neural-render: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Visual outputs for people: contact sheets and display conversions."""
