@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from neural_render.errors import NeuralRenderError
-from neural_render.types import (Camera, EnvMap, GBuffer, depth_scale_of, intrinsics_from_fov, look_at, pack_pass,
+from neural_render.types import (Camera, EnvMap, GBuffer, composite_nearest, depth_scale_of, intrinsics_from_fov, look_at, pack_pass,
                                  to_mitsuba_to_world, unpack_pass)
 
 
@@ -125,3 +125,14 @@ def test_envmap_validation():
         EnvMap(torch.full((3, 8, 16), float("nan")))
     with pytest.raises(NeuralRenderError, match="negative"):
         EnvMap(-torch.ones(3, 8, 16))
+
+
+def test_composite_nearest_picks_the_closest_valid_layer():
+    a, b = _gbuffer(seed=1), _gbuffer(seed=2)
+    b.mask[..., 0, 0] = 0  # b is invalid at (0, 0): a must win there whatever the depths
+    out = composite_nearest(a, b)
+    closer_b = (b.depth < a.depth) & (b.mask > 0.5)
+    for name in ("basecolor", "normal", "depth", "roughness", "metallic"):
+        expect = torch.where(closer_b, getattr(b, name), getattr(a, name))
+        assert torch.equal(getattr(out, name), expect)
+    assert torch.equal(out.depth[..., 0, 0], a.depth[..., 0, 0])

@@ -186,3 +186,25 @@ def unpack_pass(name: str, y: Tensor, depth_scale: Tensor | float | None = None)
     if name in ("roughness", "metallic", "mask"):
         return scalar
     raise NeuralRenderError(f"unknown G-buffer pass {name!r}")
+
+
+def composite_nearest(*layers: GBuffer) -> GBuffer:
+    """Depth-composite G-buffers of the same size: per pixel, the valid layer with the smallest depth wins.
+
+    Every layer needs ``depth`` and ``mask``; only passes present in every layer are kept. Pixels with no
+    valid layer keep zeros and mask 0.
+    """
+    if not layers:
+        raise NeuralRenderError("composite_nearest needs at least one G-buffer")
+    names = [n for n in PASS_CHANNELS if all(getattr(g, n) is not None for g in layers)]
+    if "depth" not in names or "mask" not in names:
+        raise NeuralRenderError("composite_nearest needs depth and mask in every layer")
+    far = torch.finfo(torch.float32).max
+    keyed = torch.stack([torch.where(g.mask > 0.5, g.depth, torch.full_like(g.depth, far)) for g in layers])
+    winner = keyed.argmin(dim=0, keepdim=True)  # (1, B, T, 1, H, W)
+    out = {}
+    for name in names:
+        stack = torch.stack([getattr(g, name) for g in layers])
+        index = winner.expand(1, *stack.shape[1:])
+        out[name] = torch.gather(stack, 0, index)[0]
+    return GBuffer(**out)
