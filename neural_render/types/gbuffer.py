@@ -188,11 +188,12 @@ def unpack_pass(name: str, y: Tensor, depth_scale: Tensor | float | None = None)
     raise NeuralRenderError(f"unknown G-buffer pass {name!r}")
 
 
-def composite_nearest(*layers: GBuffer) -> GBuffer:
+def composite_nearest(*layers: GBuffer, return_index: bool = False):
     """Depth-composite G-buffers of the same size: per pixel, the valid layer with the smallest depth wins.
 
-    Every layer needs ``depth`` and ``mask``; only passes present in every layer are kept. Pixels with no
-    valid layer keep zeros and mask 0.
+    Every layer needs ``depth`` and ``mask``; only passes present in every layer are kept. Where no layer is
+    valid the first layer's values are kept (its mask is 0 there). With ``return_index`` also returns the
+    winning layer index (B, T, 1, H, W) long.
     """
     if not layers:
         raise NeuralRenderError("composite_nearest needs at least one G-buffer")
@@ -207,4 +208,4 @@ def composite_nearest(*layers: GBuffer) -> GBuffer:
         stack = torch.stack([getattr(g, name) for g in layers])
         index = winner.expand(1, *stack.shape[1:])
         out[name] = torch.gather(stack, 0, index)[0]
-    return GBuffer(**out)
+    return (GBuffer(**out), winner[0]) if return_index else GBuffer(**out)

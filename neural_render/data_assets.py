@@ -1,0 +1,50 @@
+"""Where the shipped assets live (env maps, example clips, tiny trained models).
+
+Assets sit in the repository's top-level ``data/`` folder (beside the package, found from an editable
+install or a source checkout). ``NEURAL_RENDER_DATA`` points elsewhere, e.g. for a wheel install.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from neural_render.errors import NeuralRenderError
+
+ENV_VAR = "NEURAL_RENDER_DATA"
+
+
+def data_dir() -> Path:
+    """The shipped data folder; NeuralRenderError when it cannot be found."""
+    candidates = [Path(os.environ[ENV_VAR])] if os.environ.get(ENV_VAR) else []
+    candidates.append(Path(__file__).resolve().parents[1] / "data")
+    for path in candidates:
+        if (path / "envmaps").is_dir():
+            return path
+    raise NeuralRenderError(f"shipped data folder not found (looked in {', '.join(map(str, candidates))}); "
+                            f"set {ENV_VAR} to the repository's data/ folder")
+
+
+def envmap_path(name_or_path: str | os.PathLike) -> Path:
+    """A shipped env map by name (e.g. 'kiara_1_dawn') or an existing file path."""
+    path = Path(name_or_path)
+    if path.suffix and path.exists():
+        return path
+    if path.suffix:
+        raise NeuralRenderError("env map file does not exist", path)
+    folder = data_dir() / "envmaps"
+    for suffix in (".hdr", ".exr"):
+        if (folder / f"{name_or_path}{suffix}").exists():
+            return folder / f"{name_or_path}{suffix}"
+    known = ", ".join(sorted(p.stem for p in folder.glob("*.hdr")))
+    raise NeuralRenderError(f"no shipped env map named {str(name_or_path)!r}; shipped: {known}")
+
+
+def envmap_split() -> dict[str, list[str]]:
+    """{'train': [...], 'test': [...]} names of the shipped env maps (test maps are never trained on)."""
+    path = data_dir() / "envmaps" / "split.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise NeuralRenderError(f"cannot read env map split ({err})", path) from err
