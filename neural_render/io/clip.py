@@ -1,0 +1,428 @@
+"""The dataset clip folder (format "neural_render.clip", version 1).
+
+::
+
+    clip_dir/
+      meta.json              ClipMeta as JSON (see below)
+      frames/000000.exr ...  one EXR per frame with any of the passes rgb (linear HDR), basecolor, normal,
+                             depth, roughness, metallic, mask; channels "<pass>.<suffix>" (io/exr.py)
+      rgb.mp4                optional 8-bit sRGB video: the RGB source when ``rgb_source == "mp4"``
+                             (lossless libx264rgb), else a browser-playable preview (lossy)
+
+meta.json fields: ``format`` ("neural_render.clip"), ``version`` (1; readers reject other formats and
+versions), ``width``, ``height``, ``num_frames``, ``fps``, ``intrinsics`` {fx, fy, cx, cy} in pixels,
+``camera_to_world`` (num_frames x 4 x 4, OpenGL camera axes, see types/camera.py), ``camera_convention``
+("opengl"), ``envmap`` (null or {"path": relative to the clip folder or absolute, "rotation_deg": [yaw, pitch,
+roll], optional "rotation_matrix": 3x3 that takes precedence}), ``depth_scale`` (float or null), ``units``
+("meters"), ``passes`` (passes stored in the frame EXRs, "rgb" included when rgb lives there),
+``rgb_source`` ("exr" | "mp4" | null), ``extra`` (free-form dict, not sliced by ``read_clip(frames=...)``).
+Floats are written with repr precision, so a round trip is exact (float32 poses included).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from neural_render.errors import NeuralRenderError
+from neural_render.io.atomic import atomic_dir
+from neural_render.io.exr import GBUFFER_CHANNELS, read_frame_exr, write_frame_exr
+from neural_render.types import Camera, EnvMap, GBuffer
+from neural_render.types.gbuffer import PASS_CHANNELS, depth_scale_of
+
+CLIP_FORMAT = "neural_render.clip"
+CLIP_VERSION = 1
+META_NAME = "meta.json"
+FRAMES_DIR = "frames"
+RGB_VIDEO = "rgb.mp4"
+RGB_SOURCES = ("exr", "mp4", None)
+_REQUIRED = ("format", "version", "width", "height", "num_frames", "fps", "intrinsics", "camera_to_world")
+_INTRINSIC_KEYS = ("fx", "fy", "cx", "cy")
+
+
+def frame_file(index: int) -> str:
+    """Relative path of frame ``index``'s EXR inside a clip folder."""
+    return f"{FRAMES_DIR}/{index:06d}.exr"
+
+
+# ------------------------------------------------------------------------------------------ validation helpers
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _positive_number(x) -> bool:
+    return _is_number(x) and x > 0
+
+
+def _matrix(value, rows: int, cols: int, what: str, source) -> list[list[float]]:
+    if not (isinstance(value, (list, tuple)) and len(value) == rows
+            and all(isinstance(r, (list, tuple)) and len(r) == cols for r in value)):
+        raise NeuralRenderError(f"{what} must be a {rows}x{cols} list of lists of numbers", source)
+    if not all(_is_number(v) for r in value for v in r):
+        raise NeuralRenderError(f"{what} must hold finite numbers only", source)
+    return [[float(v) for v in r] for r in value]
+
+
+def _check_rotation(rot: list[list[float]], what: str, source) -> None:
+    r = np.asarray(rot, dtype=np.float64)
+    if not np.allclose(r @ r.T, np.eye(3), atol=1e-4) or abs(np.linalg.det(r) - 1.0) > 1e-4:
+        raise NeuralRenderError(f"{what} is not a rotation (orthonormal, det +1)", source)
+
+
+@dataclass
+class ClipMeta:
+    """Contents of meta.json (see module doc). Construction validates every field (NeuralRenderError)."""
+
+    width: int
+    height: int
+    num_frames: int
+    fps: float
+    intrinsics: dict[str, float]
+    camera_to_world: list[list[list[float]]]
+    camera_convention: str = "opengl"
+    envmap: dict | None = None
+    depth_scale: float | None = None
+    units: str = "meters"
+    passes: list[str] = field(default_factory=list)
+    rgb_source: str | None = None
+    extra: dict = field(default_factory=dict)
+    format: str = CLIP_FORMAT
+    version: int = CLIP_VERSION
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self, source: str | os.PathLike | None = None) -> "ClipMeta":
+        """Check every field's type, shape and range; normalise numbers to float. Errors name ``source``."""
+        if self.format != CLIP_FORMAT:
+            raise NeuralRenderError(f"format is {self.format!r}, expected {CLIP_FORMAT!r}", source)
+        if not _is_int(self.version) or self.version != CLIP_VERSION:
+            raise NeuralRenderError(f"unsupported clip version {self.version!r} (this reader knows {CLIP_VERSION})",
+                                    source)
+        for name in ("width", "height", "num_frames"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1:
+                raise NeuralRenderError(f"{name} must be a positive integer, got {value!r}", source)
+        if not _positive_number(self.fps):
+            raise NeuralRenderError(f"fps must be a positive number, got {self.fps!r}", source)
+        k = self.intrinsics
+        if (not isinstance(k, dict) or set(k) != set(_INTRINSIC_KEYS) or not all(_is_number(v) for v in k.values())
+                or k["fx"] <= 0 or k["fy"] <= 0):
+            raise NeuralRenderError(f"intrinsics must be {{fx, fy, cx, cy}} of finite numbers with fx, fy > 0, "
+                                    f"got {k!r}", source)
+        self.fps, self.intrinsics = float(self.fps), {key: float(k[key]) for key in _INTRINSIC_KEYS}
+        poses = self.camera_to_world
+        if not isinstance(poses, (list, tuple)) or len(poses) != self.num_frames:
+            n = len(poses) if isinstance(poses, (list, tuple)) else type(poses).__name__
+            raise NeuralRenderError(f"camera_to_world must list num_frames={self.num_frames} 4x4 poses, got {n}",
+                                    source)
+        self.camera_to_world = [_matrix(m, 4, 4, f"camera_to_world[{t}]", source) for t, m in enumerate(poses)]
+        for t, m in enumerate(self.camera_to_world):
+            if m[3] != [0.0, 0.0, 0.0, 1.0]:
+                raise NeuralRenderError(f"camera_to_world[{t}] last row must be [0, 0, 0, 1]", source)
+            _check_rotation([row[:3] for row in m[:3]], f"camera_to_world[{t}] rotation", source)
+        if self.camera_convention != "opengl":
+            raise NeuralRenderError(f"camera_convention must be 'opengl', got {self.camera_convention!r}", source)
+        self._validate_envmap(source)
+        if self.depth_scale is not None and not _positive_number(self.depth_scale):
+            raise NeuralRenderError(f"depth_scale must be a positive number or null, got {self.depth_scale!r}", source)
+        self.depth_scale = None if self.depth_scale is None else float(self.depth_scale)
+        if not isinstance(self.units, str) or not self.units:
+            raise NeuralRenderError(f"units must be a non-empty string, got {self.units!r}", source)
+        if (not isinstance(self.passes, (list, tuple))
+                or not all(isinstance(p, str) and p in GBUFFER_CHANNELS for p in self.passes)
+                or len(set(self.passes)) != len(self.passes)):
+            raise NeuralRenderError(f"passes must list distinct names from {list(GBUFFER_CHANNELS)}, "
+                                    f"got {self.passes!r}", source)
+        self.passes = list(self.passes)
+        if self.rgb_source not in RGB_SOURCES:
+            raise NeuralRenderError(f"rgb_source must be 'exr', 'mp4' or null, got {self.rgb_source!r}", source)
+        if (self.rgb_source == "exr") != ("rgb" in self.passes):
+            raise NeuralRenderError("rgb_source is 'exr' exactly when 'rgb' is among passes", source)
+        if not isinstance(self.extra, dict):
+            raise NeuralRenderError(f"extra must be a JSON object, got {type(self.extra).__name__}", source)
+        return self
+
+    def _validate_envmap(self, source) -> None:
+        env = self.envmap
+        if env is None:
+            return
+        if not isinstance(env, dict) or not {"path", "rotation_deg"} <= set(env) \
+                or not set(env) <= {"path", "rotation_deg", "rotation_matrix"}:
+            raise NeuralRenderError("envmap must be null or {path, rotation_deg[, rotation_matrix]}", source)
+        if not isinstance(env["path"], str) or not env["path"]:
+            raise NeuralRenderError("envmap.path must be a non-empty string", source)
+        angles = env["rotation_deg"]
+        if not (isinstance(angles, (list, tuple)) and len(angles) == 3 and all(_is_number(a) for a in angles)):
+            raise NeuralRenderError(f"envmap.rotation_deg must be [yaw, pitch, roll] numbers, got {angles!r}", source)
+        clean = {"path": env["path"], "rotation_deg": [float(a) for a in angles]}
+        if "rotation_matrix" in env:
+            clean["rotation_matrix"] = _matrix(env["rotation_matrix"], 3, 3, "envmap.rotation_matrix", source)
+            _check_rotation(clean["rotation_matrix"], "envmap.rotation_matrix", source)
+        self.envmap = clean
+
+    # ---------------------------------------------------------------------------------------- (de)serialising
+    def to_dict(self) -> dict:
+        """Plain JSON-ready dict (deep copy)."""
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        """meta.json text (format and version first; floats in repr precision)."""
+        data = self.to_dict()
+        ordered = {"format": data.pop("format"), "version": data.pop("version"), **data}
+        try:
+            return json.dumps(ordered, indent=1, allow_nan=False) + "\n"
+        except (TypeError, ValueError) as err:
+            raise NeuralRenderError(f"clip meta is not JSON-serialisable (check 'extra'): {err}") from err
+
+    @classmethod
+    def from_json(cls, data: str | bytes | dict, source: str | os.PathLike | None = None) -> "ClipMeta":
+        """Parse meta.json text (or an already-parsed dict); every error names ``source``."""
+        if isinstance(data, (str, bytes)):
+            try:
+                data = json.loads(data)
+            except (ValueError, UnicodeDecodeError) as err:
+                raise NeuralRenderError(f"invalid JSON: {err}", source) from err
+        if not isinstance(data, dict):
+            raise NeuralRenderError("meta must be a JSON object", source)
+        if data.get("format") != CLIP_FORMAT:
+            raise NeuralRenderError(f"not a neural_render clip: format is {data.get('format')!r}", source)
+        if data.get("version") != CLIP_VERSION or not _is_int(data.get("version")):
+            raise NeuralRenderError(f"unsupported clip version {data.get('version')!r} "
+                                    f"(this reader knows {CLIP_VERSION})", source)
+        missing = [k for k in _REQUIRED if k not in data]
+        if missing:
+            raise NeuralRenderError(f"missing field(s) {', '.join(missing)}", source)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise NeuralRenderError(f"unknown field(s) {', '.join(unknown)} (put free-form data in 'extra')", source)
+        try:
+            return cls(**data)
+        except NeuralRenderError as err:
+            raise NeuralRenderError(err.reason, source) from err
+
+    @classmethod
+    def for_camera(cls, camera: Camera, fps: float = 24.0, **fields) -> "ClipMeta":
+        """Meta whose size, frame count, intrinsics and poses come from a B=1 ``camera``."""
+        if camera.intrinsics.shape[0] != 1:
+            raise NeuralRenderError(f"a clip holds one camera (B=1), got B={camera.intrinsics.shape[0]}")
+        k = camera.intrinsics[0].tolist()
+        return cls(width=int(camera.width), height=int(camera.height), num_frames=camera.num_frames, fps=fps,
+                   intrinsics=dict(zip(_INTRINSIC_KEYS, k)),
+                   camera_to_world=camera.camera_to_world[0].to(torch.float32).tolist(), **fields)
+
+    def camera(self) -> Camera:
+        """The clip's camera, B=1, float32."""
+        k = torch.tensor([[self.intrinsics[key] for key in _INTRINSIC_KEYS]], dtype=torch.float32)
+        return Camera(k, torch.tensor([self.camera_to_world], dtype=torch.float32), self.width, self.height)
+
+
+@dataclass
+class Clip:
+    """One clip in memory.
+
+    rgb:     (1, T, 3, H, W) float32 linear radiance, or None.
+    gbuffer: GBuffer with B=1 (any subset of passes, possibly none).
+    camera:  Camera with B=1, T frames, H x W pixels.
+    meta:    ClipMeta; defaults to ``ClipMeta.for_camera(camera)`` (24 fps, no env map).
+    """
+
+    rgb: Tensor | None
+    gbuffer: GBuffer
+    camera: Camera
+    meta: ClipMeta | None = None
+
+    def __post_init__(self):
+        if self.meta is None:
+            self.meta = ClipMeta.for_camera(self.camera)
+
+    @property
+    def num_frames(self) -> int:
+        return self.camera.num_frames
+
+
+def _check_clip(clip: Clip, source) -> None:
+    cam = clip.camera
+    if cam.intrinsics.shape[0] != 1:
+        raise NeuralRenderError(f"a clip holds one camera (B=1), got B={cam.intrinsics.shape[0]}", source)
+    t, h, w = cam.num_frames, cam.height, cam.width
+    if clip.rgb is None and not clip.gbuffer.passes:
+        raise NeuralRenderError("clip has neither rgb nor G-buffer passes", source)
+    if clip.rgb is not None:
+        x = clip.rgb
+        if not isinstance(x, Tensor) or x.dtype != torch.float32 or tuple(x.shape) != (1, t, 3, h, w):
+            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise NeuralRenderError(f"rgb must be float32 (1, {t}, 3, {h}, {w}) to match the camera, got {shape}",
+                                    source)
+        if not bool(torch.isfinite(x).all()):
+            raise NeuralRenderError("rgb contains NaN or inf", source)
+    if clip.gbuffer.passes:
+        clip.gbuffer.validate(source)
+        if clip.gbuffer.shape != (1, t, h, w):
+            raise NeuralRenderError(f"G-buffer (B, T, H, W) = {clip.gbuffer.shape} does not match the camera "
+                                    f"(1, {t}, {h}, {w})", source)
+
+
+def write_clip(clip_dir: str | os.PathLike, clip: Clip, rgb_format: str = "exr", preview_mp4: bool = True) -> ClipMeta:
+    """Write ``clip`` as a clip folder, atomically (temp folder renamed into place); returns the written meta.
+
+    rgb_format: "exr" stores linear rgb in the frame EXRs (bit-exact); "mp4" stores sRGB(clamp(rgb)) in a
+    lossless rgb.mp4 (8-bit, so linear values are quantised). preview_mp4 adds a lossy browser-playable
+    rgb.mp4 when rgb is stored in EXR. Fields describing the data (width, height, num_frames, intrinsics,
+    camera_to_world, passes, rgb_source) are taken from the tensors and camera; fps, envmap, units, extra
+    and depth_scale from ``clip.meta`` (depth_scale defaults to :func:`depth_scale_of` when depth is present).
+    """
+    if rgb_format not in ("exr", "mp4"):
+        raise NeuralRenderError(f"rgb_format must be 'exr' or 'mp4', got {rgb_format!r}", clip_dir)
+    _check_clip(clip, clip_dir)
+    gb = clip.gbuffer.passes
+    rgb_source = None if clip.rgb is None else rgb_format
+    depth_scale = clip.meta.depth_scale
+    if depth_scale is None and "depth" in gb:
+        depth_scale = float(depth_scale_of(gb["depth"], gb.get("mask"))[0])
+    exr_passes = (["rgb"] if rgb_source == "exr" else []) + list(gb)
+    base = ClipMeta.for_camera(clip.camera, fps=clip.meta.fps)
+    meta = dataclasses.replace(clip.meta, width=base.width, height=base.height, num_frames=base.num_frames,
+                               intrinsics=base.intrinsics, camera_to_world=base.camera_to_world,
+                               passes=exr_passes, rgb_source=rgb_source, depth_scale=depth_scale)
+    meta.to_json()  # fail early on a non-serialisable 'extra'
+    try:
+        _write_clip_files(clip_dir, clip, meta, preview_mp4)
+    except OSError as err:
+        raise NeuralRenderError(f"could not write clip: {err}", clip_dir) from err
+    return meta
+
+
+def _write_clip_files(clip_dir, clip: Clip, meta: ClipMeta, preview_mp4: bool) -> None:
+    from neural_render.io.video import write_video
+    from neural_render.render.tonemap import display
+    rgb_source, gb = meta.rgb_source, clip.gbuffer.passes
+    with atomic_dir(clip_dir) as tmp:
+        tmp_dir = Path(tmp)
+        (tmp_dir / FRAMES_DIR).mkdir()
+        tensors = ({"rgb": clip.rgb} if rgb_source == "exr" else {}) | gb
+        arrays = {name: x[0].detach().cpu().numpy() for name, x in tensors.items()}  # (T, C, H, W)
+        if arrays:
+            for i in range(meta.num_frames):
+                write_frame_exr(tmp_dir / frame_file(i), {name: a[i] for name, a in arrays.items()})
+        if rgb_source == "mp4" or (rgb_source == "exr" and preview_mp4):  # (T, H, W, 3) uint8 sRGB(clamp(rgb))
+            srgb8 = display(clip.rgb[0]).permute(0, 2, 3, 1).contiguous().numpy()
+            write_video(tmp_dir / RGB_VIDEO, srgb8, fps=meta.fps, lossless=rgb_source == "mp4")
+        (tmp_dir / META_NAME).write_text(meta.to_json())  # inside the temp folder, renamed with it
+
+
+def read_meta(clip_dir: str | os.PathLike) -> ClipMeta:
+    """Read and validate ``clip_dir/meta.json`` (NeuralRenderError naming the file on any problem)."""
+    path = Path(clip_dir) / META_NAME
+    if not Path(clip_dir).is_dir():
+        raise NeuralRenderError("no such clip folder", clip_dir)
+    if not path.is_file():
+        raise NeuralRenderError("missing meta.json: not a neural_render clip folder", path)
+    try:
+        return ClipMeta.from_json(path.read_bytes(), source=path)
+    except OSError as err:
+        raise NeuralRenderError(f"cannot read: {err}", path) from err
+
+
+def read_clip(clip_dir: str | os.PathLike, frames: slice | None = None, passes: list[str] | None = None,
+              rgb: bool = True) -> Clip:
+    """Read a clip folder -> :class:`Clip` (rgb linear float32; from EXR exactly or srgb_to_linear(mp4 / 255)).
+
+    frames: slice of frame indices to load (default all); passes: G-buffer passes to load (default every stored
+    G-buffer pass; each must be stored); rgb: load rgb when the clip has it. The returned meta describes the
+    returned data (num_frames, camera_to_world, passes, rgb_source updated; ``extra`` is left as stored).
+    """
+    meta = read_meta(clip_dir)
+    if frames is not None and not isinstance(frames, slice):
+        raise NeuralRenderError(f"frames must be a slice or None, got {type(frames).__name__}", clip_dir)
+    indices = list(range(meta.num_frames))[frames or slice(None)]
+    if not indices:
+        raise NeuralRenderError(f"frame selection {frames} is empty for a clip of {meta.num_frames} frames", clip_dir)
+    stored = [p for p in meta.passes if p != "rgb"]
+    if passes is None:
+        wanted = stored
+    else:
+        bad = [p for p in passes if not isinstance(p, str) or p not in PASS_CHANNELS or p not in stored]
+        if bad:
+            raise NeuralRenderError(f"pass(es) {bad} not stored in this clip (stored: {stored})", clip_dir)
+        wanted = [p for p in PASS_CHANNELS if p in passes]
+    rgb_source = meta.rgb_source if rgb else None
+    exr_passes = (["rgb"] if rgb_source == "exr" else []) + wanted
+    data: dict[str, list[np.ndarray]] = {name: [] for name in exr_passes}
+    for i in indices if exr_passes else []:
+        path = Path(clip_dir) / frame_file(i)
+        frame = read_frame_exr(path, passes=exr_passes)
+        for name, array in frame.items():
+            if array.shape[1:] != (meta.height, meta.width):
+                raise NeuralRenderError(f"pass {name!r} is {array.shape[2]}x{array.shape[1]}, meta.json says "
+                                        f"{meta.width}x{meta.height}", path)
+            data[name].append(array)
+    tensors = {name: torch.from_numpy(np.stack(arrays))[None] for name, arrays in data.items()}
+    rgb_tensor = tensors.pop("rgb", None)
+    if rgb_source == "mp4":
+        rgb_tensor = _read_rgb_mp4(Path(clip_dir) / RGB_VIDEO, meta, indices)
+    gbuffer = GBuffer(**tensors)
+    if tensors:
+        gbuffer.validate(clip_dir)
+    poses = [meta.camera_to_world[i] for i in indices]
+    out_meta = dataclasses.replace(meta, num_frames=len(indices), camera_to_world=poses,
+                                   passes=exr_passes, rgb_source=rgb_source)
+    try:
+        camera = out_meta.camera()
+    except NeuralRenderError as err:
+        raise NeuralRenderError(err.reason, Path(clip_dir) / META_NAME) from err
+    return Clip(rgb_tensor, gbuffer, camera, out_meta)
+
+
+def _read_rgb_mp4(path: Path, meta: ClipMeta, indices: list[int]) -> Tensor:
+    from neural_render.io.video import read_video
+    from neural_render.render.tonemap import srgb_to_linear
+    video, _ = read_video(path)
+    if video.shape != (meta.num_frames, meta.height, meta.width, 3):
+        raise NeuralRenderError(f"video is {video.shape[0]} frames of {video.shape[2]}x{video.shape[1]}, meta.json "
+                                f"says {meta.num_frames} of {meta.width}x{meta.height}", path)
+    x = torch.from_numpy(np.ascontiguousarray(video[indices])).permute(0, 3, 1, 2).to(torch.float32) / 255.0
+    return srgb_to_linear(x)[None].contiguous()
+
+
+def is_complete_clip(clip_dir: str | os.PathLike) -> bool:
+    """True when meta.json is valid and every file it promises exists and is non-empty (EXRs are not decoded)."""
+    try:
+        meta = read_meta(clip_dir)
+    except NeuralRenderError:
+        return False
+    root = Path(clip_dir)
+    needed = [root / frame_file(i) for i in range(meta.num_frames)] if meta.passes else []
+    if meta.rgb_source == "mp4":
+        needed.append(root / RGB_VIDEO)
+    return all(p.is_file() and p.stat().st_size > 0 for p in needed)
+
+
+def read_clip_envmap(clip_dir: str | os.PathLike, meta: ClipMeta | None = None) -> EnvMap | None:
+    """The clip's env map (path resolved against the clip folder) with its rotation applied, or None."""
+    from neural_render.io.hdr import load_envmap
+    from neural_render.render.rotation import euler_to_matrix
+    meta = read_meta(clip_dir) if meta is None else meta
+    if meta.envmap is None:
+        return None
+    path = Path(meta.envmap["path"])
+    path = path if path.is_absolute() else Path(clip_dir) / path
+    env = load_envmap(path)
+    if "rotation_matrix" in meta.envmap:
+        rotation = torch.tensor(meta.envmap["rotation_matrix"], dtype=torch.float32)
+    else:
+        rotation = euler_to_matrix(*meta.envmap["rotation_deg"])
+    return EnvMap(env.image, rotation, env.name)
