@@ -143,8 +143,15 @@ def mitsuba_compatible_image(image: Tensor) -> Tensor:
 
 
 def camera_space_directions(height: int, width: int, device=None) -> Tensor:
-    """(3, H, W) unit camera-space direction per encoding pixel (OpenGL camera axes, equirect layout)."""
-    return equirect_directions(height, width, device=device).permute(2, 0, 1).contiguous()
+    """(3, H, W) unit camera-space direction per encoding pixel (OpenGL camera axes).
+
+    The equirect layout turned by 180 degrees about +Y, so the camera's forward direction (-Z) sits at the
+    centre of the encoding (u = 0.5, on the horizon row) and its back on the left/right seam: the visible
+    part of the sky lines up with the middle of the video frame instead of being split across the seam.
+    """
+    d = equirect_directions(height, width, device=device)
+    flip = torch.tensor([-1.0, 1.0, -1.0], device=d.device, dtype=d.dtype)
+    return (d * flip).permute(2, 0, 1).contiguous()
 
 
 def _check_poses(camera_to_world: Tensor) -> None:
@@ -156,8 +163,8 @@ def _check_poses(camera_to_world: Tensor) -> None:
 def camera_space_env(env: EnvMap, camera_to_world: Tensor, height: int, width: int) -> Tensor:
     """The env seen from each frame's camera: (B, T, 3, H, W) linear radiance.
 
-    Pixel (i, j) holds the radiance arriving from camera-space direction d_cam = uv_to_dir(centre uv of (i, j)),
-    i.e. from world direction R_c2w d_cam, looked up through ``env`` (its rotation included). An env image larger
+    Pixel (i, j) holds the radiance arriving from camera-space direction d_cam = camera_space_directions()[:, i, j]
+    (forward at the centre), i.e. from world direction R_c2w d_cam, looked up through ``env`` (its rotation included). An env image larger
     than (height, width) is first area-averaged down to at most that size, so a small bright sun is box-filtered
     instead of point-sampled: its energy in the encoding stays put as the camera turns (no flicker).
     """
@@ -170,7 +177,7 @@ def camera_space_env(env: EnvMap, camera_to_world: Tensor, height: int, width: i
         source = EnvMap(resample_equirect(env.image, small_h, small_w), env.rotation, env.name)
     device = env.image.device
     rot = camera_to_world[..., :3, :3].to(device=device, dtype=torch.float32)  # (B, T, 3, 3)
-    d_cam = equirect_directions(height, width, device=device)  # (H, W, 3)
+    d_cam = camera_space_directions(height, width, device=device).permute(1, 2, 0)  # (H, W, 3)
     d_world = torch.einsum("btij,hwj->bthwi", rot, d_cam)
     radiance = source.lookup(d_world)  # (B, T, H, W, 3)
     return radiance.permute(0, 1, 4, 2, 3).contiguous()

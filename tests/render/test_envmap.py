@@ -197,10 +197,13 @@ def test_dir_encoding_is_unit_and_frame_independent():
         assert float(enc[key].min()) >= 0.0 and float(enc[key].max()) <= 1.0
 
 
-def test_identity_pose_reproduces_the_env():
+def test_identity_pose_reproduces_the_env_with_forward_at_the_centre():
+    """At the identity pose the encoding is the env turned half a turn: world -Z (forward) lands in the middle column."""
     img = _rand(3, 8, 16, seed=14)
     out = camera_space_env(EnvMap(img), _poses(torch.eye(3).expand(2, 1, 3, 3)), 8, 16)
-    assert torch.allclose(out, img.expand(2, 1, 3, 8, 16), atol=1e-5)
+    assert torch.allclose(out, torch.roll(img, 8, dims=-1).expand(2, 1, 3, 8, 16), atol=1e-5)
+    forward = camera_space_directions(8, 16)[:, 3:5, 7:9].mean(dim=(1, 2))
+    assert torch.allclose(forward / forward.norm(), torch.tensor([0.0, 0.0, -1.0]), atol=1e-6)
 
 
 def test_env_yaw_360_leaves_encodings_unchanged():
