@@ -43,7 +43,9 @@ def run(args) -> int:
     from neural_render.data_assets import envmap_path
     from neural_render.demo.scene import demo_scene
     from neural_render.errors import NeuralRenderError
+    from neural_render.types import Camera
     from neural_render.io import Clip, ClipMeta, load_envmap, write_clip, write_image, write_video
+    from neural_render.render.rotation import euler_to_matrix
     from neural_render.render.shade import prepare_ibl, shade
     from neural_render.render.tonemap import display
     from neural_render.viz.contact_sheet import gbuffer_contact_sheet
@@ -61,12 +63,13 @@ def run(args) -> int:
         return shade(gbuffer, scene.camera, prepare_ibl(env))
 
     videos = {"env_a": render(env_a), "env_b": render(env_b)}
-    # light rotating once around the scene over the clip: one shade per frame with that frame's yaw
-    frames = []
-    for t, yaw in enumerate(torch.linspace(0.0, 360.0, args.frames + 1)[:-1].tolist()):
-        frames.append(shade(scene.gbuffer.frames(t, t + 1), scene.camera.slice_frames(t, t + 1),
-                            prepare_ibl(env_a.rotated(yaw=yaw))))
-    videos["env_a_rotating"] = torch.cat(frames, dim=1)
+    # light turning once around the scene over the clip. Turning the sky by R_t is the same as turning the
+    # world seen by the camera by R_t^T, so one prefiltered env serves every frame (exact, no re-filtering).
+    yaw = torch.linspace(0.0, 360.0, args.frames + 1)[:-1]
+    turn = torch.eye(4).repeat(args.frames, 1, 1)
+    turn[:, :3, :3] = euler_to_matrix(yaw).transpose(-1, -2)
+    turned = Camera(scene.camera.intrinsics, turn[None] @ scene.camera.camera_to_world, width, height)
+    videos["env_a_rotating"] = shade(scene.gbuffer, turned, prepare_ibl(env_a))
     # material edit: the red rough sphere (id 2) becomes polished blue metal
     sel = (scene.object_ids == 2).float()
     edited = scene.gbuffer.replace(
@@ -80,7 +83,7 @@ def run(args) -> int:
         path = out / f"{name}.mp4"
         write_video(path, display(video[0]).permute(0, 2, 3, 1).numpy(), fps=args.fps)
         written.append(path)
-    meta = ClipMeta.from_camera(scene.camera, fps=args.fps, envmap={"path": str(envmap_path(args.envmaps[0])),
+    meta = ClipMeta.for_camera(scene.camera, fps=args.fps, envmap={"path": str(envmap_path(args.envmaps[0])),
                                                                   "rotation_deg": [0.0, 0.0, 0.0]})
     write_clip(out / "scene_clip", Clip(rgb=videos["env_a"], gbuffer=scene.gbuffer, camera=scene.camera, meta=meta))
     written.append(out / "scene_clip")
