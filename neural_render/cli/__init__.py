@@ -17,6 +17,11 @@ COMMANDS: dict[str, str] = {
     "info": "neural_render.cli.info",
     "demo": "neural_render.cli.demo",
     "contact-sheet": "neural_render.cli.contact_sheet",
+    "import": "neural_render.cli.import_video",
+    "shade": "neural_render.cli.shade",
+    "fit": "neural_render.cli.fit",
+    "synth": "neural_render.cli.synth",
+    "bench": "neural_render.cli.bench",
 }
 
 EXIT_BAD_INPUT = 2

@@ -35,6 +35,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def run(args) -> int:
+    import os
     import time
     from pathlib import Path
 
@@ -83,8 +84,8 @@ def run(args) -> int:
         path = out / f"{name}.mp4"
         write_video(path, display(video[0]).permute(0, 2, 3, 1).numpy(), fps=args.fps)
         written.append(path)
-    meta = ClipMeta.for_camera(scene.camera, fps=args.fps, envmap={"path": str(envmap_path(args.envmaps[0])),
-                                                                  "rotation_deg": [0.0, 0.0, 0.0]})
+    env_rel = os.path.relpath(envmap_path(args.envmaps[0]).resolve(), (out / "scene_clip").resolve())
+    meta = ClipMeta.for_camera(scene.camera, fps=args.fps, envmap={"path": env_rel, "rotation_deg": [0.0, 0.0, 0.0]})
     write_clip(out / "scene_clip", Clip(rgb=videos["env_a"], gbuffer=scene.gbuffer, camera=scene.camera, meta=meta))
     written.append(out / "scene_clip")
     sheet = gbuffer_contact_sheet(scene.gbuffer, videos["env_a"], extra={
