@@ -16,16 +16,17 @@ _EXPORTS = {
     "read_hdr": "hdr", "write_hdr": "hdr", "load_envmap": "hdr", "downsample_equirect": "hdr",
     "read_image": "image", "write_image": "image",
     "read_video": "video", "write_video": "video",
-    "ClipMeta": "clip", "Clip": "clip", "write_clip": "clip", "read_clip": "clip", "read_meta": "clip",
-    "is_complete_clip": "clip", "read_clip_envmap": "clip", "CLIP_FORMAT": "clip", "CLIP_VERSION": "clip",
+    "ClipMeta": "clip_meta", "Clip": "clip", "write_clip": "clip", "read_clip": "clip", "read_meta": "clip",
+    "is_complete_clip": "clip", "read_clip_envmap": "clip", "CLIP_FORMAT": "clip_meta",
+    "CLIP_VERSION": "clip_meta",
 }
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from neural_render.io.atomic import atomic_dir, atomic_path
-    from neural_render.io.clip import (CLIP_FORMAT, CLIP_VERSION, Clip, ClipMeta, is_complete_clip, read_clip,
-                                       read_clip_envmap, read_meta, write_clip)
+    from neural_render.io.clip import Clip, is_complete_clip, read_clip, read_clip_envmap, read_meta, write_clip
+    from neural_render.io.clip_meta import CLIP_FORMAT, CLIP_VERSION, ClipMeta
     from neural_render.io.exr import GBUFFER_CHANNELS, read_exr, read_frame_exr, write_exr, write_frame_exr
     from neural_render.io.hdr import downsample_equirect, load_envmap, read_hdr, write_hdr
     from neural_render.io.image import read_image, write_image
