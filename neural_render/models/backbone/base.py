@@ -1,0 +1,197 @@
+"""The one backbone interface every task uses: (noisy, timestep(s), cond, context, added) -> prediction.
+
+Everything is in the project layout (B, T, C, h, w) on latents: ``T`` latent frames, ``C`` latent channels,
+``h, w`` latent height/width. Adapters (svd.py, wan.py) permute to their model's own layout internally.
+
+Attributes every adapter sets:
+    latent_channels  C: channels of the noisy latent and of the prediction.
+    cond_channels    Cc: condition channels concatenated to the noisy latent along C (0 = none).
+    context_dim      D of context tokens (B, L, D) fed to cross-attention, or None.
+    spatial_multiple h and w must be multiples of this.
+    frame_rule       :class:`FrameRule`: which latent frame counts T are allowed.
+    token_dim        channels of the patch-embedded tokens (for ``added["token_add"]``).
+    autocast_dtype   None (fp32) or torch.bfloat16/float16: forward runs under torch.autocast; outputs float32.
+
+``added`` hook dict (later features; unknown keys raise):
+    "token_add":  (B, T', token_dim, h', w') with (T', h', w') = ``token_grid(T, h, w)``, added to the output
+                  of the input projection (SVD ``conv_in``, Wan ``patch_embedding``); None/zeros = no-op.
+    adapter-specific keys are listed in the adapter's ``ADDED_KEYS``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Callable
+
+import torch
+
+from neural_render.errors import NeuralRenderError
+
+_DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+
+
+def parse_autocast_dtype(value: str | torch.dtype | None) -> torch.dtype | None:
+    """'bfloat16'/'bf16'/'float16'/'fp16'/torch dtype/None ('none', 'float32', 'fp32' also mean None)."""
+    if value is None or isinstance(value, torch.dtype) and value == torch.float32:
+        return None
+    if isinstance(value, torch.dtype):
+        if value in (torch.bfloat16, torch.float16):
+            return value
+        raise NeuralRenderError(f"autocast dtype must be bfloat16 or float16, got {value}")
+    key = str(value).lower().replace("torch.", "")
+    if key in ("none", "float32", "fp32", ""):
+        return None
+    if key not in _DTYPES:
+        raise NeuralRenderError(f"unknown autocast dtype {value!r}; use one of {sorted(_DTYPES)} or none")
+    return _DTYPES[key]
+
+
+def dtype_name(dtype: torch.dtype | None) -> str | None:
+    return None if dtype is None else str(dtype).replace("torch.", "")
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameRule:
+    """Allowed latent frame counts: T >= minimum and (T - offset) % multiple == 0. Callable: rule(T) -> bool."""
+
+    multiple: int = 1
+    offset: int = 0
+    minimum: int = 1
+    description: str = "any T >= 1"
+
+    def __call__(self, num_frames: int) -> bool:
+        return num_frames >= self.minimum and (num_frames - self.offset) % self.multiple == 0
+
+
+class VideoBackbone(torch.nn.Module):
+    """Base class of the SVD and Wan adapters. Subclasses implement ``_forward`` (same signature as ``forward``)."""
+
+    kind: str = ""
+    ADDED_KEYS: tuple[str, ...] = ("token_add",)
+
+    latent_channels: int
+    cond_channels: int
+    context_dim: int | None
+    spatial_multiple: int
+    frame_rule: FrameRule
+    token_dim: int
+    autocast_dtype: torch.dtype | None = None
+
+    # ---- public API -------------------------------------------------------------------------------------
+    def forward(
+        self,
+        noisy: torch.Tensor,
+        timestep: torch.Tensor,
+        cond: torch.Tensor | None = None,
+        context: torch.Tensor | None = None,
+        added: dict | None = None,
+    ) -> torch.Tensor:
+        """Predict from noisy latents.
+
+        noisy: (B, T, C, h, w) float. timestep: (B,) one per clip, or (B, T) one per latent frame (per-frame
+        timesteps, e.g. clean IC-LoRA reference frames at t=0 beside noisy targets); a 0-d tensor or float is
+        broadcast to (B,). cond: (B, T, Cc, h, w) or None (zeros when Cc > 0). context: (B, L, context_dim)
+        or None (one zero token). added: hook dict (see module docstring). Returns (B, T, C, h, w) float32.
+        """
+        timestep = self.check_inputs(noisy, timestep, cond, context, added)
+        if cond is None and self.cond_channels:
+            b, t, _, h, w = noisy.shape
+            cond = noisy.new_zeros(b, t, self.cond_channels, h, w)
+        with self.autocast_context(noisy.device):
+            out = self._forward(noisy, timestep, cond, context, dict(added or {}))
+        return out.float()
+
+    def token_grid(self, num_frames: int, height: int, width: int) -> tuple[int, int, int]:
+        """Latent (T, h, w) -> (T', h', w') grid of the patch-embedded tokens."""
+        raise NotImplementedError
+
+    def enable_gradient_checkpointing(self) -> None:
+        raise NotImplementedError
+
+    def disable_gradient_checkpointing(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The wrapped, unmodified diffusers module (its input projection may be zero-expanded)."""
+        raise NotImplementedError
+
+    def autocast_context(self, device: torch.device):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=self.autocast_dtype)
+
+    # ---- validation -------------------------------------------------------------------------------------
+    def check_inputs(self, noisy, timestep, cond, context, added) -> torch.Tensor:
+        """Raise NeuralRenderError on bad shapes; return the timestep as a (B,) or (B, T) tensor."""
+        name = f"{self.kind} backbone"
+        if not torch.is_tensor(noisy) or noisy.ndim != 5:
+            raise NeuralRenderError(f"noisy must be a (B,T,C,h,w) tensor, got {_shape(noisy)}", name)
+        b, t, c, h, w = noisy.shape
+        if c != self.latent_channels:
+            raise NeuralRenderError(f"noisy has {c} channels, backbone expects {self.latent_channels}", name)
+        if h % self.spatial_multiple or w % self.spatial_multiple:
+            raise NeuralRenderError(f"latent size {h}x{w} must be a multiple of {self.spatial_multiple}", name)
+        if not self.frame_rule(t):
+            raise NeuralRenderError(f"{t} latent frames not allowed: {self.frame_rule.description}", name)
+        if not torch.is_tensor(timestep):
+            timestep = torch.tensor(float(timestep), device=noisy.device)
+        if timestep.ndim == 0:
+            timestep = timestep.reshape(1).expand(b)
+        if tuple(timestep.shape) not in ((b,), (b, t)):
+            raise NeuralRenderError(f"timestep must be (B,)=({b},) or (B,T)=({b},{t}), got {_shape(timestep)}", name)
+        if cond is not None:
+            want = (b, t, self.cond_channels, h, w)
+            if self.cond_channels == 0:
+                raise NeuralRenderError("cond given but backbone has cond_channels=0 (build it with cond_channels)", name)
+            if tuple(cond.shape) != want:
+                raise NeuralRenderError(f"cond must be {want}, got {_shape(cond)}", name)
+        if context is not None:
+            if self.context_dim is None:
+                raise NeuralRenderError("context given but backbone takes no context tokens", name)
+            if context.ndim != 3 or context.shape[0] != b or context.shape[2] != self.context_dim:
+                raise NeuralRenderError(f"context must be (B={b}, L, {self.context_dim}), got {_shape(context)}", name)
+        for key in added or {}:
+            if key not in self.ADDED_KEYS:
+                raise NeuralRenderError(f"unknown added key {key!r}; supported: {list(self.ADDED_KEYS)}", name)
+        token_add = (added or {}).get("token_add")
+        if token_add is not None:
+            want = (b, *self._token_shape(t, h, w))
+            if tuple(token_add.shape) != want:
+                raise NeuralRenderError(f"added['token_add'] must be {want} (B,T',token_dim,h',w'), got {_shape(token_add)}", name)
+        return timestep
+
+    def _token_shape(self, t: int, h: int, w: int) -> tuple[int, int, int, int]:
+        tt, hh, ww = self.token_grid(t, h, w)
+        return (tt, self.token_dim, hh, ww)
+
+
+def _shape(x) -> str:
+    return str(tuple(x.shape)) if torch.is_tensor(x) else type(x).__name__
+
+
+class HookState:
+    """Per-forward values read by the adapters' persistent module hooks (plain object so deepcopy keeps it consistent)."""
+
+    def __init__(self) -> None:
+        self.token_add: torch.Tensor | None = None
+        self.frame_temb: torch.Tensor | None = None
+
+    @contextlib.contextmanager
+    def using(self, **values):
+        old = {k: getattr(self, k) for k in values}
+        for k, v in values.items():
+            setattr(self, k, v)
+        try:
+            yield self
+        finally:
+            for k, v in old.items():
+                setattr(self, k, v)
+
+
+def add_tokens_hook(state: HookState, to_output_layout: Callable, module, inputs, output):
+    """Forward hook on the input projection: output + state.token_add (mapped to the module's output layout)."""
+    if state.token_add is None:
+        return None
+    return output + to_output_layout(state.token_add).to(output.dtype)
