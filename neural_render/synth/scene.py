@@ -1,0 +1,236 @@
+"""Seeded random scene generation: objects, materials, ground, camera trajectory, motion, env map and its rotation.
+
+``generate_scene(config, seed, clip_index, envs, user_meshes)`` is a pure function of its arguments: every random
+draw comes from ``numpy.random.default_rng(SeedSequence([seed, clip_index]))``, so clip ``i`` of a dataset is the
+same whichever worker renders it, in whatever order, after however many restarts. Mesh index 0 is the ground when
+there is one; object ids in the G-buffer AOV are mesh index + 1 (0 = background).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from neural_render.errors import NeuralRenderError
+from neural_render.raster.mesh import Mesh
+from neural_render.render.rotation import euler_to_matrix
+from neural_render.synth import shapes
+from neural_render.synth.cameras import TrajectoryParams, trajectory
+from neural_render.synth.materials import ground_material, random_material
+from neural_render.synth.motion import MotionParams, object_transforms, visibility
+from neural_render.synth.sky import procedural_sky, random_sky_params
+from neural_render.types import Camera, EnvMap
+
+PROCEDURAL_KINDS = ("sphere", "box", "cylinder", "torus", "superquadric", "displaced")
+
+
+@dataclass
+class SynthConfig:
+    """Everything that shapes a clip's content (not how or where it is written)."""
+
+    width: int = 128
+    height: int = 128
+    num_frames: int = 8
+    spp: int = 64
+    max_depth: int = 6
+    fps: float = 12.0
+    min_objects: int = 1
+    max_objects: int = 6
+    ground_prob: float = 0.75
+    motion_prob: float = 0.5
+    spawn_prob: float = 0.2
+    jitter_prob: float = 0.5
+    user_mesh_prob: float = 0.5
+    env_tilt_deg: float = 0.0     # max |pitch|, |roll| of the env rotation (yaw is uniform in [0, 360))
+    sky: bool = False             # procedural sky instead of env map files
+    env_height: int = 128         # rows of the procedural sky
+
+    def validate(self) -> "SynthConfig":
+        if not (isinstance(self.num_frames, int) and self.num_frames >= 1):
+            raise NeuralRenderError(f"frames must be a positive integer, got {self.num_frames!r}")
+        if self.width < 8 or self.height < 8:
+            raise NeuralRenderError(f"image size must be at least 8x8, got {self.width}x{self.height}")
+        if self.spp < 1 or self.max_depth < 1:
+            raise NeuralRenderError(f"spp and max_depth must be >= 1, got {self.spp}, {self.max_depth}")
+        if not 1 <= self.min_objects <= self.max_objects:
+            raise NeuralRenderError(f"need 1 <= min_objects <= max_objects, got {self.min_objects}, {self.max_objects}")
+        return self
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class SynthScene:
+    """One generated clip: meshes (with materials and motion), camera, env (rotated), per-frame render seeds."""
+
+    config: SynthConfig
+    seed: int
+    clip_index: int
+    meshes: list[Mesh]
+    objects: list[dict]           # per mesh: id, kind, material summary, motion (JSON-ready)
+    camera: Camera
+    env: EnvMap                   # image as given + the per-clip rotation (EnvMap.rotated semantics)
+    env_rotation_deg: tuple[float, float, float]
+    env_info: dict                # {"kind": "file" | "sky", "name": ..., ["sky": params]}
+    frame_seeds: list[int]
+    trajectory: dict = field(default_factory=dict)
+
+    def description(self) -> dict:
+        """JSON-ready record of how the clip was made (stored in meta.json ``extra["synth"]``)."""
+        return {"seed": self.seed, "clip_index": self.clip_index, "config": self.config.to_dict(),
+                "objects": self.objects, "trajectory": self.trajectory, "env": self.env_info,
+                "frame_seeds": self.frame_seeds}
+
+
+def clip_rng(seed: int, clip_index: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([int(seed), int(clip_index)]))
+
+
+def frame_seeds(seed: int, clip_index: int, num_frames: int) -> list[int]:
+    """Mitsuba sampler seeds (uint32) of every frame, independent of the scene draws."""
+    state = np.random.SeedSequence([int(seed), int(clip_index), 0x5EED]).generate_state(num_frames)
+    return [int(s) for s in state]
+
+
+def _procedural(kind: str, rng: np.random.Generator) -> shapes.Geometry:
+    if kind == "sphere":
+        return shapes.uv_sphere(0.5)
+    if kind == "box":
+        return shapes.box(tuple(rng.uniform(0.4, 1.0, 3)))
+    if kind == "cylinder":
+        return shapes.cylinder(0.5 * rng.uniform(0.4, 1.0), rng.uniform(0.4, 1.0))
+    if kind == "torus":
+        return shapes.torus(0.35, 0.35 * rng.uniform(0.2, 0.5))
+    if kind == "superquadric":
+        return shapes.superquadric(tuple(rng.uniform(0.3, 0.5, 3)), float(rng.uniform(0.25, 1.6)),
+                                   float(rng.uniform(0.25, 1.6)))
+    if kind == "displaced":
+        return shapes.displaced_sphere(rng, 0.4, float(rng.uniform(0.03, 0.1)))
+    raise ValueError(kind)
+
+
+def _placed_radius(geometry: shapes.Geometry, rotation: np.ndarray, scale: float) -> tuple[float, float]:
+    """(horizontal bounding radius, lowest y) of the geometry after rotation and scaling."""
+    v = geometry.vertices.astype(np.float64) @ rotation.T * scale
+    return float(np.sqrt((v[:, [0, 2]] ** 2).sum(1)).max()), float(v[:, 1].min())
+
+
+def generate_scene(config: SynthConfig, seed: int, clip_index: int, envs: list[EnvMap] | None = None,
+                   user_meshes: dict[str, shapes.Geometry] | None = None) -> SynthScene:
+    """Draw clip ``clip_index`` of the dataset with global ``seed`` (see module doc).
+
+    envs: loaded env maps to choose from (ignored when ``config.sky``); user_meshes: {label: Geometry} that may
+    replace procedural shapes (``config.user_mesh_prob`` per object).
+    """
+    config.validate()
+    rng = clip_rng(seed, clip_index)
+    t = config.num_frames
+    user = dict(user_meshes or {})
+    count = int(rng.integers(config.min_objects, config.max_objects + 1))
+    has_ground = bool(rng.uniform() < config.ground_prob)
+    meshes: list[Mesh] = []
+    objects: list[dict] = []
+    if has_ground:
+        meshes.append(None)  # placeholder: the ground is sized once the camera distance is known
+        objects.append(None)
+    placed: list[tuple[float, float, float]] = []  # (x, z, radius)
+    ring = 0.3 + 0.2 * count
+    for k in range(count):
+        if user and rng.uniform() < config.user_mesh_prob:
+            label = sorted(user)[int(rng.integers(len(user)))]
+            geometry, kind = user[label], f"file:{label}"
+        else:
+            kind = str(rng.choice(PROCEDURAL_KINDS))
+            geometry = _procedural(kind, rng)
+        lo, hi = geometry.bounds()
+        size = float(rng.uniform(0.35, 0.8))
+        scale = size / float((hi - lo).max())
+        floating = (not has_ground) or rng.uniform() < 0.15
+        tilted = floating or (kind == "torus" and rng.uniform() < 0.5)
+        tilt = (float(rng.uniform(-60, 60)), float(rng.uniform(-60, 60))) if tilted else (0.0, 0.0)
+        yaw = float(rng.uniform(0, 360))
+        rotation = euler_to_matrix(yaw, tilt[0], tilt[1], dtype=torch.float64).numpy()
+        radius, low = _placed_radius(geometry, rotation, scale)
+        spot = None
+        for _ in range(200):
+            x, z = rng.uniform(-ring, ring, 2)
+            if all(math.hypot(x - px, z - pz) > radius + pr + 0.05 for px, pz, pr in placed):
+                spot = (float(x), float(z))
+                break
+        if spot is None:
+            continue
+        placed.append((spot[0], spot[1], radius))
+        y = -low + (float(rng.uniform(0.15, 0.8)) if floating else 0.0)
+        motion = MotionParams(position=(spot[0], y, spot[1]), yaw_deg=yaw, tilt_deg=tilt, scale=scale)
+        if t > 1 and rng.uniform() < config.motion_prob:
+            motion.kind = str(rng.choice(["translate", "spin", "bob"] if floating else ["translate", "spin"]))
+            if motion.kind == "translate":
+                direction = rng.normal(size=2)
+                direction /= max(np.linalg.norm(direction), 1e-9)
+                speed = float(rng.uniform(0.1, 0.5)) / (t - 1)
+                motion.velocity = (float(direction[0] * speed), 0.0, float(direction[1] * speed))
+            elif motion.kind == "spin":
+                motion.spin_deg = float(rng.uniform(-8.0, 8.0))
+            else:
+                motion.bob_amplitude = float(rng.uniform(0.05, 0.15))
+                motion.bob_period = float(rng.uniform(8.0, 24.0))
+        if t > 1 and k > 0 and rng.uniform() < config.spawn_prob:
+            motion.spawn_frame = int(rng.integers(1, t))
+        material = random_material(rng, name=f"obj{k}_")
+        meshes.append(Mesh(geometry.vertices, geometry.faces, geometry.normals, geometry.uvs, material,
+                           object_transforms(motion, t), visibility(motion, t), name=kind))
+        objects.append({"kind": kind, "material": material.summary(), "motion": motion.to_dict(),
+                        "bounding_radius": radius})
+
+    # camera: frame the placed objects
+    xs = np.array([p[0] for p in placed]) if placed else np.zeros(1)
+    zs = np.array([p[1] for p in placed]) if placed else np.zeros(1)
+    centre = (float(xs.mean()), float(zs.mean()))
+    extent = max([math.hypot(x - centre[0], z - centre[1]) + r for x, z, r in placed] + [0.5])
+    fov = float(rng.uniform(35.0, 55.0))
+    distance = 1.15 * extent / math.tan(math.radians(fov) / 2) + 0.2
+    params = TrajectoryParams(kind=str(rng.choice(["orbit", "dolly", "static"], p=[0.5, 0.3, 0.2])),
+                              target=(centre[0], 0.3 if has_ground else 0.5, centre[1]), distance=distance,
+                              elevation_deg=float(rng.uniform(10.0, 35.0) if has_ground else rng.uniform(-15, 35)),
+                              azimuth_deg=float(rng.uniform(0.0, 360.0)), sweep_deg=float(rng.uniform(-50, 50)),
+                              dolly_factor=float(rng.uniform(0.7, 1.25)), fov_x_deg=fov,
+                              jitter=float(rng.uniform(0.005, 0.02) * distance) if rng.uniform() < config.jitter_prob
+                              else 0.0, jitter_seed=int(rng.integers(2 ** 31)))
+    c2w = trajectory(params, t)
+    camera = Camera.from_fov(fov, config.width, config.height, c2w[None])
+    if has_ground:
+        half = max(12.0, 6.0 * distance)
+        tile = float(rng.uniform(0.4, 1.5))
+        ground = shapes.ground_quad(half, 2 * half / tile)
+        material = ground_material(rng)
+        meshes[0] = Mesh(ground.vertices, ground.faces, ground.normals, ground.uvs, material, name="ground")
+        objects[0] = {"kind": "ground", "material": material.summary(), "motion": None, "tile_size": tile}
+    env, env_info = _environment(config, rng, envs)
+    angles = (float(rng.uniform(0.0, 360.0)), float(rng.uniform(-1, 1) * config.env_tilt_deg),
+              float(rng.uniform(-1, 1) * config.env_tilt_deg))
+    env = env.rotated(*angles)
+    for i, info in enumerate(objects):
+        info["id"] = i + 1
+    return SynthScene(config, int(seed), int(clip_index), meshes, objects, camera, env, angles, env_info,
+                      frame_seeds(seed, clip_index, t), params.to_dict())
+
+
+def _environment(config: SynthConfig, rng: np.random.Generator, envs: list[EnvMap] | None) -> tuple[EnvMap, dict]:
+    if config.sky:
+        sky = random_sky_params(rng)
+        image = procedural_sky(sky, config.env_height)
+        return EnvMap(image, torch.eye(3), "sky"), {"kind": "sky", "name": "sky", "sky": sky.to_dict()}
+    if not envs:
+        raise NeuralRenderError("no env maps to choose from (give env maps or use the procedural sky)")
+    env = envs[int(rng.integers(len(envs)))]
+    return EnvMap(env.image, torch.eye(3), env.name), {"kind": "file", "name": env.name}
+
+
+def rotation_matrix(scene: SynthScene) -> Tensor:
+    """(3, 3) float32 world-from-map rotation of the clip's env (= ``scene.env.rotation``)."""
+    return scene.env.rotation
