@@ -55,7 +55,7 @@ def ggx_ndf(n_dot_h: Tensor, alpha: Tensor | float) -> Tensor:
     """GGX / Trowbridge-Reitz normal distribution D(h) (1/sr), normalised so int D (n.h) dw = 1."""
     a2 = torch.as_tensor(alpha, dtype=n_dot_h.dtype, device=n_dot_h.device).clamp_min(MIN_ALPHA) ** 2
     c = n_dot_h.clamp(0.0, 1.0)
-    denom = c * c * (a2 - 1.0) + 1.0
+    denom = (1.0 - c) * (1.0 + c) + c * c * a2  # = c^2 (a2 - 1) + 1 without cancellation at c -> 1
     return torch.where(n_dot_h > 0, a2 / (math.pi * denom * denom), torch.zeros_like(denom))
 
 
