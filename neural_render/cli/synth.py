@@ -28,6 +28,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--min-objects", type=int, default=1)
     parser.add_argument("--max-objects", type=int, default=6)
     parser.add_argument("--fps", type=float, default=12.0)
+    parser.add_argument("--env-height", type=int, default=128,
+                        help="env maps taller than this are shrunk to HxH*2 (energy-preserving); sky resolution")
+    parser.add_argument("--env-tilt", type=float, default=0.0,
+                        help="max |pitch| and |roll| of the per-clip env rotation in degrees (yaw is uniform)")
+    parser.add_argument("--spawn-prob", type=float, default=0.2,
+                        help="probability that an object (other than the first) appears mid-clip")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -72,7 +78,8 @@ def run(args) -> int:
         raise NeuralRenderError(f"--spp must be >= 1, got {args.spp}")
     width, height = parse_size(args.size)
     config = SynthConfig(width=width, height=height, num_frames=args.frames, spp=args.spp, max_depth=args.max_depth,
-                         fps=args.fps, min_objects=args.min_objects, max_objects=args.max_objects, sky=args.sky)
+                         fps=args.fps, min_objects=args.min_objects, max_objects=args.max_objects, sky=args.sky,
+                         env_height=args.env_height, env_tilt_deg=args.env_tilt, spawn_prob=args.spawn_prob)
     config.validate()
     envmaps = [] if args.sky else resolve_envmaps(args.envmaps)
     job = SynthJob(out=args.out, config=config, seed=args.seed, envmap_paths=envmaps, mesh_paths=list(args.meshes),

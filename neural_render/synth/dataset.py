@@ -83,7 +83,7 @@ def load_inputs(job: SynthJob):
     from neural_render.io.hdr import load_envmap
     from neural_render.synth.shapes import load_mesh_file
 
-    envs = [] if job.config.sky else [load_envmap(p) for p in job.envmap_paths]
+    envs = [] if job.config.sky else [fit_envmap(load_envmap(p), job.config.env_height) for p in job.envmap_paths]
     names = [e.name for e in envs]
     if len(set(names)) != len(names):
         raise NeuralRenderError(f"env map names must be unique, got {names}")
@@ -91,6 +91,20 @@ def load_inputs(job: SynthJob):
         raise NeuralRenderError("no env maps given (use --envmaps or --sky)")
     meshes = {Path(p).name: load_mesh_file(p) for p in job.mesh_paths}
     return envs, meshes
+
+
+def fit_envmap(env, height: int):
+    """Env maps taller than ``height`` rows are shrunk to (height, 2 * height), energy-preserving (io/hdr.py);
+    the shrunk image is what Mitsuba renders with and what the dataset stores."""
+    import torch
+
+    from neural_render.io.hdr import downsample_equirect
+    from neural_render.types import EnvMap
+
+    if env.height <= height:
+        return env
+    image = downsample_equirect(env.image.permute(1, 2, 0).numpy(), height)
+    return EnvMap(torch.from_numpy(image).permute(2, 0, 1).contiguous(), env.rotation, env.name)
 
 
 def prepare_output(job: SynthJob, envs, num_clips: int) -> list[int]:

@@ -72,6 +72,8 @@ def _worker_clip(index: int) -> ClipStats:
 
 def run_synth(job: SynthJob, num_clips: int, workers: int = 1, progress: bool = True) -> SynthReport:
     """Render clips 0..num_clips-1 of ``job`` into ``job.out`` (skipping complete ones); see module doc."""
+    import torch
+
     from neural_render.errors import NeuralRenderError
     from neural_render.render.mitsuba_variant import select_mitsuba_variant
 
@@ -81,26 +83,23 @@ def run_synth(job: SynthJob, num_clips: int, workers: int = 1, progress: bool = 
     if workers < 1:
         raise NeuralRenderError(f"workers must be >= 1, got {workers}")
     job.config.validate()
-    envs, meshes = load_inputs(job)
-    todo = prepare_output(job, envs, num_clips)
-    variant = select_mitsuba_variant().variant()
-    frames = job.config.num_frames
+    # torch only handles small per-frame tensors here; its thread pool would fight Mitsuba's for the cores
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     bar = None
-    if progress and todo:
-        from tqdm import tqdm
-        bar = tqdm(total=len(todo) * frames, unit="frame", desc="synth", file=sys.stderr, dynamic_ncols=True)
     stats: list[ClipStats] = []
     try:
+        envs, meshes = load_inputs(job)
+        todo = prepare_output(job, envs, num_clips)
+        variant = select_mitsuba_variant().variant()
+        if progress and todo:
+            from tqdm import tqdm
+            bar = tqdm(total=len(todo) * job.config.num_frames, unit="frame", desc="synth", file=sys.stderr,
+                       dynamic_ncols=True)
         if workers == 1 or len(todo) <= 1:
-            import torch
-            previous = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
-                for index in todo:
-                    stats.append(render_one_clip(job, index, envs, meshes,
-                                                 on_frame=(lambda _t: bar.update(1)) if bar else None))
-            finally:
-                torch.set_num_threads(previous)
+            for index in todo:
+                stats.append(render_one_clip(job, index, envs, meshes,
+                                             on_frame=(lambda _t: bar.update(1)) if bar else None))
         else:
             import multiprocessing as mp
             ctx = mp.get_context("spawn")
@@ -112,6 +111,7 @@ def run_synth(job: SynthJob, num_clips: int, workers: int = 1, progress: bool = 
     finally:
         if bar:
             bar.close()
+        torch.set_num_threads(previous_threads)
     return SynthReport(clips_total=num_clips, clips_rendered=len(stats), clips_skipped=num_clips - len(todo),
                        frames_rendered=sum(s.frames for s in stats), total_seconds=time.perf_counter() - start,
                        render_seconds=sum(s.render_seconds for s in stats),

@@ -47,7 +47,7 @@ class SynthConfig:
     user_mesh_prob: float = 0.5
     env_tilt_deg: float = 0.0     # max |pitch|, |roll| of the env rotation (yaw is uniform in [0, 360))
     sky: bool = False             # procedural sky instead of env map files
-    env_height: int = 128         # rows of the procedural sky
+    env_height: int = 128         # rows of the procedural sky; taller env map files are shrunk to this
 
     def validate(self) -> "SynthConfig":
         if not (isinstance(self.num_frames, int) and self.num_frames >= 1):
@@ -58,6 +58,11 @@ class SynthConfig:
             raise NeuralRenderError(f"spp and max_depth must be >= 1, got {self.spp}, {self.max_depth}")
         if not 1 <= self.min_objects <= self.max_objects:
             raise NeuralRenderError(f"need 1 <= min_objects <= max_objects, got {self.min_objects}, {self.max_objects}")
+        for name in ("ground_prob", "motion_prob", "spawn_prob", "jitter_prob", "user_mesh_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise NeuralRenderError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+        if self.env_height < 2 or not 0.0 <= self.env_tilt_deg <= 90.0 or self.fps <= 0:
+            raise NeuralRenderError("env_height must be >= 2, env_tilt_deg in [0, 90] and fps > 0")
         return self
 
     def to_dict(self) -> dict:

@@ -134,3 +134,12 @@ def test_scalar_variant_cli_run(tmp_path, variant):
     assert proc.returncode == 0, proc.stderr
     assert variant in proc.stdout
     assert read_meta(tmp_path / "s" / "clip_000000").extra["synth"]["variant"] == variant
+
+
+def test_bench_synth_runs_and_reports(capsys):
+    code = main(["bench", "synth", "--clips", "1", "--frames", "2", "--size", "16x16", "--spp", "1", "--no-warmup",
+                 "--json"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["frames"] == 2 and result["raw_render_seconds"] > 0 and result["frames_per_second"] > 0
+    assert result["ratio_total_over_raw"] == pytest.approx(result["total_seconds"] / result["raw_render_seconds"])

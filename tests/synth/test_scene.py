@@ -114,3 +114,19 @@ def test_camera_trajectories():
     shaky = trajectory(TrajectoryParams(kind="static", jitter=0.05, jitter_seed=3), 6)
     offsets = (shaky[:, :3, 3] - shaky[:, :3, 3].mean(0)).norm(dim=1)
     assert float(offsets.max()) < 0.1 and float(offsets.max()) > 0
+
+
+def test_large_env_maps_are_shrunk_energy_preserving():
+    from neural_render.render.envmap import solid_angles
+    from neural_render.synth.dataset import fit_envmap
+
+    gen = torch.Generator().manual_seed(0)
+    big = EnvMap(torch.rand(3, 256, 512, generator=gen) * 5, torch.eye(3), "big")
+    small = fit_envmap(big, 64)
+    assert small.image.shape == (3, 64, 128) and small.name == "big"
+
+    def energy(env):
+        return float((env.image * solid_angles(env.height, env.width)).sum())
+
+    assert abs(energy(small) - energy(big)) < 1e-4 * energy(big)
+    assert fit_envmap(small, 64) is small
