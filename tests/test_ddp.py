@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -40,22 +41,23 @@ if __name__ == "__main__":
 '''
 
 
-def test_ddp_two_cpu_processes_keep_identical_weights(tmp_path):
+@pytest.mark.parametrize("backbone,task,steps", [("tiny_wan.yaml", "toy.yaml", 3), ("tiny_svd.yaml", "toy_x0.yaml", 2)])
+def test_ddp_two_cpu_processes_keep_identical_weights(tmp_path, backbone, task, steps):
     script = tmp_path / "ddp_fit.py"
     script.write_text(SCRIPT)
     args = [sys.executable, str(script), str(tmp_path)]
-    for kind in ("trainer/ddp_cpu.yaml", "data/toy.yaml", "backbone/tiny_wan.yaml", "task/toy.yaml"):
+    for kind in ("trainer/ddp_cpu.yaml", "data/toy.yaml", f"backbone/{backbone}", f"task/{task}"):
         args += ["--config", str(CONFIGS / kind)]
-    args += ["--trainer.default_root_dir", str(tmp_path / "logs"), "--trainer.max_steps", "3",
+    args += ["--trainer.default_root_dir", str(tmp_path / "logs"), "--trainer.max_steps", str(steps),
              "--trainer.limit_val_batches", "0", "--data.init_args.batch_size", "1"]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
     env.pop("MASTER_PORT", None)
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
-    assert [r["world_size"] for r in ranks] == [2, 2] and [r["step"] for r in ranks] == [3, 3]
+    assert [r["world_size"] for r in ranks] == [2, 2] and [r["step"] for r in ranks] == [steps, steps]
     # the ranks trained on different clips ...
-    assert len(ranks[0]["seen_inputs"]) == 3 and ranks[0]["seen_inputs"][0] != ranks[1]["seen_inputs"][0]
+    assert len(ranks[0]["seen_inputs"]) == steps and ranks[0]["seen_inputs"][0] != ranks[1]["seen_inputs"][0]
     # ... yet hold identical weights (and EMA) afterwards
     state0, state1 = ranks[0]["state"], ranks[1]["state"]
     assert state0.keys() == state1.keys()

@@ -11,6 +11,7 @@ from neural_render.cli import EXIT_BAD_INPUT, main
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 BACKBONES = sorted(p.name for p in (CONFIGS / "backbone").glob("tiny_*.yaml"))
+PRETRAINED = sorted(p.name for p in (CONFIGS / "backbone").glob("*.yaml") if not p.name.startswith("tiny_"))
 TASKS = sorted(p.name for p in (CONFIGS / "task").glob("*.yaml"))
 DATA = sorted(p.name for p in (CONFIGS / "data").glob("*.yaml"))
 
@@ -31,6 +32,7 @@ def configs(trainer="cpu_smoke.yaml", data="toy.yaml", backbone="tiny_wan.yaml",
 
 def test_shipped_configs_are_found():
     assert {"tiny_wan.yaml", "tiny_svd.yaml"} <= set(BACKBONES)
+    assert {"svd_xt.yaml", "wan21_t2v_1.3b.yaml"} <= set(PRETRAINED)
     assert {"toy.yaml", "toy_x0.yaml"} <= set(TASKS) and "toy.yaml" in DATA
     assert {"cpu_smoke.yaml", "ddp_cpu.yaml", "ddp_gpu.yaml", "fsdp.yaml"} <= {p.name for p in (CONFIGS / "trainer").glob("*.yaml")}
 
@@ -101,3 +103,18 @@ def test_bad_input_exits_2(tmp_path, capsys):
     code = main(["fit", *configs(), "--backbone.init_args.kind", "unet3000", "--trainer.default_root_dir", str(tmp_path)])
     assert code == EXIT_BAD_INPUT
     assert "unet3000" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("backbone", PRETRAINED)
+def test_pretrained_backbone_configs_parse_and_fail_clearly_without_weights(tmp_path, backbone, capsys):
+    """Real backbones load from a local folder only: no weights here, so the run must stop with exit 2 naming it."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *configs(backbone=backbone), "--print_config"])
+    assert exit_info.value.code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["backbone"]["init_args"]["pretrained_dir"] and printed["codec"]["init_args"]["pretrained_dir"]
+    missing = tmp_path / "no_weights_here"
+    code = main(["fit", *configs(backbone=backbone), "--trainer.fast_dev_run", "true",
+                 "--backbone.init_args.pretrained_dir", str(missing), "--codec.init_args.pretrained_dir", str(missing)])
+    assert code == EXIT_BAD_INPUT
+    assert "no_weights_here" in capsys.readouterr().err

@@ -276,10 +276,8 @@ class Denoiser:
             except RuntimeError as e:
                 raise NeuralRenderError(f"loss_mask shape {tuple(loss_mask.shape)} does not broadcast to "
                                         f"{tuple(err.shape)}") from e
-        total = weight.sum()
-        if float(total) == 0.0:
-            return (err * weight).sum()  # nothing to learn from (all frames clean / masked): zero with a graph
-        return (err * weight).sum() / total
+        # all frames clean / fully masked -> 0 (with a graph); no host sync on the weight sum
+        return (err * weight).sum() / weight.sum().clamp_min(torch.finfo(err.dtype).tiny)
 
     # ------------------------------------------------------------------ sampling
     def sampling_sigmas(self, num_steps: int) -> Tensor:

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from neural_render.errors import NeuralRenderError
 from neural_render.models.backbone import VideoBackbone
+from neural_render.models.codec import LatentCodec
 from neural_render.models.denoiser import Denoiser, drop_condition
 from neural_render.models.ema import ExponentialMovingAverage
 
@@ -51,6 +52,14 @@ def make_backbone(kind: str = "wan", config: dict | None = None, pretrained_dir:
 
         add_lora(backbone, rank=lora_rank, alpha=lora_alpha, target_modules=lora_targets)
     return backbone
+
+
+def make_vae_codec(pretrained_dir: str, subfolder: str | None = "vae", chunk_size: int | None = None) -> LatentCodec:
+    """YAML-friendly VAE codec factory (``class_path: neural_render.tasks.base.make_vae_codec``): a diffusers VAE
+    (SVD temporal-decoder, image AutoencoderKL or Wan) from a LOCAL folder, ``<dir>/<subfolder>`` or ``<dir>``."""
+    from neural_render.models.codec import DiffusersVAECodec
+
+    return DiffusersVAECodec.from_pretrained(pretrained_dir, subfolder=subfolder, chunk_size=chunk_size)
 
 
 class LinearWarmup:

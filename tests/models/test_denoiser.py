@@ -133,6 +133,15 @@ def test_clean_frames_never_noised_and_never_in_loss(kind):
     assert torch.equal(loss_a.detach(), loss_b.detach())
 
 
+def test_all_frames_clean_gives_zero_loss_with_a_graph():
+    x0, cond, ctx = _inputs()
+    net = StandInBackbone()
+    loss = Denoiser("flow").loss(net, x0, cond, ctx, clean_frames=torch.ones(2, 4, dtype=torch.bool))
+    assert float(loss) == 0.0
+    loss.backward()
+    assert all(p.grad is None or torch.all(p.grad == 0) for p in net.parameters())
+
+
 def test_loss_mask_restricts_the_loss():
     den = Denoiser("flow")
     x0, cond, ctx = _inputs()
