@@ -45,8 +45,8 @@ from neural_render.types.gbuffer import PASS_CHANNELS
 DEFAULT_BASECOLOR = 0.8
 DEFAULT_ROUGHNESS = 0.5
 DEFAULT_METALLIC = 0.0
-#: Max (pixels x samples) evaluated at once by the Monte-Carlo shader (memory bound, ~0.5 GB peak).
-MC_CHUNK_ELEMENTS = 1 << 20
+#: Max (pixels x samples) evaluated at once by the Monte-Carlo shader (~150 MB peak; larger is not faster on CPU).
+MC_CHUNK_ELEMENTS = 1 << 18
 
 
 @dataclass
