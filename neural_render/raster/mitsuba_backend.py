@@ -115,16 +115,24 @@ def _cast_scalar(mi, scene, origin: np.ndarray, dirs: np.ndarray) -> dict[str, n
     return {"valid": valid, "t": t, "uv": uv, "normal": normal, "geo_normal": geo_normal, "shape": shape}
 
 
-def trace_frame(mi, scene, meshes: list[Mesh], camera: Camera, batch: int, frame: int) -> dict[str, Tensor]:
+def camera_rays(camera: Camera, batch: int = 0) -> Tensor:
+    """(H * W, 3) float64 unit camera-space rays through the pixel centres of clip ``batch`` (row-major)."""
+    return camera.ray_directions()[batch, 0].to(torch.float64).permute(1, 2, 0).reshape(-1, 3).contiguous()
+
+
+def trace_frame(mi, scene, meshes: list[Mesh], camera: Camera, batch: int, frame: int,
+                rays_cam: Tensor | None = None) -> dict[str, Tensor]:
     """Ray-cast one frame of one clip through a loaded scene whose shapes were built by :func:`mitsuba_mesh`.
 
+    rays_cam: :func:`camera_rays` of the camera (computed when None; pass it to reuse it across frames).
     Returns per-pixel tensors (H, W, ...): ``mask`` (1) float, ``depth`` (1), ``normal`` (3) camera space,
     ``basecolor`` (3), ``roughness`` (1), ``metallic`` (1), ``object_id`` (1) int64, all 0 on background.
     """
     h, w = camera.height, camera.width
     c2w = camera.camera_to_world[batch, frame].to(torch.float64)
     rot, origin = c2w[:3, :3], c2w[:3, 3]
-    rays_cam = camera.ray_directions()[batch, 0].to(torch.float64).permute(1, 2, 0).reshape(-1, 3)  # (N, 3)
+    if rays_cam is None:
+        rays_cam = camera_rays(camera, batch)
     dirs_world = torch.nn.functional.normalize(rays_cam @ rot.T, dim=1)
     cast = _cast_scalar if mi.variant().startswith("scalar") else _cast_vectorised
     hits = cast(mi, scene, origin.numpy(), dirs_world.to(torch.float32).numpy())

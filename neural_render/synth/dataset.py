@@ -43,7 +43,8 @@ OBJECT_ID_FILE = "frames/object_id_{:06d}.exr"
 PREVIEW_NAME = "preview.png"
 SKY_NAME = "sky.exr"
 GENERATOR_VERSION = 1
-_TEMP = re.compile(r"^\.clip_\d{6}\.(tmp|old)-(\d+)-[0-9a-f]+$")
+#: hidden temporaries of atomic writes of a clip (also nested ones of write_clip): ".clip_N.tmp-PID-HEX..."
+_TEMP = re.compile(r"^\.+clip_\d{6}\.(?:tmp|old)-(\d+)-[0-9a-f]+")
 
 
 def clip_name(index: int) -> str:
@@ -165,7 +166,7 @@ def _remove_dead_temporaries(out: Path) -> None:
     """Delete hidden clip temp folders left by killed runs (their writer process no longer exists)."""
     for entry in out.iterdir():
         match = _TEMP.match(entry.name)
-        if match and int(match.group(2)) != os.getpid() and not _pid_alive(int(match.group(2))):
+        if match and int(match.group(1)) != os.getpid() and not _pid_alive(int(match.group(1))):
             shutil.rmtree(entry, ignore_errors=True)
 
 

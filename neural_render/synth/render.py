@@ -53,7 +53,7 @@ def render_clip(scene, on_frame=None, with_rgb: bool = True) -> RenderedClip:
     on_frame: optional callback ``on_frame(frame_index)`` after each frame (progress bars).
     with_rgb: False skips path tracing (G-buffers, ids and flow only; rgb is zeros).
     """
-    from neural_render.raster.mitsuba_backend import empty_frame, trace_frame
+    from neural_render.raster.mitsuba_backend import camera_rays, empty_frame, trace_frame
     from neural_render.render.mitsuba_variant import select_mitsuba_variant
     from neural_render.synth.flow import forward_flow
     from neural_render.synth.mitsuba_scene import FrameBuilder
@@ -64,6 +64,7 @@ def render_clip(scene, on_frame=None, with_rgb: bool = True) -> RenderedClip:
     t_count, h, w = cam.num_frames, cam.height, cam.width
     rgb = torch.zeros(1, t_count, 3, h, w)
     frames = []
+    rays = camera_rays(cam)
     raw = path_trace = 0.0
     for t in range(t_count):
         scene_dict = builder.scene_dict(t)
@@ -76,7 +77,7 @@ def render_clip(scene, on_frame=None, with_rgb: bool = True) -> RenderedClip:
             raw += seconds
             path_trace += seconds
         if any(m.is_visible(t) for m in scene.meshes):
-            frames.append(trace_frame(mi, loaded, scene.meshes, cam, 0, t))
+            frames.append(trace_frame(mi, loaded, scene.meshes, cam, 0, t, rays))
         else:
             frames.append(empty_frame(h, w))
         if on_frame is not None:

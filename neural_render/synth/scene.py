@@ -102,20 +102,27 @@ def frame_seeds(seed: int, clip_index: int, num_frames: int) -> list[int]:
     return [int(s) for s in state]
 
 
-def _procedural(kind: str, rng: np.random.Generator) -> shapes.Geometry:
+def tessellation(config: SynthConfig) -> int:
+    """Segments around curved shapes: about one per 2 pixels of the image's long side, in [32, 128] (objects cover
+    well under the full frame, so facets stay at most a few pixels wide while the BVH stays small)."""
+    return int(np.clip(max(config.width, config.height) // 16 * 8, 32, 128))
+
+
+def _procedural(kind: str, rng: np.random.Generator, segments: int = 64) -> shapes.Geometry:
+    n = segments
     if kind == "sphere":
-        return shapes.uv_sphere(0.5)
+        return shapes.uv_sphere(0.5, n, n // 2)
     if kind == "box":
         return shapes.box(tuple(rng.uniform(0.4, 1.0, 3)))
     if kind == "cylinder":
-        return shapes.cylinder(0.5 * rng.uniform(0.4, 1.0), rng.uniform(0.4, 1.0))
+        return shapes.cylinder(0.5 * rng.uniform(0.4, 1.0), rng.uniform(0.4, 1.0), n)
     if kind == "torus":
-        return shapes.torus(0.35, 0.35 * rng.uniform(0.2, 0.5))
+        return shapes.torus(0.35, 0.35 * rng.uniform(0.2, 0.5), n, n // 2)
     if kind == "superquadric":
         return shapes.superquadric(tuple(rng.uniform(0.3, 0.5, 3)), float(rng.uniform(0.25, 1.6)),
-                                   float(rng.uniform(0.25, 1.6)))
+                                   float(rng.uniform(0.25, 1.6)), n, (3 * n) // 4)
     if kind == "displaced":
-        return shapes.displaced_sphere(rng, 0.4, float(rng.uniform(0.03, 0.1)))
+        return shapes.displaced_sphere(rng, 0.4, float(rng.uniform(0.03, 0.1)), nu=(3 * n) // 2, nv=(3 * n) // 4)
     raise ValueError(kind)
 
 
@@ -151,7 +158,7 @@ def generate_scene(config: SynthConfig, seed: int, clip_index: int, envs: list[E
             geometry, kind = user[label], f"file:{label}"
         else:
             kind = str(rng.choice(PROCEDURAL_KINDS))
-            geometry = _procedural(kind, rng)
+            geometry = _procedural(kind, rng, tessellation(config))
         lo, hi = geometry.bounds()
         size = float(rng.uniform(0.35, 0.8))
         scale = size / float((hi - lo).max())

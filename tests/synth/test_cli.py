@@ -143,3 +143,18 @@ def test_bench_synth_runs_and_reports(capsys):
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["frames"] == 2 and result["raw_render_seconds"] > 0 and result["frames_per_second"] > 0
     assert result["ratio_total_over_raw"] == pytest.approx(result["total_seconds"] / result["raw_render_seconds"])
+
+
+def test_temporaries_of_dead_runs_are_removed(tmp_path):
+    from neural_render.synth.dataset import SynthJob, prepare_output
+    from neural_render.synth.scene import SynthConfig
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)
+    names = [f".clip_000001.tmp-{pid}-0a1b2c3d", f"..clip_000001.tmp-{pid}-0a1b2c3d.tmp-{pid}-99aa",
+             f".clip_000002.old-{pid}-beef", f".clip_000003.tmp-{os.getpid()}-abcd", ".unrelated"]
+    for name in names:
+        (tmp_path / name).mkdir()
+    prepare_output(SynthJob(str(tmp_path), SynthConfig(num_frames=1, sky=True), 0), [], 1)
+    left = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("."))
+    assert left == sorted([f".clip_000003.tmp-{os.getpid()}-abcd", ".unrelated"])
