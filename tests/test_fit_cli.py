@@ -115,6 +115,6 @@ def test_pretrained_backbone_configs_parse_and_fail_clearly_without_weights(tmp_
     assert printed["backbone"]["init_args"]["pretrained_dir"] and printed["codec"]["init_args"]["pretrained_dir"]
     missing = tmp_path / "no_weights_here"
     code = main(["fit", *configs(backbone=backbone), "--trainer.fast_dev_run", "true",
-                 "--backbone.init_args.pretrained_dir", str(missing), "--codec.init_args.pretrained_dir", str(missing)])
+                 "--trainer.default_root_dir", str(tmp_path), "--backbone.init_args.pretrained_dir", str(missing), "--codec.init_args.pretrained_dir", str(missing)])
     assert code == EXIT_BAD_INPUT
     assert "no_weights_here" in capsys.readouterr().err

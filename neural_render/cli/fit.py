@@ -11,7 +11,9 @@ settings after the backbone config). Top-level groups:
     trainer        Lightning Trainer arguments (strategy ddp/fsdp, devices, num_nodes, precision, gradient_clip_val)
     ckpt_path      resume from this checkpoint;  export_dir   write a pipeline folder (EMA weights) after training
 The full merged config is saved as ``config.yaml`` in the run's log dir (next to ``checkpoints/``) and inside every
-checkpoint (``run_config``). ``--print_config`` prints it without training. Multi-process strategies re-launch
+checkpoint (``run_config``). ``--print_config`` prints it without training. To export a finished checkpoint:
+``neural-render fit --config <log dir>/config.yaml --ckpt_path <ckpt> --export_dir <dir>`` (max_steps is already
+reached, so it restores the weights and EMA, trains no further and exports). Multi-process strategies re-launch
 this command in each process, so it must be started from a script or console entry (it is).
 """
 
