@@ -1,11 +1,13 @@
 """Render a generated clip: Mitsuba path-traced RGB, exact G-buffers, object ids and forward optical flow.
 
-For every frame one scene dict is built (synth/mitsuba_scene.py) and loaded once; the same loaded scene is
+For every frame one scene dict is built (synth/mitsuba_scene.py) and loaded once (or, when no shape changed since
+the previous frame, the previous scene gets the new sensor pose: same pixels, no BVH rebuild); the loaded scene is
 path-traced (``mi.render(scene, spp=config.spp, seed=frame_seed)``; the RGB stored is exactly that image, no
 post-processing) and ray-cast at pixel centres for the G-buffer (raster/mitsuba_backend.py).
 
 Timings: ``render_seconds`` is the raw Mitsuba render time of the frames = ``mi.load_dict`` of the frame's scene
-dict + ``mi.render`` + reading its pixels (what a bare Mitsuba script rendering these frames must do);
+dict (or the sensor update) + ``mi.render`` + reading its pixels (what a bare Mitsuba script rendering these frames
+must do);
 ``path_trace_seconds`` is the ``mi.render`` part alone.
 """
 
@@ -67,10 +69,8 @@ def render_clip(scene, on_frame=None, with_rgb: bool = True) -> RenderedClip:
     rays = camera_rays(cam)
     raw = path_trace = 0.0
     for t in range(t_count):
-        scene_dict = builder.scene_dict(t)
-        start = time.perf_counter()
-        loaded = mi.load_dict(scene_dict)
-        raw += time.perf_counter() - start
+        loaded, seconds = builder.load(t)  # mi.load_dict of the frame's scene dict (or a sensor update)
+        raw += seconds
         if with_rgb:
             image, seconds = render_frame_rgb(mi, loaded, scene.config.spp, scene.frame_seeds[t])
             rgb[0, t] = torch.from_numpy(image).permute(2, 0, 1)
