@@ -30,9 +30,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--size", type=int, default=32, help="latent height = width (default 32)")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--cond-channels", type=int, default=4, help="condition channels concatenated (default 4)")
-    parser.add_argument("--steps", type=int, default=10, help="timed steps per side (median reported)")
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per side (median reported)")
+    parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--config", default=None, help="JSON dict of model config overrides (default: tiny config)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--no-rss", action="store_true", help="skip the subprocess RSS measurement")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
 
@@ -182,9 +183,19 @@ def _rss_in_subprocess(spec: dict) -> int | None:
         return None
 
 
-def measure(kind="svd", frames=4, size=32, batch=1, cond=4, steps=10, warmup=2, config=None, rss=True) -> dict:
-    """All numbers of the benchmark as a dict (seconds, bytes, ratios)."""
+def measure(kind="svd", frames=4, size=32, batch=1, cond=4, steps=20, warmup=3, config=None, rss=True, threads=None) -> dict:
+    """All numbers of the benchmark as a dict (seconds, bytes, ratios). Load averages are recorded because
+    other processes on the machine make step times noisy (the interleaving keeps the ratios fair)."""
+    import os
+
     import torch
+
+    import warnings
+
+    warnings.filterwarnings("ignore", message="Mismatch dtype between input and weight")  # bf16 rms_norm on CPU
+    if threads:
+        torch.set_num_threads(int(threads))
+    load_before = os.getloadavg()[0]
 
     from neural_render.errors import NeuralRenderError
 
@@ -217,6 +228,8 @@ def measure(kind="svd", frames=4, size=32, batch=1, cond=4, steps=10, warmup=2, 
         "cond_channels": cond,
         "parameters": sum(p.numel() for p in backbone.parameters()),
         "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "load_average_1min": [load_before, os.getloadavg()[0]],
         "steps": steps,
         "step_s_adapter": t_adapter,
         "step_s_bare": t_bare,
@@ -238,6 +251,7 @@ def _mib(n) -> str:
 def format_table(r: dict) -> str:
     rows = [
         ("backbone", f"{r['backbone']} latents {tuple(r['shape'])} + {r['cond_channels']} cond ch, {r['parameters']:,} params, {r['torch_threads']} threads"),
+        ("machine load (1-min avg, start/end)", f"{r['load_average_1min'][0]:.2f} / {r['load_average_1min'][1]:.2f} on {r['cpu_count']} CPUs"),
         ("adapter step / bare diffusers step", f"{r['overhead_ratio']:.3f}  ({r['step_s_adapter'] * 1e3:.1f} ms / {r['step_s_bare'] * 1e3:.1f} ms; goal <= 1.05)"),
         ("fp32 step / bf16-autocast step", f"{r['bf16_speed_ratio']:.3f}  ({r['step_s_fp32'] * 1e3:.1f} ms / {r['step_s_bf16'] * 1e3:.1f} ms; goal >= 1.5)"),
         ("saved activations, no checkpointing", _mib(r["saved_activation_bytes"])),
@@ -262,6 +276,9 @@ def run(args) -> int:
             raise NeuralRenderError(f"--config is not JSON: {err}") from None
         if not isinstance(config, dict):
             raise NeuralRenderError("--config must be a JSON object")
-    result = measure(args.backbone, args.frames, args.size, args.batch, args.cond_channels, args.steps, args.warmup, config, rss=not args.no_rss)
+    result = measure(
+        args.backbone, args.frames, args.size, args.batch, args.cond_channels, args.steps, args.warmup, config,
+        rss=not args.no_rss, threads=args.threads,
+    )
     print(json.dumps(result) if args.json else format_table(result))
     return 0

@@ -125,6 +125,20 @@ def test_bad_folders_raise_naming_folder(kind, tmp_path):
     (folder / "config.json").write_text(json.dumps(cfg))
     expect(root, "(?i)size|shape|mismatch")
 
+    cfg = json.loads(good_config)
+    cfg["transformer_layers_per_block" if kind == "svd" else "num_layers"] = 2 if kind == "svd" else 3  # config asks for weights the checkpoint lacks
+    (folder / "config.json").write_text(json.dumps(cfg))
+    expect(root, "weights missing")
+
+    cfg = json.loads(good_config)
+    if kind == "wan":
+        cfg["num_layers"] = 1  # checkpoint holds weights the config has no place for
+    else:
+        cfg["down_block_types"] = ["DownBlockSpatioTemporal", "DownBlockSpatioTemporal"]
+        cfg["up_block_types"] = ["UpBlockSpatioTemporal", "UpBlockSpatioTemporal"]
+    (folder / "config.json").write_text(json.dumps(cfg))
+    expect(root, "unexpected")
+
     (folder / "config.json").write_text(good_config)
     weights.unlink()
     expect(root, "no weights file")

@@ -110,3 +110,21 @@ def test_lora_freeze_base_false_keeps_base_trainable():
     add_lora(bb, rank=2, freeze_base=False)
     assert bb.model.patch_embedding.weight.requires_grad
     assert any(p.requires_grad for n, p in bb.named_parameters() if "lora_" in n)
+
+
+@torch.no_grad()
+def test_backbone_save_with_lora_writes_plain_base_weights(tmp_path):
+    bb = build_backbone("svd", tiny=True, seed=0)
+    inp = _inputs(bb)
+    base = bb(**inp)
+    add_lora(bb, rank=2)
+    for name, p in bb.named_parameters():
+        if "lora_B" in name:
+            p.normal_(0, 0.5, generator=torch.Generator().manual_seed(1))
+    assert not torch.allclose(bb(**inp), base)
+    bb.save_pretrained(tmp_path / "bb")  # base weights only, plain diffusers keys; LoRA goes through save_lora
+    from safetensors.torch import load_file
+
+    keys = load_file(tmp_path / "bb" / "unet" / "diffusion_pytorch_model.safetensors").keys()
+    assert not any("lora" in k or "base_layer" in k for k in keys)
+    assert torch.equal(type(bb).from_pretrained(tmp_path / "bb")(**inp), base)

@@ -126,12 +126,48 @@ def load_diffusers_model(kind: str, directory: str | os.PathLike, subfolder: str
     if not any((folder / name).is_file() for name in _WEIGHT_FILES):
         raise NeuralRenderError(f"no weights file (expected one of {list(_WEIGHT_FILES)})", folder)
     try:
-        return cls.from_pretrained(os.fspath(root), subfolder=sub, local_files_only=True)
+        model = cls.from_pretrained(os.fspath(root), subfolder=sub, local_files_only=True)
     except Exception as err:  # diffusers raises ValueError/OSError/RuntimeError/safetensors errors
         message = " ".join(str(err).split())
         if len(message) > 600:
             message = message[:600] + " ..."
         raise NeuralRenderError(f"cannot load {cls.__name__}: {type(err).__name__}: {message}", folder) from None
+    _check_all_weights_loaded(model, folder)
+    return model
+
+
+def _checkpoint_keys(folder: Path) -> set[str] | None:
+    """Tensor names in the folder's safetensors checkpoint (single file or sharded index); None for .bin."""
+    single = folder / "diffusion_pytorch_model.safetensors"
+    if single.is_file():
+        from safetensors import safe_open
+
+        with safe_open(os.fspath(single), framework="pt") as f:
+            return set(f.keys())
+    index = folder / "diffusion_pytorch_model.safetensors.index.json"
+    if index.is_file():
+        return set(_read_json(index).get("weight_map", {}))
+    return None
+
+
+def _check_all_weights_loaded(model, folder: Path) -> None:
+    """diffusers only WARNS when the config asks for weights the checkpoint lacks (and random-inits them) or
+    the checkpoint holds weights the config has no place for; both mean config and weights do not match."""
+    import re
+
+    stored = _checkpoint_keys(folder)
+    if stored is None:
+        return
+    wanted = set(model.state_dict())
+    ignore = [re.compile(p) for p in (getattr(model, "_keys_to_ignore_on_load_unexpected", None) or [])]
+    missing = sorted(wanted - stored)
+    unexpected = sorted(k for k in stored - wanted if not any(p.search(k) for p in ignore))
+    if missing or unexpected:
+        raise NeuralRenderError(
+            f"weights do not match config.json of {type(model).__name__}: {len(missing)} weights missing from the "
+            f"checkpoint (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})",
+            folder,
+        )
 
 
 def build_backbone(
