@@ -215,7 +215,8 @@ def load_mesh_file(path: str | os.PathLike) -> Geometry:
 
     Anything that is not a triangle mesh with faces (missing file, garbage, a point cloud, an empty scene)
     raises :class:`NeuralRenderError` naming the file. Vertex uvs are kept when the file has them, otherwise a
-    spherical projection is used; normals are trimesh's smooth vertex normals.
+    spherical projection is used; normals are trimesh's vertex normals, with vertices split at sharp edges
+    (``smooth_shaded``) when the file has no uvs to preserve.
     """
     p = Path(path)
     if p.suffix.lower() not in MESH_SUFFIXES:
@@ -230,6 +231,9 @@ def load_mesh_file(path: str | os.PathLike) -> Geometry:
         raise NeuralRenderError(f"not a readable mesh: {err}", path) from err
     if not isinstance(loaded, trimesh.Trimesh) or len(loaded.faces) == 0 or len(loaded.vertices) < 3:
         raise NeuralRenderError("file holds no triangle mesh (no faces)", path)
+    uv = getattr(loaded.visual, "uv", None)
+    if uv is None or len(uv) != len(loaded.vertices):
+        loaded = loaded.smooth_shaded  # split vertices at sharp edges so creases keep flat normals
     verts = np.asarray(loaded.vertices, dtype=np.float64)
     if not np.isfinite(verts).all():
         raise NeuralRenderError("mesh has NaN or inf vertices", path)

@@ -77,6 +77,13 @@ def test_user_meshes_load_and_bad_files_are_refused(tmp_path):
     good = tmp_path / "part.obj"
     trimesh.creation.icosphere(subdivisions=2, radius=3.0).export(good)
     geometry = shapes.load_mesh_file(good)
+    for suffix in (".glb", ".ply"):
+        other = tmp_path / f"part{suffix}"
+        trimesh.creation.box((1.0, 2.0, 4.0)).export(other)
+        loaded = shapes.load_mesh_file(other)
+        assert loaded.faces.shape == (12, 3) and loaded.vertices.shape[0] == 24  # creases split: flat faces
+        assert np.abs(np.abs(loaded.normals).max(1) - 1).max() < 1e-6
+        assert np.allclose(loaded.vertices.max(0) - loaded.vertices.min(0), [0.25, 0.5, 1.0], atol=1e-6)
     assert math.isclose(float((geometry.vertices.max(0) - geometry.vertices.min(0)).max()), 1.0, rel_tol=1e-5)
     scene = generate_scene(SynthConfig(num_frames=2, user_mesh_prob=1.0, min_objects=2, max_objects=2), 3, 0,
                            [tiny_env()], {"part.obj": geometry})
