@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Make the synthetic datasets used to train and evaluate the tiny inverse model (and, later, the forward model).
+#
+#   scripts/make_synth_datasets.sh [ROOT]          ROOT defaults to data_cache/ (gitignored)
+#
+# Writes (each a `neural-render synth` dataset folder; re-running skips finished clips, so it is resumable):
+#   ROOT/synth_train_64   train env maps only (--envmaps train), seed 1000, 512 clips x 8 frames, 64x64, 16 spp
+#   ROOT/synth_test_64    held-out: test env maps (--envmaps test), seed 2000 (unseen shape seeds), 24 clips x 8 frames
+#   ROOT/synth_long_64    held-out window test: test env maps, seed 3000, 2 clips x 64 frames
+# Every clip stores RGB + G-buffers (frames/NNNNNN.exr), GT forward flow (frames/flow_NNNNNN.exr) and object ids.
+# Sizes can be overridden with env vars: TRAIN_CLIPS, TEST_CLIPS, LONG_CLIPS, SIZE, SPP, WORKERS.
+# Time on a 2-core CPU: about 3.5 frames/s per worker at 64x64 / 16 spp, i.e. ~20 min for the train set.
+set -euo pipefail
+
+ROOT="${1:-data_cache}"
+SIZE="${SIZE:-64x64}"
+SPP="${SPP:-16}"
+WORKERS="${WORKERS:-2}"
+TRAIN_CLIPS="${TRAIN_CLIPS:-512}"
+TEST_CLIPS="${TEST_CLIPS:-24}"
+LONG_CLIPS="${LONG_CLIPS:-2}"
+TAG="${SIZE%%x*}"
+
+mkdir -p "$ROOT"
+common=(--size "$SIZE" --spp "$SPP" --workers "$WORKERS" --no-progress)
+neural-render synth --out "$ROOT/synth_test_${TAG}" --envmaps test --seed 2000 --clips "$TEST_CLIPS" --frames 8 "${common[@]}"
+neural-render synth --out "$ROOT/synth_long_${TAG}" --envmaps test --seed 3000 --clips "$LONG_CLIPS" --frames 64 "${common[@]}"
+neural-render synth --out "$ROOT/synth_train_${TAG}" --envmaps train --seed 1000 --clips "$TRAIN_CLIPS" --frames 8 "${common[@]}"
