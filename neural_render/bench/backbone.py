@@ -61,7 +61,11 @@ def _bare_model(backbone, kind: str, config: dict | None, cond: int, seed: int =
     """The unmodified diffusers class with in_channels = latent + cond, carrying the adapter's weights."""
     import torch
 
-    from neural_render.models.backbone.loading import _model_class, tiny_svd_config, tiny_wan_config
+    from neural_render.models.backbone.loading import (
+        _model_class,
+        tiny_svd_config,
+        tiny_wan_config,
+    )
 
     cfg = dict(tiny_svd_config() if kind == "svd" else tiny_wan_config())
     cfg.update(config or {})
@@ -177,7 +181,7 @@ def _rss_in_subprocess(spec: dict) -> int | None:
         "print(json.dumps(memory_probe(json.loads(sys.argv[1]))))"
     )
     try:
-        done = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], capture_output=True, text=True, timeout=900)
+        done = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], capture_output=True, text=True, timeout=900, check=False)
         return int(json.loads(done.stdout.strip().splitlines()[-1])["peak_rss_increase"])
     except (subprocess.SubprocessError, ValueError, IndexError, KeyError, OSError):
         return None
@@ -187,10 +191,9 @@ def measure(kind="svd", frames=4, size=32, batch=1, cond=4, steps=20, warmup=3, 
     """All numbers of the benchmark as a dict (seconds, bytes, ratios). Load averages are recorded because
     other processes on the machine make step times noisy (the interleaving keeps the ratios fair)."""
     import os
+    import warnings
 
     import torch
-
-    import warnings
 
     warnings.filterwarnings("ignore", message="Mismatch dtype between input and weight")  # bf16 rms_norm on CPU
     if threads:

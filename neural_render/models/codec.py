@@ -205,7 +205,7 @@ class DiffusersVAECodec(LatentCodec):
             self.vae.save_pretrained(tmp, safe_serialization=True)
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, subfolder: str | None = "vae", chunk_size: int | None = None) -> "DiffusersVAECodec":
+    def from_pretrained(cls, directory: str | os.PathLike, subfolder: str | None = "vae", chunk_size: int | None = None) -> DiffusersVAECodec:
         """Load a VAE from a local diffusers folder (``<dir>/vae`` or ``<dir>`` itself); errors name the folder."""
         import diffusers
 
@@ -222,7 +222,7 @@ class DiffusersVAECodec(LatentCodec):
             raise NeuralRenderError(f"config.json class {class_name!r} is not a supported VAE {sorted(_VAE_KINDS)}", folder)
         try:
             vae = getattr(diffusers, class_name).from_pretrained(os.fspath(root), subfolder=sub, local_files_only=True)
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 - boundary: any library error becomes NeuralRenderError
             raise NeuralRenderError(f"cannot load {class_name}: {type(err).__name__}: {' '.join(str(err).split())[:600]}", folder) from None
         return cls(vae, chunk_size=chunk_size)
 
@@ -260,7 +260,7 @@ class LatentCache:
                 if signature is not None and meta.get("codec") != signature:
                     return None
                 return f.get_tensor("latent")
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 - boundary: any library error becomes NeuralRenderError
             raise NeuralRenderError(f"corrupt latent cache file: {type(err).__name__}: {err}", path) from None
 
     def put(self, clip_id: str, key: str, latent: torch.Tensor, signature: str = "") -> Path:

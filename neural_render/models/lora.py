@@ -60,7 +60,7 @@ def add_lora(
     (suffix match) or regex; default :data:`DEFAULT_TARGETS` for the backbone kind. freeze_base: peft leaves
     only LoRA weights trainable; False restores the previous requires_grad of the other parameters.
     """
-    from peft import LoraConfig, inject_adapter_in_model
+    from peft import LoraConfig
 
     if int(rank) <= 0:
         raise NeuralRenderError(f"LoRA rank must be > 0, got {rank}")
@@ -134,9 +134,9 @@ def load_lora(backbone, directory: str | os.PathLike, adapter_name: str = "defau
     try:
         config = LoraConfig.from_pretrained(os.fspath(root))
         state = load_file(os.fspath(root / WEIGHTS_FILE))
-    except Exception as err:  # json / safetensors / peft errors at the file boundary
+    except Exception as err:  # noqa: BLE001 - json / safetensors / peft errors at the file boundary
         raise NeuralRenderError(f"cannot read LoRA: {type(err).__name__}: {err}", root) from None
-    state = {k[len(_PREFIX):] if k.startswith(_PREFIX) else k: v for k, v in state.items()}
+    state = {k.removeprefix(_PREFIX): v for k, v in state.items()}
     if adapter_name not in lora_adapter_names(backbone):
         _inject(backbone, config, adapter_name, freeze_base)
     model = _model(backbone)

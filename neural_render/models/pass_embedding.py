@@ -68,14 +68,14 @@ class PassEmbedding(ModelMixin, ConfigMixin):
         """Names -> (B, num_tokens, dim) context tokens."""
         return self(self.ids(names))
 
-    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:  # noqa: D102
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
         from neural_render.io.atomic import atomic_dir
 
         with atomic_dir(save_directory) as tmp:
             super().save_pretrained(tmp, safe_serialization=True, **kwargs)
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> "PassEmbedding":
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> PassEmbedding:
         """Load from a LOCAL folder only; a bad folder raises NeuralRenderError naming it."""
         path = os.fspath(pretrained_model_name_or_path)
         if not os.path.isdir(path) or not os.path.isfile(os.path.join(path, "config.json")):
@@ -83,5 +83,5 @@ class PassEmbedding(ModelMixin, ConfigMixin):
         kwargs.setdefault("local_files_only", True)
         try:
             return super().from_pretrained(path, **kwargs)
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 - boundary: any library error becomes NeuralRenderError
             raise NeuralRenderError(f"cannot load PassEmbedding: {type(err).__name__}: {err}", path) from None

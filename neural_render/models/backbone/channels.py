@@ -28,7 +28,7 @@ class _SplitInputConv:
 
     base_in_channels: int
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D401 - nn.Module API
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (N, C0 + extra, ...) -> (N, out, ...), same shape rules as the wrapped conv."""
         b = self.base_in_channels
         if x.shape[1] != self.in_channels:

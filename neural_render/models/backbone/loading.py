@@ -127,7 +127,7 @@ def load_diffusers_model(kind: str, directory: str | os.PathLike, subfolder: str
         raise NeuralRenderError(f"no weights file (expected one of {list(_WEIGHT_FILES)})", folder)
     try:
         model = cls.from_pretrained(os.fspath(root), subfolder=sub, local_files_only=True)
-    except Exception as err:  # diffusers raises ValueError/OSError/RuntimeError/safetensors errors
+    except Exception as err:  # noqa: BLE001 - diffusers raises ValueError/OSError/RuntimeError/safetensors errors
         message = " ".join(str(err).split())
         if len(message) > 600:
             message = message[:600] + " ..."

@@ -195,7 +195,7 @@ class SVDBackbone(VideoBackbone):
         return emb + aug_emb.repeat_interleave(t, dim=0)
 
     def _forward(self, noisy, timestep, cond, context, added):
-        b, t = noisy.shape[:2]
+        b = noisy.shape[0]
         sample = noisy if cond is None else torch.cat([noisy, cond.to(noisy.dtype)], dim=2)
         if context is None:
             context = noisy.new_zeros(b, 1, self.context_dim)
@@ -219,7 +219,7 @@ class SVDBackbone(VideoBackbone):
         save_backbone(self, directory)
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, **overrides) -> "SVDBackbone":
+    def from_pretrained(cls, directory: str | os.PathLike, **overrides) -> SVDBackbone:
         from neural_render.models.backbone.loading import load_backbone
 
         backbone = load_backbone(directory, **overrides)

@@ -131,7 +131,7 @@ class WanBackbone(VideoBackbone):
         return timestep.repeat_interleave((height // p_h) * (width // p_w), dim=1)
 
     def _forward(self, noisy, timestep, cond, context, added):
-        b, t, _, h, w = noisy.shape
+        b, _, _, h, w = noisy.shape
         sample = noisy if cond is None else torch.cat([noisy, cond.to(noisy.dtype)], dim=2)
         sample = sample.permute(0, 2, 1, 3, 4)
         if context is None:
@@ -157,7 +157,7 @@ class WanBackbone(VideoBackbone):
         save_backbone(self, directory)
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, **overrides) -> "WanBackbone":
+    def from_pretrained(cls, directory: str | os.PathLike, **overrides) -> WanBackbone:
         from neural_render.models.backbone.loading import load_backbone
 
         backbone = load_backbone(directory, **overrides)
