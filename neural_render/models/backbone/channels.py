@@ -128,3 +128,30 @@ def as_expanded(module: nn.Conv2d | nn.Conv3d, base_in_channels: int) -> nn.Conv
         if module.bias is not None:
             new.bias.copy_(module.bias)
     return new
+
+
+def attach_condition_channels(model: nn.Module, attr: str, latent_channels: int, cond_channels: int | None,
+                              base_in_channels: int | None) -> tuple[int, int]:
+    """Give a diffusers model's input projection ``model.<attr>`` room for ``cond_channels`` condition channels.
+
+    The model natively takes ``in_channels - latent_channels`` condition channels; ``cond_channels`` (None =
+    native) may only add to those: the extra ones are zero-initialised (:func:`expand_input_channels`) and the
+    model's config is updated. ``base_in_channels`` re-wraps a loaded, already expanded projection
+    (:func:`as_expanded`). Returns ``(cond_channels, base_in_channels)``.
+    """
+    cfg = model.config
+    name = type(model).__name__
+    if base_in_channels is not None:
+        setattr(model, attr, as_expanded(getattr(model, attr), base_in_channels))
+    native = int(cfg.in_channels) - int(latent_channels)
+    if native < 0:
+        raise NeuralRenderError(f"{name} in_channels {cfg.in_channels} < out_channels {latent_channels}")
+    cond = native if cond_channels is None else int(cond_channels)
+    if cond < native:
+        raise NeuralRenderError(f"this {name} takes {native} condition channels natively (in_channels - out_channels); "
+                                f"cond_channels={cond} must be >= {native}")
+    if cond > native:
+        setattr(model, attr, expand_input_channels(getattr(model, attr), cond - native))
+        model.register_to_config(in_channels=int(cfg.in_channels) + cond - native)
+    proj = getattr(model, attr)
+    return cond, int(getattr(proj, "base_in_channels", proj.in_channels))

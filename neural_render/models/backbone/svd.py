@@ -35,7 +35,7 @@ from neural_render.models.backbone.base import (
     dtype_name,
     parse_autocast_dtype,
 )
-from neural_render.models.backbone.channels import as_expanded, expand_input_channels
+from neural_render.models.backbone.channels import attach_condition_channels
 
 #: values fed to the UNet as added_time_ids by default (SVD pipeline: fps=7 -> 6, motion bucket 127, noise aug 0.02)
 SVD_DEFAULT_ADDED_TIME_IDS = (6.0, 127.0, 0.02)
@@ -106,23 +106,8 @@ class SVDBackbone(VideoBackbone):
 
         cfg = unet.config
         self.latent_channels = int(cfg.out_channels)
-        if base_in_channels is not None:
-            unet.conv_in = as_expanded(unet.conv_in, base_in_channels)
-        native_cond = int(cfg.in_channels) - self.latent_channels
-        if native_cond < 0:
-            raise NeuralRenderError(f"UNet in_channels {cfg.in_channels} < out_channels {cfg.out_channels}")
-        cond_channels = native_cond if cond_channels is None else int(cond_channels)
-        if cond_channels < native_cond:
-            raise NeuralRenderError(
-                f"this UNet takes {native_cond} condition channels natively (in_channels - out_channels); "
-                f"cond_channels={cond_channels} must be >= {native_cond}"
-            )
-        extra = cond_channels - native_cond
-        if extra:
-            unet.conv_in = expand_input_channels(unet.conv_in, extra)
-            unet.register_to_config(in_channels=int(cfg.in_channels) + extra)
-        self.cond_channels = cond_channels
-        self.base_in_channels = int(getattr(unet.conv_in, "base_in_channels", unet.conv_in.in_channels))
+        self.cond_channels, self.base_in_channels = attach_condition_channels(
+            unet, "conv_in", self.latent_channels, cond_channels, base_in_channels)
         self.unet = unet
         # SDPA attention explicitly (diffusers' default on torch 2, made certain here).
         unet.set_attn_processor(AttnProcessor2_0())

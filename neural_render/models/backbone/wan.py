@@ -29,7 +29,7 @@ from neural_render.models.backbone.base import (
     dtype_name,
     parse_autocast_dtype,
 )
-from neural_render.models.backbone.channels import as_expanded, expand_input_channels
+from neural_render.models.backbone.channels import attach_condition_channels
 
 
 def _tokens_to_channels_first(x: torch.Tensor) -> torch.Tensor:
@@ -60,24 +60,8 @@ class WanBackbone(VideoBackbone):
         super().__init__()
         cfg = transformer.config
         self.latent_channels = int(cfg.out_channels or cfg.in_channels)
-        if base_in_channels is not None:
-            transformer.patch_embedding = as_expanded(transformer.patch_embedding, base_in_channels)
-        native_cond = int(cfg.in_channels) - self.latent_channels
-        if native_cond < 0:
-            raise NeuralRenderError(f"transformer in_channels {cfg.in_channels} < out_channels {self.latent_channels}")
-        cond_channels = native_cond if cond_channels is None else int(cond_channels)
-        if cond_channels < native_cond:
-            raise NeuralRenderError(
-                f"this transformer takes {native_cond} condition channels natively (in_channels - out_channels); "
-                f"cond_channels={cond_channels} must be >= {native_cond}"
-            )
-        extra = cond_channels - native_cond
-        if extra:
-            transformer.patch_embedding = expand_input_channels(transformer.patch_embedding, extra)
-            transformer.register_to_config(in_channels=int(cfg.in_channels) + extra)
-        self.cond_channels = cond_channels
-        pe = transformer.patch_embedding
-        self.base_in_channels = int(getattr(pe, "base_in_channels", pe.in_channels))
+        self.cond_channels, self.base_in_channels = attach_condition_channels(
+            transformer, "patch_embedding", self.latent_channels, cond_channels, base_in_channels)
         self.transformer = transformer
 
         self.patch_size = tuple(int(p) for p in cfg.patch_size)
@@ -93,7 +77,7 @@ class WanBackbone(VideoBackbone):
         self.autocast_dtype = parse_autocast_dtype(autocast_dtype)
 
         self._state = HookState()
-        pe.register_forward_hook(functools.partial(add_tokens_hook, self._state, _tokens_to_channels_first))
+        transformer.patch_embedding.register_forward_hook(functools.partial(add_tokens_hook, self._state, _tokens_to_channels_first))
 
     @property
     def model(self):
