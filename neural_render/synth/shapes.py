@@ -231,6 +231,16 @@ def load_mesh_file(path: str | os.PathLike) -> Geometry:
         raise NeuralRenderError(f"not a readable mesh: {err}", path) from err
     if not isinstance(loaded, trimesh.Trimesh) or len(loaded.faces) == 0 or len(loaded.vertices) < 3:
         raise NeuralRenderError("file holds no triangle mesh (no faces)", path)
+    try:
+        return _geometry_from_trimesh(loaded, path)
+    except NeuralRenderError:
+        raise
+    except Exception as err:  # trimesh's processing of malformed geometry (found by tests/hardening fuzzing)
+        raise NeuralRenderError(f"mesh could not be processed: {type(err).__name__}: {err}", path) from err
+
+
+def _geometry_from_trimesh(loaded, path) -> Geometry:
+    """Normalised Geometry (centred, largest extent 1, normals, uvs) of a loaded trimesh.Trimesh."""
     uv = getattr(loaded.visual, "uv", None)
     if uv is None or len(uv) != len(loaded.vertices):
         loaded = loaded.smooth_shaded  # split vertices at sharp edges so creases keep flat normals
