@@ -37,7 +37,10 @@ def test_shipped_configs_are_found():
     assert {"cpu_smoke.yaml", "ddp_cpu.yaml", "ddp_gpu.yaml", "fsdp.yaml"} <= {p.name for p in (CONFIGS / "trainer").glob("*.yaml")}
 
 
-@pytest.mark.parametrize("backbone,task,data", list(itertools.product(BACKBONES, TASKS, DATA)))
+TOY_TASKS = [t for t in TASKS if t.startswith("toy")]  # the other tasks' smoke runs live beside their tests
+
+
+@pytest.mark.parametrize("backbone,task,data", list(itertools.product(BACKBONES, TOY_TASKS, ["toy.yaml"])))
 def test_fast_dev_run_every_combination(tmp_path, backbone, task, data):
     args = ["fit", *configs(backbone=backbone, task=task, data=data), "--trainer.fast_dev_run", "true",
             "--trainer.default_root_dir", str(tmp_path)]

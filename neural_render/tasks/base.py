@@ -178,6 +178,10 @@ class DiffusionSystem(pl.LightningModule):
         if self._noise_generator is None or self._noise_generator.device != self.device:
             seed = int(self.hparams.noise_seed) + 1_000_003 * int(self.global_rank)
             self._noise_generator = torch.Generator(device=self.device).manual_seed(seed)
+            restored = getattr(self, "_restored_noise_state", None)
+            if restored is not None:  # resuming: continue the noise stream where the checkpoint left it
+                self._noise_generator.set_state(restored)
+                self._restored_noise_state = None
         return self._noise_generator
 
     def _checked(self, batch):
@@ -245,10 +249,14 @@ class DiffusionSystem(pl.LightningModule):
             checkpoint["ema"] = self.ema.state_dict()
         if self.run_config is not None:
             checkpoint["run_config"] = self.run_config
+        checkpoint["noise_generator_state"] = self._generator().get_state()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if self.ema is not None and "ema" in checkpoint:
             self.ema.load_state_dict(checkpoint["ema"])
+        if "noise_generator_state" in checkpoint:
+            self._noise_generator = None
+            self._restored_noise_state = checkpoint["noise_generator_state"]
         self.run_config = checkpoint.get("run_config", self.run_config)
 
     # ------------------------------------------------------------------ inference / export
