@@ -1,0 +1,242 @@
+"""Soft, spatially aligned 3D-cache injection (Real2SAM2Real) into a video backbone's patch-embedded tokens.
+
+Mechanism (one forward call)::
+
+    cache render (normal (B,T,3,H,W) camera space, mask (B,T,1,H,W))
+      -> packed normals n * mask in [-1, 1] -> frozen codec -> cache latents z_c (B,T',C,h,w)
+      -> [z_c, area-pooled mask (B,T',1,h,w)] -> zero-initialised projection P (Conv3d with the SAME kernel /
+         stride / padding as the backbone's input projection: SVD conv_in 3x3, Wan patch_embedding = patch)
+      -> tokens (B,T'',D,h',w') on the backbone's token grid
+      -> token_add = strength * soft_mask * P(...)  ->  backbone(..., added={"token_add": token_add})
+
+where the backbone ADDS ``token_add`` to the output of its own input projection (the noisy latent + condition
+tokens). ``soft_mask`` (B,T'',1,h',w') is the object's token coverage (area fraction) dilated with a linear falloff
+over ``mask_dilation`` tokens, so the injection also reaches the neighbourhood where the object's shadow falls, and
+``strength`` is the user's knob (0 = off). P's weight and bias start at exactly zero, so a fresh injection adds
+exact zeros and the backbone's output is bit-identical to the model without it (tested with torch.equal).
+
+Fine-tuning is minimally invasive: only P and a LoRA on the backbone train (:data:`TRAINABLE_PATTERNS`).
+Training data without 3D ground truth: the masked normals of one object from synthetic G-buffers (or the inverse
+renderer's estimate on real video) stand in for the cache render, degraded by :func:`perturb_cache_render`
+(mask dilation, a shift, normal noise) so the model learns to trust the cache softly, not pixel-exactly.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from torch import Tensor, nn
+
+from neural_render.errors import NeuralRenderError
+
+#: parameter-name patterns of a DiffusionSystem that train during cache-injection fine-tuning
+TRAINABLE_PATTERNS = ("injection.*", "backbone.*lora_*")
+
+
+def pack_cache_normals(normal: Tensor, mask: Tensor) -> Tensor:
+    """Masked camera-space normals (B,T,3,H,W) -> codec input in [-1, 1] (background 0)."""
+    return (normal * mask).clamp(-1.0, 1.0)
+
+
+def temporal_pool(x: Tensor, latent_frames: int) -> Tensor:
+    """(B,T,C,H,W) -> (B,T',C,H,W) by max over the frames each latent frame covers.
+
+    T' == T: identity. Causal video codecs (Wan VAE, T = 1 + 4k -> T' = 1 + k): frame 0 alone, then groups of
+    (T - 1) / (T' - 1) frames. Other combinations raise.
+    """
+    t = x.shape[1]
+    if latent_frames == t:
+        return x
+    if latent_frames < 1 or latent_frames > t or (latent_frames > 1 and (t - 1) % (latent_frames - 1)):
+        raise NeuralRenderError(f"cannot map {t} frames onto {latent_frames} latent frames")
+    if latent_frames == 1:
+        return x.amax(dim=1, keepdim=True)
+    group = (t - 1) // (latent_frames - 1)
+    rest = x[:, 1:].unflatten(1, (latent_frames - 1, group)).amax(dim=2)
+    return torch.cat([x[:, :1], rest], dim=1)
+
+
+def area_pool(mask: Tensor, size: tuple[int, int, int]) -> Tensor:
+    """(B,T,1,H,W) coverage -> (B,T'',1,h',w') mean coverage of each cell (adaptive average pooling)."""
+    pooled = F.adaptive_avg_pool3d(mask.permute(0, 2, 1, 3, 4).float(), size)
+    return pooled.permute(0, 2, 1, 3, 4)
+
+
+def soft_dilate(mask: Tensor, radius: int) -> Tensor:
+    """(B,T,1,h,w) in [0,1] -> max over cells within Chebyshev distance r <= radius of value * (1 - r/(radius+1))."""
+    if radius <= 0:
+        return mask
+    flat = mask.flatten(0, 1)
+    out = flat
+    for r in range(1, radius + 1):
+        grown = F.max_pool2d(flat, 2 * r + 1, stride=1, padding=r)
+        out = torch.maximum(out, grown * (1.0 - r / (radius + 1)))
+    return out.unflatten(0, mask.shape[:2])
+
+
+def _input_projection(backbone) -> nn.Module:
+    model = getattr(backbone, "model", None)
+    for name in ("patch_embedding", "conv_in"):
+        module = getattr(model, name, None)
+        if isinstance(module, (nn.Conv2d, nn.Conv3d)):
+            return module
+    raise NeuralRenderError(f"backbone {type(backbone).__name__} has no conv_in / patch_embedding input projection")
+
+
+class CacheInjection(ModelMixin, ConfigMixin):
+    """Zero-initialised patch embedding of cache latents, scaled by a soft mask and a strength (see module doc).
+
+    latent_channels: C of the codec latents of the cache render. token_dim: D of the backbone's tokens.
+    kernel_size / stride / padding: 3-tuples (t, h, w) of the projection, equal to the backbone's input projection
+    (use :meth:`for_backbone`). mask_dilation: soft-mask falloff radius in tokens. strength: default strength.
+    """
+
+    @register_to_config
+    def __init__(self, latent_channels: int = 12, token_dim: int = 32, kernel_size=(1, 1, 1), stride=(1, 1, 1),
+                 padding=(0, 0, 0), mask_dilation: int = 1, strength: float = 1.0):
+        super().__init__()
+        if int(latent_channels) < 1 or int(token_dim) < 1 or int(mask_dilation) < 0:
+            raise NeuralRenderError("CacheInjection needs latent_channels, token_dim >= 1 and mask_dilation >= 0")
+        self.proj = nn.Conv3d(int(latent_channels) + 1, int(token_dim), tuple(kernel_size), tuple(stride),
+                              tuple(padding))
+        self.mask_dilation = int(mask_dilation)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Zero weight and bias: the injection adds exact zeros until trained."""
+        with torch.no_grad():
+            self.proj.weight.zero_()
+            self.proj.bias.zero_()
+
+    @classmethod
+    def for_backbone(cls, backbone, latent_channels: int, mask_dilation: int = 1, strength: float = 1.0
+                     ) -> CacheInjection:
+        """Projection geometry copied from the backbone's input projection; D = ``backbone.token_dim``."""
+        module = _input_projection(backbone)
+        if isinstance(module, nn.Conv3d):
+            kernel, stride, padding = tuple(module.kernel_size), tuple(module.stride), tuple(module.padding)
+        else:
+            kernel = (1, *module.kernel_size)
+            stride, padding = (1, *module.stride), (0, *module.padding)
+        if isinstance(padding[0], str):
+            raise NeuralRenderError("string padding of the backbone's input projection is not supported")
+        return cls(int(latent_channels), int(backbone.token_dim), kernel, stride, padding, mask_dilation, strength)
+
+    @property
+    def is_zero(self) -> bool:
+        """True while the projection is exactly zero (fresh, never trained)."""
+        return not bool(self.proj.weight.any()) and not bool(self.proj.bias.any())
+
+    def soft_mask(self, pixel_mask: Tensor, token_grid: tuple[int, int, int]) -> Tensor:
+        """(B,T,1,H,W) -> (B,T'',1,h',w') soft token mask in [0, 1] (coverage + linear falloff)."""
+        t_tok = token_grid[0]
+        m = temporal_pool(pixel_mask, t_tok) if pixel_mask.shape[1] != t_tok else pixel_mask
+        return soft_dilate(area_pool(m, tuple(token_grid)), self.mask_dilation)
+
+    def forward(self, cache_latents: Tensor, pixel_mask: Tensor, strength: float | Tensor | None = None) -> Tensor:
+        """cache_latents (B,T',C,h,w), pixel_mask (B,T,1,H,W) in [0,1], strength float or (B,) -> token_add
+        (B,T'',D,h',w') on the backbone's token grid."""
+        if cache_latents.ndim != 5 or cache_latents.shape[2] != self.config.latent_channels:
+            raise NeuralRenderError(f"cache latents must be (B,T',{self.config.latent_channels},h,w), "
+                                    f"got {tuple(cache_latents.shape)}")
+        if pixel_mask.ndim != 5 or pixel_mask.shape[2] != 1 or pixel_mask.shape[0] != cache_latents.shape[0]:
+            raise NeuralRenderError(f"cache mask must be (B,T,1,H,W) with B={cache_latents.shape[0]}, "
+                                    f"got {tuple(pixel_mask.shape)}")
+        b, t_lat, _, h, w = cache_latents.shape
+        pixel_mask = pixel_mask.to(cache_latents)
+        mask_lat = area_pool(temporal_pool(pixel_mask, t_lat), (t_lat, h, w))
+        x = torch.cat([cache_latents, mask_lat], dim=2).permute(0, 2, 1, 3, 4)
+        tokens = self.proj(x.to(self.proj.weight.dtype)).permute(0, 2, 1, 3, 4)  # (B, T'', D, h', w')
+        soft = self.soft_mask(pixel_mask, tuple(tokens.shape[i] for i in (1, 3, 4)))
+        s = self.config.strength if strength is None else strength
+        s = torch.as_tensor(s, dtype=tokens.dtype, device=tokens.device).reshape(-1, 1, 1, 1, 1)
+        if s.shape[0] not in (1, b):
+            raise NeuralRenderError(f"strength must be a float or (B={b},), got {s.shape[0]} values")
+        return s * soft * tokens
+
+    def token_add(self, codec, normal: Tensor, mask: Tensor, strength: float | Tensor | None = None) -> Tensor:
+        """Cache render (normal (B,T,3,H,W), mask (B,T,1,H,W)) -> token_add, encoding with the frozen ``codec``."""
+        with torch.no_grad():
+            latents = codec.encode(pack_cache_normals(normal, mask))
+        return self(latents, mask, strength)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
+        from neural_render.io.atomic import atomic_dir
+
+        with atomic_dir(save_directory) as tmp:
+            super().save_pretrained(tmp, safe_serialization=True, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> CacheInjection:
+        """Load from a LOCAL folder only; a bad folder raises NeuralRenderError naming it."""
+        path = os.fspath(pretrained_model_name_or_path)
+        if not os.path.isdir(path) or not os.path.isfile(os.path.join(path, "config.json")):
+            raise NeuralRenderError("not a CacheInjection folder (no config.json)", path)
+        kwargs.setdefault("local_files_only", True)
+        try:
+            return super().from_pretrained(path, **kwargs)
+        except Exception as err:  # noqa: BLE001 - boundary: any library error becomes NeuralRenderError
+            raise NeuralRenderError(f"cannot load CacheInjection: {type(err).__name__}: {err}", path) from None
+
+
+def token_frames(backbone, start: int, stop: int) -> slice:
+    """Latent frames [start, stop) of a window -> the slice of token frames it covers (temporal patch p_t)."""
+    p_t = int(getattr(backbone, "patch_size", (1,))[0]) if getattr(backbone, "kind", "") == "wan" else 1
+    if start % p_t or stop % p_t:
+        raise NeuralRenderError(f"window [{start}, {stop}) is not aligned to the temporal patch {p_t}")
+    return slice(start // p_t, stop // p_t)
+
+
+def _shift(x: Tensor, dy: int, dx: int) -> Tensor:
+    """Translate (..., H, W) by (dy, dx) pixels, zero fill (no wrap-around)."""
+    h, w = x.shape[-2:]
+    out = torch.zeros_like(x)
+    ys, yd = (slice(0, h - dy), slice(dy, h)) if dy >= 0 else (slice(-dy, h), slice(0, h + dy))
+    xs, xd = (slice(0, w - dx), slice(dx, w)) if dx >= 0 else (slice(-dx, w), slice(0, w + dx))
+    out[..., yd, xd] = x[..., ys, xs]
+    return out
+
+
+def perturb_cache_render(normal: Tensor, mask: Tensor, generator: torch.Generator, max_dilation: int = 2,
+                         max_shift: int = 2, noise_std: float = 0.15, probability: float = 0.5) -> tuple[Tensor, Tensor]:
+    """Degrade a stand-in cache render like a real, imperfect cache (pure; randomness from ``generator``).
+
+    normal (B,T,3,H,W) unit camera-space normals (any values outside the mask), mask (B,T,1,H,W) in {0,1}.
+    Per clip, each perturbation is applied with ``probability``: dilation of the mask by k in [1, max_dilation]
+    pixels with normals extended from the nearest masked neighbours; a shift by up to ``max_shift`` pixels in x
+    and y (same for all frames); Gaussian noise of std ``noise_std`` on the normals (re-normalised).
+    Returns (normal * mask, mask) with unit normals on the new mask.
+    """
+    if normal.ndim != 5 or normal.shape[2] != 3 or mask.shape != (*normal.shape[:2], 1, *normal.shape[3:]):
+        raise NeuralRenderError(f"perturb_cache_render: normal (B,T,3,H,W) and mask (B,T,1,H,W) expected, got "
+                                f"{tuple(normal.shape)}, {tuple(mask.shape)}")
+    dev = generator.device
+
+    def draw() -> bool:
+        return bool(torch.rand((), generator=generator, device=dev) < probability)
+
+    outs_n, outs_m = [], []
+    for b in range(normal.shape[0]):
+        n, m = normal[b] * mask[b], mask[b].float()
+        if max_dilation > 0 and draw():
+            k = int(torch.randint(1, max_dilation + 1, (), generator=generator, device=dev))
+            grown = F.max_pool2d(m, 2 * k + 1, stride=1, padding=k)
+            spread = F.avg_pool2d(n, 2 * k + 1, stride=1, padding=k)
+            n = torch.where(m > 0.5, n, spread)
+            m = grown
+        if max_shift > 0 and draw():
+            dy, dx = (int(v) for v in torch.randint(-max_shift, max_shift + 1, (2,), generator=generator, device=dev))
+            n, m = _shift(n, dy, dx), _shift(m, dy, dx)
+        if noise_std > 0 and draw():
+            noise = torch.randn(n.shape, generator=generator, device=dev).to(n) * noise_std
+            n = n + noise
+        n = F.normalize(n, dim=1, eps=1e-12)
+        bad = n.norm(dim=1, keepdim=True) < 0.5  # dilated pixels without any masked neighbour value
+        m = torch.where(bad, torch.zeros_like(m), m)
+        outs_n.append(n * m)
+        outs_m.append(m)
+    return torch.stack(outs_n), torch.stack(outs_m)
