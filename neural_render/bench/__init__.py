@@ -10,4 +10,5 @@ from __future__ import annotations
 BENCHMARKS: dict[str, str] = {
     "backbone": "neural_render.bench.backbone",
     "synth": "neural_render.bench.synth",
+    "inverse": "neural_render.bench.inverse",
 }

@@ -22,6 +22,8 @@ COMMANDS: dict[str, str] = {
     "fit": "neural_render.cli.fit",
     "synth": "neural_render.cli.synth",
     "bench": "neural_render.cli.bench",
+    "inverse": "neural_render.cli.inverse",
+    "autolabel": "neural_render.cli.autolabel",
 }
 
 EXIT_BAD_INPUT = 2

@@ -1,0 +1,417 @@
+"""Inverse rendering pipeline: RGB video (any length, any size) -> G-buffer video (DiffusionRenderer / Marigold style).
+
+Model (trained by :class:`neural_render.tasks.inverse.InverseTask`): the condition is the codec latent of the input
+video in display space, :func:`rgb_to_model` (linear radiance -> sRGB of clamp(x, 0, 1) -> [-1, 1]; an sRGB video
+file decoded to linear and back gives its original pixels), concatenated to the noisy latent in channels. Two modes:
+
+* ``per_pass``: the latent is ONE packed pass (:func:`neural_render.types.gbuffer.pack_pass`); the pass embedding's
+  context tokens say which. Predicting k passes is k denoising runs sharing the encoded condition.
+* ``joint``: the latents of all passes are stacked in channels (``len(passes) x codec channels``), one run.
+
+Depth is trained normalised per clip window (depth / max visible depth, :func:`depth_scale_of`), so predicted depth is
+RELATIVE: 1 = the farthest visible surface, 0 = no surface. ``depth_scale`` (default 1) multiplies it back to units.
+Mask: from a predicted ``mask`` pass when the model has one (> 0.5), else from depth: relative depth >
+``mask_threshold`` (background is trained to depth 0 on every pixel, so depth carries the foreground); when the mask
+needs depth and depth was not requested it is predicted anyway (and not returned). Background pixels (mask 0) are set
+to 0 in every pass, as in the synthetic data. Normals are re-normalised to unit length.
+
+Any size: frames are resized (bilinear, antialiased: kornia) to a processing size whose sides are multiples of
+:attr:`InverseRenderingPipeline.stride` (codec spatial factor x backbone spatial multiple), outputs resized back.
+A side smaller than the stride is an error. Any length: overlapping windows blended in latent space at every
+denoising step (:mod:`neural_render.pipelines.windows`); conditions are encoded and outputs decoded chunk by chunk,
+so peak memory grows with length only by the latents (and the returned G-buffer; :meth:`stream` avoids holding it).
+Codecs with temporal compression (Wan VAE, T = 1 + 4k) encode/decode the whole video (they are causal and stream
+internally); video frames are padded by repeating the last frame and cropped back.
+
+Folder: a :class:`VideoDiffusionPipeline` folder plus ``inverse_config.json`` (mode, passes, mask threshold,
+processing size, default steps, training info); folders without it (plain ``DiffusionSystem.export``) load with the
+mode inferred from the channel counts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from neural_render.errors import NeuralRenderError
+from neural_render.pipelines.base import VideoDiffusionPipeline
+from neural_render.pipelines.windows import (
+    Span,
+    fit_windows,
+    video_span,
+    windowed_sample,
+)
+from neural_render.types.gbuffer import (
+    PASS_CHANNELS,
+    PREDICTED_PASSES,
+    GBuffer,
+    unpack_pass,
+)
+
+INVERSE_CONFIG = "inverse_config.json"
+MODES = ("per_pass", "joint")
+DEFAULT_MASK_THRESHOLD = 0.02
+
+
+def rgb_to_model(rgb: Tensor) -> Tensor:
+    """Linear radiance (..., 3, H, W) -> display sRGB of clamp(x, 0, 1) mapped to [-1, 1] (the model's input)."""
+    from neural_render.render.tonemap import linear_to_srgb
+
+    return linear_to_srgb(rgb.clamp(0.0, 1.0)) * 2.0 - 1.0
+
+
+def resize_video(x: Tensor, height: int, width: int) -> Tensor:
+    """(B, T, C, h, w) -> (B, T, C, height, width): bilinear, antialiased when shrinking (kornia)."""
+    b, t, c, h, w = x.shape
+    if (h, w) == (height, width):
+        return x
+    from kornia.geometry.transform import resize
+
+    y = resize(x.reshape(b * t, c, h, w), (height, width), interpolation="bilinear", align_corners=False,
+               antialias=True)
+    return y.reshape(b, t, c, height, width)
+
+
+def processing_shape(height: int, width: int, stride: int, size: int | Sequence[int] | None = None) -> tuple[int, int]:
+    """Processing (h, w), multiples of ``stride``: size None = the input size rounded; int = longer side; (h, w)."""
+    if height < stride or width < stride:
+        raise NeuralRenderError(f"frame size {width}x{height} is below the model stride {stride} "
+                                f"(codec x backbone): nothing to process")
+
+    def snap(v: float) -> int:
+        return max(stride, round(v / stride) * stride)
+
+    if size is None:
+        return snap(height), snap(width)
+    if isinstance(size, int):
+        if size < stride:
+            raise NeuralRenderError(f"processing size {size} is below the model stride {stride}")
+        scale = size / max(height, width)
+        return snap(height * scale), snap(width * scale)
+    if len(size) != 2 or min(int(s) for s in size) < stride:
+        raise NeuralRenderError(f"processing size must be an int or (h, w) >= the stride {stride}, got {size}")
+    return snap(int(size[0])), snap(int(size[1]))
+
+
+def _depth_scales(depth_scale, batch: int) -> Tensor:
+    """None | float | (B,) -> (B,) float32 on the CPU (NeuralRenderError for a wrong count or a non-positive scale)."""
+    scale = torch.ones(batch) if depth_scale is None else torch.as_tensor(depth_scale, dtype=torch.float32).cpu()
+    if scale.numel() not in (1, batch) or not bool((scale > 0).all()):
+        raise NeuralRenderError(f"depth_scale must be one or {batch} positive numbers, got {scale.tolist()}")
+    return scale.reshape(-1).expand(batch).clone()
+
+
+@dataclass
+class InverseRenderingOutput:
+    """gbuffer: requested passes (+ mask) (B, T, C, H, W) at the input size, background zeroed; depth is relative
+    x ``depth_scale`` (B,); processing_size: (h, w) the model ran at; windows: [start, stop) spans in video frames;
+    latents: {pass: (B, T', C, h, w)} when ``return_latents``."""
+
+    gbuffer: GBuffer
+    depth_scale: Tensor
+    processing_size: tuple[int, int]
+    windows: list[Span] = field(default_factory=list)
+    latents: dict[str, Tensor] | None = None
+
+
+@dataclass
+class _Plan:
+    batch: int
+    frames: int                 # video frames T
+    padded_frames: int          # video frames after padding for a temporal codec
+    latent_frames: int          # T' of the condition (after latent padding for the backbone frame rule)
+    size: tuple[int, int]       # input (H, W)
+    proc: tuple[int, int]       # processing (h, w) in pixels
+    latent_hw: tuple[int, int]
+    spans: list[Span]           # in latent frames
+    run_passes: list[str]       # passes the model is run for
+    out_passes: list[str]       # passes returned (without mask)
+
+
+class InverseRenderingPipeline(VideoDiffusionPipeline):
+    """Video -> G-buffers (module doc). Components as :class:`VideoDiffusionPipeline`; settings:
+
+    mode: "per_pass" | "joint" | None (inferred: latent channels == codec channels -> per_pass, else joint).
+    passes: model passes in order (per_pass default: the pass embedding's names; joint: the 5 predicted passes,
+    + mask for 6 blocks). mask_threshold: relative depth above which a pixel is foreground. processing_size: default
+    for ``__call__``. num_steps: default steps (None: 1 for the x0 denoiser, else 20). info: training info
+    (``global_step``; 0 means UNTRAINED).
+    """
+
+    def __init__(self, backbone, denoiser, codec=None, pass_embedding=None, mode: str | None = None,
+                 passes: Sequence[str] | None = None, mask_threshold: float = DEFAULT_MASK_THRESHOLD,
+                 processing_size: int | Sequence[int] | None = None, num_steps: int | None = None,
+                 info: dict | None = None):
+        super().__init__(backbone, denoiser, codec, pass_embedding)
+        self.configure(mode=mode, passes=passes, mask_threshold=mask_threshold, processing_size=processing_size,
+                       num_steps=num_steps, info=info)
+
+    # ------------------------------------------------------------------ configuration
+    def configure(self, mode=None, passes=None, mask_threshold=DEFAULT_MASK_THRESHOLD, processing_size=None,
+                  num_steps=None, info=None, source=None) -> InverseRenderingPipeline:
+        """Set and validate the inverse settings against the components (NeuralRenderError naming ``source``)."""
+        codec, backbone = self.codec, self.backbone
+        if codec is None:
+            raise NeuralRenderError("the inverse pipeline needs a latent codec", source)
+        c = int(codec.latent_channels)
+        if int(backbone.cond_channels) != c:
+            raise NeuralRenderError(f"backbone cond_channels {backbone.cond_channels} != codec channels {c} "
+                                    f"(the condition is one encoded video)", source)
+        if mode is None:
+            mode = "per_pass" if backbone.latent_channels == c else "joint"
+        if mode not in MODES:
+            raise NeuralRenderError(f"mode must be one of {MODES}, got {mode!r}", source)
+        if mode == "per_pass" and getattr(self.pass_embedding, "names", None) is None:
+            raise NeuralRenderError("per_pass mode needs a pass embedding (its tokens select the pass)", source)
+        if passes is None:
+            if mode == "per_pass":
+                passes = [n for n in self.pass_embedding.names if n in PASS_CHANNELS]
+            else:
+                passes = list(PREDICTED_PASSES) + (["mask"] if backbone.latent_channels == 6 * c else [])
+        passes = [str(p) for p in passes]
+        if not passes or len(set(passes)) != len(passes) or any(p not in PASS_CHANNELS for p in passes):
+            raise NeuralRenderError(f"passes must be unique G-buffer passes {list(PASS_CHANNELS)}, got {passes}", source)
+        blocks = 1 if mode == "per_pass" else len(passes)
+        if backbone.latent_channels != blocks * c:
+            raise NeuralRenderError(f"{mode} mode over {passes} needs backbone latent channels {blocks} x {c}, got "
+                                    f"{backbone.latent_channels}", source)
+        if mode == "per_pass" and any(p not in self.pass_embedding.names for p in passes):
+            raise NeuralRenderError(f"the pass embedding names {self.pass_embedding.names}, not all of {passes}", source)
+        if not 0.0 < float(mask_threshold) < 1.0:
+            raise NeuralRenderError(f"mask_threshold must be in (0, 1), got {mask_threshold}", source)
+        if num_steps is not None and int(num_steps) < 1:
+            raise NeuralRenderError(f"num_steps must be >= 1, got {num_steps}", source)
+        self.mode, self.passes, self.mask_threshold = mode, passes, float(mask_threshold)
+        self.processing_size = (None if processing_size is None else
+                                int(processing_size) if isinstance(processing_size, int) else
+                                tuple(int(s) for s in processing_size))
+        self.num_steps = None if num_steps is None else int(num_steps)
+        self.info = dict(info or {})
+        return self
+
+    def inverse_config(self) -> dict:
+        size = self.processing_size
+        return {"mode": self.mode, "passes": list(self.passes), "mask_threshold": self.mask_threshold,
+                "processing_size": list(size) if isinstance(size, tuple) else size, "num_steps": self.num_steps,
+                "info": self.info}
+
+    @property
+    def is_trained(self) -> bool:
+        """False when the weights never saw a training step (``info['global_step']`` missing or 0)."""
+        return int(self.info.get("global_step", 0) or 0) > 0
+
+    @property
+    def stride(self) -> int:
+        """Pixel multiple of the processing size: codec spatial factor x backbone spatial multiple."""
+        return int(self.codec.spatial_factor) * int(self.backbone.spatial_multiple)
+
+    def default_steps(self) -> int:
+        return self.num_steps or (1 if self.denoiser.kind == "x0" else 20)
+
+    # ------------------------------------------------------------------ persistence
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """The base pipeline folder + ``inverse_config.json``, written atomically as one folder."""
+        from neural_render.io.atomic import atomic_dir
+
+        with atomic_dir(directory) as tmp:
+            stage = Path(tmp) / ".stage"
+            super().save_pretrained(stage)
+            for child in stage.iterdir():
+                os.replace(child, Path(tmp) / child.name)
+            stage.rmdir()
+            (Path(tmp) / INVERSE_CONFIG).write_text(json.dumps(self.inverse_config(), indent=2))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device | None = None):
+        """Load a pipeline folder (any malformed folder -> NeuralRenderError naming it)."""
+        root = Path(directory)
+        if not root.is_dir():
+            raise NeuralRenderError("model folder does not exist", root)
+        config: object = {}
+        if (root / INVERSE_CONFIG).is_file():
+            try:
+                config = json.loads((root / INVERSE_CONFIG).read_text())
+            except (OSError, ValueError) as err:
+                raise NeuralRenderError(f"cannot read {INVERSE_CONFIG}: {err}", root / INVERSE_CONFIG) from None
+            if not isinstance(config, dict):
+                raise NeuralRenderError("not a JSON object", root / INVERSE_CONFIG)
+        try:
+            pipe = super().from_pretrained(root, device=device)
+        except NeuralRenderError:
+            raise
+        except Exception as err:  # noqa: BLE001 - boundary: a broken folder must not escape as another type
+            raise NeuralRenderError(f"not a valid pipeline folder: {type(err).__name__}: {err}", root) from None
+        if not isinstance(pipe, InverseRenderingPipeline):
+            raise NeuralRenderError(f"folder holds a {type(pipe).__name__}, not an inverse rendering pipeline", root)
+        allowed = {"mode", "passes", "mask_threshold", "processing_size", "num_steps", "info"}
+        return pipe.configure(**{k: v for k, v in config.items() if k in allowed}, source=root)
+
+    # ------------------------------------------------------------------ planning
+    def _plan(self, video: Tensor, passes, processing_size, window: int, overlap: int, mask: bool) -> _Plan:
+        if not torch.is_tensor(video) or video.ndim != 5 or video.shape[2] != 3:
+            raise NeuralRenderError(f"video must be a (B, T, 3, H, W) tensor, got {tuple(getattr(video, 'shape', ()))}")
+        if not video.is_floating_point():
+            raise NeuralRenderError(f"video must be float (linear radiance), got {video.dtype}")
+        b, t, _, h, w = video.shape
+        if b < 1 or t < 1:
+            raise NeuralRenderError(f"video has no frames (shape {tuple(video.shape)})")
+        out_passes = list(self.passes) if passes is None else [str(p) for p in passes]
+        unknown = [p for p in out_passes if p not in self.passes and p != "mask"]
+        if unknown or not out_passes:
+            raise NeuralRenderError(f"passes {unknown or out_passes} not predicted by this model (it predicts {self.passes})")
+        out_passes = [p for p in self.passes if p in out_passes and p != "mask"]
+        run = set(out_passes)
+        if mask or "mask" in (passes or ()):
+            run.add("mask" if "mask" in self.passes else "depth" if "depth" in self.passes else None)
+        run.discard(None)
+        proc = processing_shape(h, w, self.stride, processing_size if processing_size is not None else self.processing_size)
+        padded, latent_t, spans = fit_windows(t, self.codec, self.backbone.frame_rule, window, overlap)
+        return _Plan(b, t, padded, latent_t, (h, w), proc, (proc[0] // self.codec.spatial_factor,
+                     proc[1] // self.codec.spatial_factor), spans, [p for p in self.passes if p in run], out_passes)
+
+    def _video_span(self, plan: _Plan, a: int, c: int) -> Span:
+        return video_span(a, c, int(getattr(self.codec, "temporal_factor", 1)), plan.frames)
+
+    # ------------------------------------------------------------------ condition
+    @torch.no_grad()
+    def _condition(self, video: Tensor, plan: _Plan) -> Tensor:
+        """(B, T', Cc, h, w) condition latents, encoded chunk by chunk for frame-independent codecs."""
+        device, (ph, pw) = self.device, plan.proc
+
+        def encode(frames: Tensor) -> Tensor:
+            return self.codec.encode(rgb_to_model(resize_video(frames.to(device, torch.float32), ph, pw)))
+
+        if int(getattr(self.codec, "temporal_factor", 1)) == 1:
+            chunk = max(b - a for a, b in plan.spans)
+            cond = None
+            for a in range(0, plan.frames, chunk):
+                z = encode(video[:, a:a + chunk])
+                if cond is None:
+                    cond = z.new_empty((plan.batch, plan.frames, *z.shape[2:]))
+                cond[:, a:a + z.shape[1]] = z
+        else:
+            frames = video
+            if plan.padded_frames > plan.frames:
+                frames = torch.cat([video, video[:, -1:].expand(-1, plan.padded_frames - plan.frames, -1, -1, -1)], 1)
+            cond = encode(frames)
+        if cond.shape[1] < plan.latent_frames:
+            cond = torch.cat([cond, cond[:, -1:].expand(-1, plan.latent_frames - cond.shape[1], -1, -1, -1)], 1)
+        return cond
+
+    # ------------------------------------------------------------------ sampling
+    @torch.no_grad()
+    def sample_latents(self, video: Tensor, passes: Sequence[str] | None = None, num_steps: int | None = None,
+                       processing_size=None, window: int = 16, overlap: int = 4,
+                       generator: torch.Generator | None = None, seed: int | None = 0, progress: bool = False,
+                       guidance_scale: float = 1.0, mask: bool = True) -> tuple[dict[str, Tensor], _Plan]:
+        """Denoised latents {pass: (B, T', C, h, w)} of the passes the request needs, and the plan."""
+        plan = self._plan(video, passes, processing_size, window, overlap, mask)
+        steps = int(num_steps or self.default_steps())
+        cond = self._condition(video, plan)
+        c = int(self.codec.latent_channels)
+        h, w = plan.latent_hw
+        device = self.device
+
+        def run(channels: int, context: Tensor | None, gen, desc: str) -> Tensor:
+            def predict(x_window: Tensor, level: Tensor, a: int, b: int) -> Tensor:
+                return self.denoiser.guided_x0(self.backbone, x_window, level, cond[:, a:b], context, guidance_scale)
+
+            return windowed_sample(self.denoiser, predict, (plan.batch, plan.latent_frames, channels, h, w),
+                                   plan.spans, steps, generator=gen, device=device, progress=progress, desc=desc)
+
+        def gen_for(index: int):
+            if generator is not None:
+                return generator
+            return torch.Generator().manual_seed(int(seed or 0) + 7919 * index)
+
+        latents: dict[str, Tensor] = {}
+        if self.mode == "joint":
+            z = run(len(self.passes) * c, None, gen_for(0), "joint")
+            for i, name in enumerate(self.passes):
+                if name in plan.run_passes:
+                    latents[name] = z[:, :, i * c:(i + 1) * c]
+        else:
+            for name in plan.run_passes:
+                ids = self.pass_embedding.ids([name] * plan.batch, device=device)
+                latents[name] = run(c, self.pass_embedding(ids), gen_for(self.passes.index(name)), name)
+        return latents, plan
+
+    # ------------------------------------------------------------------ decoding
+    @torch.no_grad()
+    def decode_chunks(self, latents: dict[str, Tensor], plan: _Plan, depth_scale=None
+                      ) -> Iterator[tuple[int, int, GBuffer]]:
+        """Yield (start, stop, GBuffer chunk (B, stop - start, C, H, W) on the CPU) in video frames, decoding
+        ``latents`` chunk by chunk (whole for temporal codecs), resized to the input size, unpacked and masked."""
+        scale = _depth_scales(depth_scale, plan.batch)
+        f = int(getattr(self.codec, "temporal_factor", 1))
+        chunk = max(b - a for a, b in plan.spans) if f == 1 else plan.latent_frames
+        (height, width) = plan.size
+        for a in range(0, plan.latent_frames, chunk):
+            c = min(plan.latent_frames, a + chunk)
+            start, stop = self._video_span(plan, a, c)
+            if stop <= start:
+                continue
+            values = {}
+            for name, z in latents.items():
+                pixels = self.codec.decode(z[:, a:c])[:, :stop - start].float().cpu()
+                packed = resize_video(pixels, height, width).clamp(-1.0, 1.0)
+                values[name] = unpack_pass(name, packed, 1.0)  # depth: relative, scaled in _finish
+            yield start, stop, self._finish(values, plan, scale)
+
+    def _finish(self, values: dict[str, Tensor], plan: _Plan, scale: Tensor) -> GBuffer:
+        mask = None
+        if "mask" in values:
+            mask = (values["mask"] > 0.5).float()
+        elif "depth" in values:
+            mask = (values["depth"] > self.mask_threshold).float()
+        out = {}
+        for name in plan.out_passes:
+            x = values[name]
+            if name == "depth":
+                x = x * scale.view(-1, 1, 1, 1, 1)
+            elif name == "normal":  # a vector that decoded to exactly zero faces the camera (+Z)
+                facing = torch.tensor([0.0, 0.0, 1.0]).view(1, 1, 3, 1, 1)
+                x = torch.where((x.norm(dim=2, keepdim=True) > 0.5), x, facing)
+            out[name] = x if mask is None else x * mask
+        if mask is not None:
+            out["mask"] = mask
+        return GBuffer(**out)
+
+    # ------------------------------------------------------------------ entry points
+    def stream(self, video: Tensor, depth_scale=None, **kwargs) -> Iterator[tuple[int, int, GBuffer]]:
+        """Like :meth:`__call__` (same keywords but ``return_latents``) yielding (start, stop, GBuffer chunk) in video
+        frames, so the full output is never held in memory."""
+        with torch.no_grad():
+            latents, plan = self.sample_latents(video, **kwargs)
+        yield from self.decode_chunks(latents, plan, depth_scale)
+
+    @torch.no_grad()
+    def __call__(self, video: Tensor, passes: Sequence[str] | None = None, num_steps: int | None = None,
+                 processing_size=None, window: int = 16, overlap: int = 4, generator: torch.Generator | None = None,
+                 seed: int | None = 0, progress: bool = True, guidance_scale: float = 1.0, mask: bool = True,
+                 depth_scale=None, return_latents: bool = False) -> InverseRenderingOutput:
+        """Estimate G-buffers of ``video`` (B, T, 3, H, W) linear float32 (any T >= 1, H, W >= :attr:`stride`).
+
+        passes: subset of :attr:`passes` (default all); num_steps: sampler steps (default :meth:`default_steps`);
+        processing_size: int (longer side) | (h, w) | None (input size); window / overlap: video frames per window
+        and overlap (converted to latent frames, fitted to the codec and backbone frame rules); generator or seed
+        (per-pass seeds ``seed + 7919 * pass index``); mask: add the foreground mask (see module doc);
+        depth_scale: (B,) or float multiplying the relative depth (default 1).
+        """
+        latents, plan = self.sample_latents(video, passes, num_steps, processing_size, window, overlap, generator,
+                                            seed, progress, guidance_scale, mask)
+        out: dict[str, Tensor] = {}
+        for start, stop, chunk in self.decode_chunks(latents, plan, depth_scale):
+            for name, x in chunk.passes.items():
+                if name not in out:
+                    out[name] = torch.empty((plan.batch, plan.frames, *x.shape[2:]), dtype=torch.float32)
+                out[name][:, start:stop] = x
+        windows = [self._video_span(plan, a, c) for a, c in plan.spans]
+        return InverseRenderingOutput(GBuffer(**out), _depth_scales(depth_scale, plan.batch), plan.proc, windows,
+                                      latents if return_latents else None)

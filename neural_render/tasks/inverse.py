@@ -1,0 +1,169 @@
+"""Inverse rendering task: RGB video -> G-buffer passes (DiffusionRenderer per-pass, or Marigold-intrinsics joint).
+
+Batches (:mod:`neural_render.data.inverse_data`): ``rgb`` (B, T, 3, H, W) linear radiance, ``gbuffer``
+:class:`GBuffer` with the task's passes (+ ``mask``), optional ``pass_id`` (B,) (per_pass mode: index into
+``passes``), ``clip`` / ``start`` (validation picks passes deterministically from them).
+
+* condition: codec latents of :func:`~neural_render.pipelines.inverse.rgb_to_model` (rgb) (display sRGB in [-1, 1]),
+  concatenated in channels (backbone ``cond_channels`` = codec channels).
+* ``per_pass``: target = codec latents of ONE packed pass per sample (:func:`pack_pass`; depth divided by the sample's
+  :func:`depth_scale_of`), chosen uniformly at random per sample in training (seeded generator, offset per rank) and
+  deterministically from (clip, start) in validation; the pass embedding's tokens of that pass are the context.
+* ``joint``: target = the latents of all passes stacked in channels (backbone latent channels = len(passes) x codec
+  channels), no context; one denoising run predicts everything.
+* loss mask: passes in ``masked_passes`` (undefined on background: basecolor, normal, roughness, metallic) are weighted
+  by the ``mask`` pass max-pooled to latent cells (:func:`latent_mask`); depth (background = 0 = no surface) and mask
+  are trained on every pixel, so predicted depth carries the foreground mask at inference.
+
+The denoiser kind (flow, edm, single-step x0) is whatever the config injects. :meth:`pipeline` /
+:meth:`export` give an :class:`~neural_render.pipelines.inverse.InverseRenderingPipeline` with the mode and passes.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import torch
+from torch import Tensor
+
+from neural_render.errors import NeuralRenderError
+from neural_render.pipelines.inverse import DEFAULT_MASK_THRESHOLD, MODES, rgb_to_model
+from neural_render.tasks.base import DiffusionSystem
+from neural_render.types.gbuffer import (
+    PASS_CHANNELS,
+    PREDICTED_PASSES,
+    GBuffer,
+    depth_scale_of,
+    pack_pass,
+)
+
+#: passes undefined on background pixels: their loss is restricted to valid pixels
+MASKED_PASSES = ("basecolor", "normal", "roughness", "metallic")
+
+
+def latent_mask(mask: Tensor, latent_frames: int, height: int, width: int) -> Tensor:
+    """Pixel mask (B, T, 1, H, W) -> latent-resolution mask (B, T', 1, h, w): 1 where ANY covered pixel is valid.
+
+    Spatial cells are max-pooled; T' == T keeps frames; T = 1 + f (T' - 1) groups frames causally (Wan VAE: the
+    first frame alone, then groups of f); anything else is max-pooled adaptively over time.
+    """
+    b, t = mask.shape[:2]
+    x = (mask > 0.5).float().flatten(0, 1)
+    x = torch.nn.functional.adaptive_max_pool2d(x, (height, width)).unflatten(0, (b, t))
+    if latent_frames == t:
+        return x
+    if latent_frames > 1 and (t - 1) % (latent_frames - 1) == 0:
+        f = (t - 1) // (latent_frames - 1)
+        groups = [x[:, :1]] + [x[:, 1 + f * k: 1 + f * (k + 1)].amax(dim=1, keepdim=True) for k in range(latent_frames - 1)]
+        return torch.cat(groups, dim=1)
+    y = torch.nn.functional.adaptive_max_pool3d(x.transpose(1, 2), (latent_frames, height, width))
+    return y.transpose(1, 2)
+
+
+class InverseTask(DiffusionSystem):
+    """DiffusionSystem for video -> G-buffers (module doc).
+
+    mode: "per_pass" | "joint". passes: predicted passes in order (joint: the channel blocks' order).
+    masked_passes: passes whose loss is restricted to valid pixels. mask_threshold / processing_size / num_steps:
+    stored in exported pipelines (inference defaults). Other args: :class:`DiffusionSystem`.
+    """
+
+    def __init__(self, *args, mode: str = "per_pass", passes: list[str] | tuple[str, ...] = PREDICTED_PASSES,
+                 masked_passes: list[str] | tuple[str, ...] = MASKED_PASSES,
+                 mask_threshold: float = DEFAULT_MASK_THRESHOLD, processing_size: int | list[int] | None = None,
+                 num_steps: int | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        passes, masked_passes = [str(p) for p in passes], [str(p) for p in masked_passes]
+        if mode not in MODES:
+            raise NeuralRenderError(f"inverse mode must be one of {MODES}, got {mode!r}")
+        if not passes or len(set(passes)) != len(passes) or any(p not in PASS_CHANNELS for p in passes):
+            raise NeuralRenderError(f"passes must be unique G-buffer passes {list(PASS_CHANNELS)}, got {passes}")
+        if any(p not in PASS_CHANNELS for p in masked_passes):
+            raise NeuralRenderError(f"unknown masked_passes {masked_passes}")
+        self.mode, self.passes, self.masked_passes = mode, passes, masked_passes
+        self.mask_threshold, self.processing_size, self.num_steps = mask_threshold, processing_size, num_steps
+        self._pass_generator: torch.Generator | None = None
+        self._loaded_step = 0  # global step of a checkpoint loaded outside a Trainer (exported as training info)
+        self.pipeline()  # validates codec / backbone / pass embedding against the mode (NeuralRenderError)
+
+    # ------------------------------------------------------------------ inference
+    def pipeline(self):
+        """An :class:`InverseRenderingPipeline` over this system's live modules (wrap calls in ema_weights)."""
+        from neural_render.pipelines.inverse import InverseRenderingPipeline
+
+        trainer = getattr(self, "_trainer", None)
+        step = max(int(trainer.global_step) if trainer is not None else 0, self._loaded_step)
+        return InverseRenderingPipeline(self.backbone, self.denoiser, self.codec, self.pass_embedding, mode=self.mode,
+                                        passes=self.passes, mask_threshold=self.mask_threshold,
+                                        processing_size=self.processing_size, num_steps=self.num_steps,
+                                        info={"global_step": step, "task": type(self).__name__})
+
+    # ------------------------------------------------------------------ batches
+    def _choose_passes(self, batch: dict, b: int) -> list[int]:
+        """Per-sample pass indices into ``self.passes`` (per_pass mode)."""
+        if batch.get("pass_id") is not None:
+            ids = torch.as_tensor(batch["pass_id"]).reshape(-1).tolist()
+            if len(ids) != b or any(not 0 <= int(i) < len(self.passes) for i in ids):
+                raise NeuralRenderError(f"pass_id must be {b} indices into {self.passes}, got {ids}")
+            return [int(i) for i in ids]
+        if not self.training:
+            clips, starts = batch.get("clip"), batch.get("start")
+            if isinstance(clips, (list, tuple)) and len(clips) == b:
+                starts = torch.as_tensor(starts).reshape(-1).tolist() if starts is not None else [0] * b
+                return [zlib.crc32(f"{c}:{s}".encode()) % len(self.passes) for c, s in zip(clips, starts)]
+            return [i % len(self.passes) for i in range(b)]
+        if self._pass_generator is None:
+            seed = int(self.hparams.noise_seed) + 104_729 + 1_000_003 * int(self.global_rank)
+            self._pass_generator = torch.Generator().manual_seed(seed)
+        return torch.randint(0, len(self.passes), (b,), generator=self._pass_generator).tolist()
+
+    def make_batch(self, batch: dict) -> tuple[Tensor, Tensor, Tensor | None, dict]:
+        """Return (x0 (B,T',C,h,w), cond (B,T',Cc,h,w), context (B,L,D) | None, {"loss_mask": ...})."""
+        rgb, gbuffer = batch.get("rgb"), batch.get("gbuffer")
+        if not torch.is_tensor(rgb) or not isinstance(gbuffer, GBuffer):
+            raise NeuralRenderError(f"inverse batch needs 'rgb' (tensor) and 'gbuffer' (GBuffer), got {sorted(batch)}")
+        passes = gbuffer.passes
+        missing = [p for p in self.passes if p not in passes]
+        if missing:
+            raise NeuralRenderError(f"inverse batch lacks G-buffer passes {missing}")
+        b = rgb.shape[0]
+        cond = self.encode(rgb_to_model(rgb))
+        depth_scale = None
+        if "depth" in self.passes:
+            depth_scale = depth_scale_of(passes["depth"], passes.get("mask"))
+        mask = passes.get("mask")
+        lat_mask = None
+        if mask is not None and any(p in self.masked_passes for p in self.passes):
+            lat_mask = latent_mask(mask, cond.shape[1], cond.shape[3], cond.shape[4])  # (B, T', 1, h, w)
+        if self.mode == "joint":
+            x0 = torch.cat([self.encode(pack_pass(p, passes[p], depth_scale)) for p in self.passes], dim=2)
+            masks = {}
+            if lat_mask is not None:
+                c = x0.shape[2] // len(self.passes)
+                blocks = [(lat_mask if p in self.masked_passes else torch.ones_like(lat_mask)).expand(-1, -1, c, -1, -1)
+                          for p in self.passes]
+                masks["loss_mask"] = torch.cat(blocks, dim=2)
+            return x0, cond, None, masks
+        index = self._choose_passes(batch, b)
+        names = [self.passes[i] for i in index]
+        packed = torch.cat([pack_pass(n, passes[n][i:i + 1], None if depth_scale is None else depth_scale[i:i + 1])
+                            for i, n in enumerate(names)])
+        x0 = self.encode(packed)
+        context = self.embed_context(self.pass_embedding.ids(names, device=self.device))
+        masks = {}
+        if lat_mask is not None:
+            use = torch.tensor([n in self.masked_passes for n in names], device=lat_mask.device).view(-1, 1, 1, 1, 1)
+            masks["loss_mask"] = torch.where(use, lat_mask, torch.ones_like(lat_mask))
+        return x0, cond, context, masks
+
+    # ------------------------------------------------------------------ hooks
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self._loaded_step = int(checkpoint.get("global_step", 0) or 0)
+
+    def on_train_epoch_start(self) -> None:
+        """Draw new clip windows each epoch (ClipDataset.set_epoch; workers are re-created per epoch)."""
+        loader = getattr(self.trainer, "train_dataloader", None)
+        dataset = getattr(loader, "dataset", None)
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(int(self.current_epoch))
