@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "bench": "neural_render.cli.bench",
     "inverse": "neural_render.cli.inverse",
     "autolabel": "neural_render.cli.autolabel",
+    "insert": "neural_render.cli.insert",
 }
 
 EXIT_BAD_INPUT = 2

@@ -323,8 +323,10 @@ class Cache3D:
         chosen = self.names if names is None else list(names)
         return [self.entity(n).mesh for n in chosen]
 
-    def render(self, camera: Camera, backend: str = "auto", names=None) -> CacheRender:
-        """Rasterize entities (all, or ``names``) for every frame of ``camera`` (see :class:`CacheRender`)."""
+    def rasterize(self, camera: Camera, backend: str = "auto", names=None) -> tuple[GBuffer | None, Tensor | None,
+                                                                                   list[str]]:
+        """Full G-buffer (all passes, materials included) + entity ids (B, T, 1, H, W) of the entities (all, or
+        ``names``) for every frame of ``camera``; (None, None, names) when no entity is visible in any frame."""
         from neural_render.raster import rasterize
 
         if not isinstance(camera, Camera):
@@ -333,10 +335,22 @@ class Cache3D:
             raise NeuralRenderError(f"camera has {camera.num_frames} frames, the cache {self.num_frames}")
         chosen = self.names if names is None else list(names)
         meshes = self.meshes(chosen)
-        b, t, h, w = camera.intrinsics.shape[0], camera.num_frames, camera.height, camera.width
         if not any(bool(m.visible.any()) for m in meshes):
-            z = torch.zeros(b, t, 1, h, w)
-            return CacheRender(torch.zeros(b, t, 3, h, w), z, z.clone(), torch.zeros(b, t, 1, h, w, dtype=torch.int64),
-                               chosen)
+            return None, None, chosen
         gbuffer, ids = rasterize(meshes, camera, backend=backend, return_ids=True)
-        return CacheRender(gbuffer.normal * gbuffer.mask, gbuffer.mask, gbuffer.depth, ids, chosen)
+        return gbuffer, ids, chosen
+
+    def render(self, camera: Camera, backend: str = "auto", names=None) -> CacheRender:
+        """Rasterize entities (all, or ``names``) for every frame of ``camera`` (see :class:`CacheRender`)."""
+        gbuffer, ids, chosen = self.rasterize(camera, backend, names)
+        return render_of(gbuffer, ids, chosen, camera)
+
+
+def render_of(gbuffer: GBuffer | None, ids: Tensor | None, names: list[str], camera: Camera) -> CacheRender:
+    """:class:`CacheRender` from the output of :meth:`Cache3D.rasterize` (zeros when ``gbuffer`` is None)."""
+    if gbuffer is None:
+        b, t, h, w = camera.intrinsics.shape[0], camera.num_frames, camera.height, camera.width
+        z = torch.zeros(b, t, 1, h, w)
+        return CacheRender(torch.zeros(b, t, 3, h, w), z, z.clone(), torch.zeros(b, t, 1, h, w, dtype=torch.int64),
+                           list(names))
+    return CacheRender(gbuffer.normal * gbuffer.mask, gbuffer.mask, gbuffer.depth, ids, list(names))

@@ -83,7 +83,7 @@ def test_soft_mask_confines_and_strength_scales():
     assert bool(outside.any()) and float(full[outside].abs().max()) == 0.0
     assert torch.allclose(injection.token_add(codec, normal, mask, strength=0.25), 0.25 * full)
     per_clip = injection(torch.zeros(2, T, 12, H // 2, W // 2), mask.expand(2, -1, -1, -1, -1),
-                         strength=torch.tensor([0.0, 2.0]))
+                         strength=torch.tensor([0.0, 2.0])).detach()
     assert float(per_clip[0].abs().max()) == 0.0 and torch.allclose(per_clip[1], 2 * soft[0])
     with pytest.raises(NeuralRenderError):
         injection(torch.zeros(B, T, 5, H // 2, W // 2), mask)

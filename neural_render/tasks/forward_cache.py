@@ -1,0 +1,240 @@
+"""Forward rendering with 3D-cache injection (Real2SAM2Real): :class:`ForwardTask` + a :class:`CacheInjection`.
+
+Batches are forward batches (data/forward_data.py) plus ``cache_normal`` (B, T, 3, H, W) and ``cache_mask``
+(B, T, 1, H, W): the stand-in cache render of one object of the clip (:class:`CacheForwardDataset`). The task adds
+``added = {"token_add": injection(codec(cache normals), mask, strength)}`` to the backbone call of the loss; in
+training the cache is degraded by :func:`~neural_render.models.cache_injection.perturb_cache_render` (dilation,
+shift, normal noise) and dropped entirely (mask 0 = no injection) for a ``1 - cache_prob`` share of the samples, so
+the model renders correctly with and without a cache and trusts it softly.
+
+Minimally invasive fine-tuning of a trained forward model: by default only ``injection.*`` and the backbone's LoRA
+(``backbone.*lora_*``, when the backbone has one: :func:`pretrained_forward_backbone` with ``lora_rank`` > 0) train.
+
+Data without 3D ground truth: the stand-in cache render is the masked camera-space normal map of one object taken
+from the synthetic G-buffers of the clip (or of the synthetic clip a "real" stand-in was made from: degraded or
+inverse-rendered G-buffers as the condition, exact object normals as the cache); see :class:`CacheForwardDataset`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from neural_render.data.forward_data import ForwardClipDataset, ForwardDataModule
+from neural_render.errors import NeuralRenderError
+from neural_render.models.backbone import VideoBackbone
+from neural_render.models.cache_injection import (
+    TRAINABLE_PATTERNS,
+    CacheInjection,
+    pack_cache_normals,
+    perturb_cache_render,
+)
+from neural_render.models.codec import LatentCodec
+from neural_render.models.denoiser import Denoiser
+from neural_render.tasks.forward import ForwardTask
+
+DEFAULT_PERTURB = {"max_dilation": 2, "max_shift": 2, "noise_std": 0.15, "probability": 0.5}
+
+
+class ForwardCacheTask(ForwardTask):
+    """ForwardTask whose backbone also receives the cache injection (module docstring).
+
+    injection: {"mask_dilation": int, "strength": float} for a fresh zero-initialised projection, or
+        {"pretrained": folder} to continue from a saved one. cache_prob: share of training samples that get a cache.
+    perturb: keyword arguments of perturb_cache_render (training only). Other arguments: :class:`ForwardTask`.
+    """
+
+    def __init__(self, *args, injection: dict | None = None, cache_prob: float = 0.8, perturb: dict | None = None,
+                 **kwargs):
+        if not 0.0 <= cache_prob <= 1.0:
+            raise NeuralRenderError(f"cache_prob must be in [0, 1], got {cache_prob}")
+        backbone = kwargs.get("backbone", args[0] if args else None)
+        codec = kwargs.get("codec", args[2] if len(args) > 2 else None)
+        if backbone is None:
+            raise NeuralRenderError("ForwardCacheTask needs the backbone")
+        module = _build_injection(backbone, codec, dict(injection or {}))
+        object.__setattr__(self, "_injection_to_register", module)
+        if kwargs.get("trainable") is None:
+            from neural_render.models.lora import lora_adapter_names
+            kwargs["trainable"] = [TRAINABLE_PATTERNS[0]] + ([TRAINABLE_PATTERNS[1]] if lora_adapter_names(backbone)
+                                                            else [])
+        super().__init__(*args, **kwargs)
+        self.save_hyperparameters(ignore=["backbone", "denoiser", "codec", "pass_embedding"])
+        self.cache_prob = float(cache_prob)
+        self.perturb = {**DEFAULT_PERTURB, **dict(perturb or {})}
+        unknown = set(self.perturb) - set(DEFAULT_PERTURB)
+        if unknown:
+            raise NeuralRenderError(f"unknown perturb settings {sorted(unknown)}; known {sorted(DEFAULT_PERTURB)}")
+
+    def _select_trainable(self, patterns):
+        module = self.__dict__.pop("_injection_to_register", None)
+        if module is not None:
+            self.injection = module
+        return super()._select_trainable(patterns)
+
+    # ------------------------------------------------------------------ batches
+    def cache_token_add(self, normal: Tensor, mask: Tensor, strength: float | Tensor | None = None) -> Tensor:
+        """Cache render (B,T,3,H,W) / (B,T,1,H,W) -> token_add (B,T'',D,h',w') (codec frozen, projection trained)."""
+        latents = self.encode(pack_cache_normals(normal, mask))
+        return self.injection(latents, mask, strength)
+
+    def make_batch(self, batch: dict) -> tuple[Tensor, Tensor | None, Tensor | None, dict]:
+        x0, cond, context, masks = super().make_batch(batch)
+        if "cache_normal" not in batch or "cache_mask" not in batch:
+            return x0, cond, context, masks
+        normal = batch["cache_normal"].to(self.device).float()
+        mask = batch["cache_mask"].to(self.device).float()
+        if self.training and torch.is_grad_enabled():
+            gen = self._generator()
+            normal, mask = perturb_cache_render(normal, mask, gen, **self.perturb)
+            keep = (torch.rand(mask.shape[0], generator=gen, device=gen.device) < self.cache_prob).to(mask)
+            mask = mask * keep.view(-1, 1, 1, 1, 1)
+            normal = normal * mask
+        masks = dict(masks or {})
+        masks["added"] = {"token_add": self.cache_token_add(normal, mask)}
+        return x0, cond, context, masks
+
+    # ------------------------------------------------------------------ export
+    def pipeline(self):
+        from neural_render.pipelines.insert import CacheForwardPipeline
+
+        return CacheForwardPipeline(self.backbone, self.denoiser, self.codec, self.pass_embedding,
+                                    forward_config=self.forward_config(), domain_shifters=self.domain_shifters,
+                                    injection=self.injection)
+
+
+def _build_injection(backbone, codec, settings: dict) -> CacheInjection:
+    pretrained = settings.pop("pretrained", None)
+    unknown = set(settings) - {"mask_dilation", "strength"}
+    if unknown:
+        raise NeuralRenderError(f"unknown injection settings {sorted(unknown)} (mask_dilation, strength, pretrained)")
+    if pretrained:
+        return CacheInjection.from_pretrained(pretrained)
+    channels = codec.latent_channels if codec is not None else backbone.latent_channels
+    return CacheInjection.for_backbone(backbone, channels, **settings)
+
+
+# ---------------------------------------------------------------------------------------------- model factories
+def pretrained_forward_backbone(model_dir: str, lora_rank: int = 8, lora_alpha: float | None = None,
+                                lora_targets: list[str] | None = None) -> VideoBackbone:
+    """YAML factory: the backbone of a trained forward pipeline folder (e.g. data/models/forward_tiny) + a fresh LoRA
+    (``lora_rank`` > 0; B zero-initialised, base frozen). Its domain shifters, if any, are loaded by the task
+    (``domain_shifter: {pretrained: <model_dir>/domain_shifters}``)."""
+    from neural_render.pipelines.forward import ForwardPipeline
+
+    backbone = ForwardPipeline.from_pretrained(model_dir).backbone
+    backbone.train()
+    backbone.requires_grad_(False)
+    if lora_rank:
+        from neural_render.models.lora import add_lora
+        add_lora(backbone, rank=lora_rank, alpha=lora_alpha, target_modules=lora_targets)
+    return backbone
+
+
+def pretrained_forward_codec(model_dir: str) -> LatentCodec:
+    """YAML factory: the codec of a forward pipeline folder."""
+    from neural_render.pipelines.forward import ForwardPipeline
+
+    codec = ForwardPipeline.from_pretrained(model_dir).codec
+    if codec is None:
+        raise NeuralRenderError("the forward pipeline has no codec", model_dir)
+    return codec
+
+
+def pretrained_forward_denoiser(model_dir: str) -> Denoiser:
+    """YAML factory: the denoiser of a forward pipeline folder."""
+    from neural_render.pipelines.forward import ForwardPipeline
+
+    return ForwardPipeline.from_pretrained(model_dir).denoiser
+
+
+# ---------------------------------------------------------------------------------------------------------- data
+class CacheForwardDataset(Dataset):
+    """Forward items (``base``) + the stand-in cache render of one random object of the window.
+
+    The object ids and exact normals come from the synthetic clip the item was read from, or, when that clip has no
+    object ids (a "real" stand-in / inverse-labelled copy), from the clip of the same folder name under
+    ``source_roots``. Objects other than the ground that cover >= ``min_pixels`` pixels on average are candidates;
+    clips without any give an empty cache (mask 0). Items need full frames (``base.crop`` None).
+    Adds ``cache_normal`` (1, T, 3, H, W) (exact normals * mask) and ``cache_mask`` (1, T, 1, H, W).
+    """
+
+    def __init__(self, base: ForwardClipDataset, source_roots: list[str] | None = None, min_pixels: int = 12,
+                 seed: int = 0):
+        if base.crop is not None:
+            raise NeuralRenderError("CacheForwardDataset needs full frames (crop=None) to align object ids")
+        self.base, self.min_pixels, self.seed = base, int(min_pixels), int(seed)
+        self.source_roots = [Path(r) for r in (source_roots or [])]
+        self._sources: dict[str, tuple] = {}
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.base.set_epoch(epoch)
+
+    def _source(self, clip: str) -> tuple:
+        """(object ids (T, H, W) int64, normals (T, 3, H, W), ground ids set) of the synthetic source clip."""
+        if clip in self._sources:
+            return self._sources[clip]
+        from neural_render.io.clip import read_clip, read_meta
+        from neural_render.synth.dataset import OBJECT_ID_FILE, read_object_ids
+
+        candidates = [Path(clip)] + [root / Path(clip).name for root in self.source_roots]
+        source = next((c for c in candidates if (c / OBJECT_ID_FILE.format(0)).is_file()), None)
+        if source is None:
+            raise NeuralRenderError("no object ids for this clip (not synthetic, and no same-named clip under "
+                                    f"{[str(r) for r in self.source_roots]})", clip)
+        meta = read_meta(source)
+        ids = torch.from_numpy(np.stack([read_object_ids(source, t) for t in range(meta.num_frames)])).long()
+        normals = read_clip(source, passes=["normal"]).gbuffer.normal[0]
+        objects = meta.extra.get("synth", {}).get("objects", [])
+        ground = {int(o["id"]) for o in objects if o.get("kind") == "ground"}
+        self._sources[clip] = (ids.reshape(meta.num_frames, *ids.shape[-2:]), normals, ground)
+        return self._sources[clip]
+
+    def __getitem__(self, index: int) -> dict:
+        item = self.base[index]
+        ids, normals, ground = self._source(item["clip"])
+        t = item["rgb"].shape[1]
+        span = slice(item["start"], item["start"] + (t - 1) * self.base.frame_stride + 1, self.base.frame_stride)
+        window_ids, window_normals = ids[span], normals[span]
+        values, counts = torch.unique(window_ids, return_counts=True)
+        choices = [int(v) for v, c in zip(values, counts) if int(v) > 0 and int(v) not in ground
+                   and float(c) / t >= self.min_pixels]
+        mask = torch.zeros(1, t, 1, *window_ids.shape[-2:])
+        if choices:
+            state = np.random.SeedSequence([self.seed, self.base.epoch, int(index), 0xCAC4E]).generate_state(1)[0]
+            pick = choices[int(np.random.default_rng(int(state)).integers(len(choices)))]
+            mask = (window_ids == pick).float()[None, :, None]
+        item["cache_mask"] = mask
+        item["cache_normal"] = window_normals[None] * mask
+        return item
+
+
+class CacheForwardDataModule(ForwardDataModule):
+    """:class:`ForwardDataModule` whose datasets are wrapped in :class:`CacheForwardDataset`.
+
+    source_roots: synthetic dataset folders where "real" stand-in clips find their object ids (same folder names);
+    default: the synthetic ``train_roots``. min_pixels: see :class:`CacheForwardDataset`.
+    """
+
+    def __init__(self, *args, source_roots: list[str] | str | None = None, min_pixels: int = 12, **kwargs):
+        super().__init__(*args, **kwargs)
+        roots = source_roots if source_roots is not None else self.train_roots
+        self.source_roots = [roots] if isinstance(roots, (str, os.PathLike)) else list(roots)
+        self.min_pixels = int(min_pixels)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_sets and isinstance(self.train_sets[0], CacheForwardDataset):
+            return
+        super().setup(stage)
+        wrap = lambda ds: CacheForwardDataset(ds, self.source_roots, self.min_pixels, self.seed)
+        self.train_sets = [wrap(ds) for ds in self.train_sets]
+        if self.val_set is not None:
+            self.val_set = wrap(self.val_set)

@@ -1,0 +1,103 @@
+"""ForwardCacheTask: the data add one object's exact normals as the stand-in cache, a training step updates ONLY the
+injection projection and the LoRA, and the exported pipeline reloads with both (cache-injection fine-tuning)."""
+
+import pytest
+import torch
+
+from neural_render.data.forward_data import forward_cond_channels
+from neural_render.data_assets import envmap_path
+from neural_render.io.hdr import load_envmap
+from neural_render.models.codec import PixelUnshuffleCodec
+from neural_render.models.denoiser import Denoiser
+from neural_render.tasks.base import make_backbone
+from neural_render.tasks.forward_cache import CacheForwardDataModule, ForwardCacheTask
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    from neural_render.synth.dataset import SynthJob, prepare_output, render_one_clip
+    from neural_render.synth.scene import SynthConfig
+
+    root = tmp_path_factory.mktemp("synth")
+    env = load_envmap(envmap_path("kiara_1_dawn"))
+    cfg = SynthConfig(width=16, height=16, num_frames=4, spp=2, max_depth=2, ground_prob=1.0, min_objects=2,
+                      max_objects=3, motion_prob=0.0, spawn_prob=0.0)
+    job = SynthJob(str(root / "data"), cfg, 7, [str(envmap_path("kiara_1_dawn"))])
+    prepare_output(job, [env], 1)
+    render_one_clip(job, 0, [env], {})
+    return root / "data"
+
+
+def task(lora: bool = True) -> ForwardCacheTask:
+    codec = PixelUnshuffleCodec(2)
+    backbone = make_backbone("svd", config={"in_channels": 12, "out_channels": 12}, tiny=True, seed=0,
+                             cond_channels=forward_cond_channels(12, True), lora_rank=2 if lora else 0)
+    return ForwardCacheTask(backbone=backbone, denoiser=Denoiser("x0"), codec=codec, ema_decay=None, lr=1e-2,
+                            window=4, overlap=2, cache_prob=1.0)
+
+
+def batch_of(dataset):
+    data = CacheForwardDataModule(train_roots=str(dataset), num_frames=4, gbuffer_dropout=0.0, batch_size=1,
+                                  min_pixels=1)
+    data.setup()
+    return next(iter(data.train_dataloader()))
+
+
+def test_data_give_one_objects_exact_normals(dataset):
+    from neural_render.io.clip import read_clip, read_meta
+    from neural_render.synth.dataset import read_object_ids
+
+    batch = batch_of(dataset)
+    mask, normal = batch["cache_mask"], batch["cache_normal"]
+    assert mask.shape == (1, 4, 1, 16, 16) and normal.shape == (1, 4, 3, 16, 16)
+    assert float(mask.sum()) > 0
+    ids = torch.stack([torch.from_numpy(read_object_ids(dataset / "clip_000000", t)).long() for t in range(4)])
+    picked = torch.unique(ids.reshape(4, 16, 16)[mask[0, :, 0] > 0])
+    ground = [o["id"] for o in read_meta(dataset / "clip_000000").extra["synth"]["objects"] if o["kind"] == "ground"]
+    assert picked.numel() == 1 and int(picked) not in ground and int(picked) > 0  # one object, never the ground
+    exact = read_clip(dataset / "clip_000000", passes=["normal"]).gbuffer.normal
+    assert torch.equal(normal, exact * mask)
+
+
+def test_training_step_updates_only_injection_and_lora(dataset, tmp_path):
+    system = task()
+    assert all(n.startswith("injection.") or "lora_" in n for n in system.trainable_names)
+    assert any(n.startswith("injection.") for n in system.trainable_names)
+    assert any("lora_" in n for n in system.trainable_names)
+    before = {n: p.detach().clone() for n, p in system.named_parameters()}
+    optimizer = system.configure_optimizers()["optimizer"]
+    batch = batch_of(dataset)
+    system.train()
+    for _ in range(2):  # LoRA B and the projection start at zero: the second step moves lora_A as well
+        loss = system.training_step(batch, 0)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    changed = {n for n, p in system.named_parameters() if not torch.equal(p, before[n])}
+    assert changed and changed <= set(system.trainable_names)
+    assert any(n.startswith("injection.") for n in changed)
+    assert not system.injection.is_zero
+
+    pipe = system.pipeline()
+    pipe.save_pretrained(tmp_path / "model")
+    from neural_render.pipelines.insert import CacheForwardPipeline
+
+    loaded = CacheForwardPipeline.from_pretrained(tmp_path / "model")
+    assert loaded.injection is not None
+    assert torch.equal(loaded.injection.proj.weight, system.injection.proj.weight)
+    assert (tmp_path / "model" / "lora").is_dir()
+
+
+def test_no_cache_in_batch_means_no_injection(dataset):
+    system = task(lora=False)
+    assert system.trainable_names == ["injection.proj.weight", "injection.proj.bias"]
+    batch = batch_of(dataset)
+    plain = {k: v for k, v in batch.items() if not k.startswith("cache_")}
+    system.eval()
+    with torch.no_grad():
+        _, _, _, masks = system.make_batch(plain)
+        assert "added" not in masks
+        _, _, _, masks = system.make_batch(batch)
+        assert masks["added"]["token_add"].abs().sum() == 0  # fresh projection: zeros

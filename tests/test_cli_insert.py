@@ -1,0 +1,162 @@
+"""``neural-render insert``: end to end on a synthetic clip with a tiny model built in code; a fresh (zero) injection
+is bit-identical to no injection through the whole insertion; bad input exits 2 and writes nothing."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from neural_render.cli import main
+from neural_render.data.forward_data import forward_cond_channels
+from neural_render.data_assets import envmap_path
+from neural_render.io.hdr import load_envmap
+
+torch.set_num_threads(1)
+T = 4
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    import trimesh
+
+    from neural_render.models.cache_injection import CacheInjection
+    from neural_render.models.codec import PixelUnshuffleCodec
+    from neural_render.models.denoiser import Denoiser
+    from neural_render.pipelines.insert import CacheForwardPipeline
+    from neural_render.synth.dataset import SynthJob, prepare_output, render_one_clip
+    from neural_render.synth.scene import SynthConfig
+    from neural_render.tasks.base import make_backbone
+
+    root = tmp_path_factory.mktemp("insert")
+    env = load_envmap(envmap_path("kiara_1_dawn"))
+    cfg = SynthConfig(width=24, height=16, num_frames=T, spp=2, max_depth=2, ground_prob=1.0, min_objects=1,
+                      max_objects=2)
+    job = SynthJob(str(root / "data"), cfg, 3, [str(envmap_path("kiara_1_dawn"))])
+    prepare_output(job, [env], 1)
+    render_one_clip(job, 0, [env], {})
+    backbone = make_backbone("svd", config={"in_channels": 12, "out_channels": 12}, tiny=True, seed=0,
+                             cond_channels=forward_cond_channels(12, True))
+    pipe = CacheForwardPipeline(backbone, Denoiser("x0"), PixelUnshuffleCodec(2), None,
+                                forward_config={"with_prior": True, "residual": True, "window": 4, "overlap": 2},
+                                injection=CacheInjection.for_backbone(backbone, 12))
+    pipe.save_pretrained(root / "model")
+    trimesh.creation.box(extents=(1.0, 1.0, 1.0)).export(root / "cube.glb")
+    clip = root / "data" / "clip_000000"
+    target = json.loads((clip / "meta.json").read_text())["extra"]["synth"]["trajectory"]["target"]
+    return {"root": root, "clip": clip, "model": root / "model", "mesh": root / "cube.glb",
+            "at": ",".join(f"{v:.4f}" for v in target)}
+
+
+def run(assets, out, *extra):
+    return main(["insert", str(assets["clip"]), "--mesh", str(assets["mesh"]), f"--at={assets['at']}",
+                 "--scale", "0.4", "--material", "basecolor=#cc3311,roughness=0.3,metallic=0", "--gbuffers", "clip",
+                 "--model", str(assets["model"]), "--out", str(out), "--no-progress", *extra])
+
+
+def test_insert_writes_the_video(assets, tmp_path, capsys):
+    from neural_render.io import read_video
+
+    out = tmp_path / "out.mp4"
+    assert run(assets, out, "--side-by-side") == 0
+    frames, _ = read_video(out)
+    assert frames.shape[:3] == (T, 16, 24)
+    side, _ = read_video(tmp_path / "out.side_by_side.mp4")
+    assert side.shape[:3] == (T, 16, 48)
+    text = capsys.readouterr().out
+    assert "untrained (zero)" in text and "visible in" in text
+
+
+def test_zero_init_injection_leaves_the_insertion_bit_identical(assets):
+    from neural_render.io import read_clip, read_clip_envmap
+    from neural_render.pipelines.insert import (
+        CacheForwardPipeline,
+        InsertedObject,
+        insert_object,
+    )
+    from neural_render.raster import Material
+
+    clip = read_clip(assets["clip"])
+    gbuffer = clip.gbuffer.replace(depth=clip.gbuffer.depth / clip.meta.depth_scale)
+    pipe = CacheForwardPipeline.from_pretrained(assets["model"])
+    assert pipe.injection is not None and pipe.injection.is_zero
+    obj = InsertedObject(str(assets["mesh"]), Material(0.5, 0.4, 0.0), tuple(float(v) for v in assets["at"].split(",")),
+                         0.4)
+    env = read_clip_envmap(assets["clip"])
+    outputs = {}
+    for inject in (True, False):
+        for blend in ("differential", "full"):
+            outputs[inject, blend] = insert_object(pipe, clip.rgb, clip.camera, env, obj, gbuffer,
+                                                   depth_scale=clip.meta.depth_scale, inject=inject, blend=blend)
+    for blend in ("differential", "full"):
+        assert torch.equal(outputs[True, blend].rgb, outputs[False, blend].rgb)
+    result = outputs[True, "differential"]
+    assert float(result.object_mask.sum()) > 0
+    outside = result.object_mask.expand_as(result.rgb) < 0.5
+    # differential blend: the input video plus the render difference, the object from the render
+    expected = (clip.rgb + result.render - result.background).clamp_min(0.0)
+    assert torch.equal(result.rgb[outside], expected[outside])
+    # with a trained (non-zero) projection the injection changes the render
+    with torch.no_grad():
+        pipe.injection.proj.bias.fill_(0.5)
+    changed = insert_object(pipe, clip.rgb, clip.camera, env, obj, gbuffer, depth_scale=clip.meta.depth_scale,
+                            inject=True, blend="full")
+    assert float((changed.rgb - outputs[False, "full"].rgb).abs().max()) > 1e-4
+
+
+def _no_output(folder) -> bool:
+    return sorted(p.name for p in folder.iterdir()) == []
+
+
+def test_mesh_that_does_not_load_exits_2(assets, tmp_path, capsys):
+    bad = tmp_path / "in" / "broken.glb"
+    bad.parent.mkdir()
+    bad.write_bytes(b"\x00garbage, not a mesh")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    code = main(["insert", str(assets["clip"]), "--mesh", str(bad), f"--at={assets['at']}", "--gbuffers", "clip",
+                 "--model", str(assets["model"]), "--out", str(out_dir / "x.mp4"), "--no-progress"])
+    assert code == 2
+    assert "broken.glb" in capsys.readouterr().err
+    assert _no_output(out_dir)
+
+
+def test_position_behind_the_camera_in_every_frame_exits_2(assets, tmp_path, capsys):
+    meta = json.loads((assets["clip"] / "meta.json").read_text())
+    poses = np.array(meta["camera_to_world"])
+    behind = poses[0, :3, 3] + 2.0 * poses[0, :3, 2]  # +Z of the camera points backwards (OpenGL)
+    assert all(float(np.linalg.solve(p[:3, :3], behind - p[:3, 3])[2]) > 0 for p in poses)
+    out = tmp_path / "x.mp4"
+    code = main(["insert", str(assets["clip"]), "--mesh", str(assets["mesh"]),
+                 "--at=" + ",".join(f"{v:.4f}" for v in behind), "--gbuffers", "clip", "--model", str(assets["model"]),
+                 "--out", str(out), "--no-progress"])
+    assert code == 2
+    assert "behind the camera" in capsys.readouterr().err
+    assert _no_output(tmp_path)
+
+
+@pytest.mark.parametrize("bad", [["--material", "basecolor=2,roughness=0.1"], ["--material", "shiny=1"],
+                                 ["--scale", "0"], ["--at=1,2"], ["--out", "x.avi"]])
+def test_bad_arguments_exit_2(assets, tmp_path, bad):
+    args = ["insert", str(assets["clip"]), "--mesh", str(assets["mesh"]), f"--at={assets['at']}", "--gbuffers", "clip",
+            "--model", str(assets["model"]), "--out", str(tmp_path / "x.mp4"), "--no-progress"]
+    if bad[0].startswith("--at="):
+        args[4] = bad[0]
+        bad = []
+    elif bad[0] == "--out":
+        args[-2] = str(tmp_path / bad[1])
+        bad = []
+    assert main(args + bad) == 2
+    assert _no_output(tmp_path)
+
+
+def test_plain_video_needs_an_envmap(assets, tmp_path, capsys):
+    from neural_render.io import write_video
+
+    video = tmp_path / "in.mp4"
+    write_video(video, np.full((T, 16, 24, 3), 128, np.uint8), fps=8.0)
+    code = main(["insert", str(video), "--mesh", str(assets["mesh"]), "--at=0,0,-3", "--model", str(assets["model"]),
+                 "--out", str(tmp_path / "x.mp4"), "--no-progress"])
+    assert code == 2
+    assert "--envmap" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
