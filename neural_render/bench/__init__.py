@@ -11,4 +11,5 @@ BENCHMARKS: dict[str, str] = {
     "backbone": "neural_render.bench.backbone",
     "synth": "neural_render.bench.synth",
     "inverse": "neural_render.bench.inverse",
+    "gpu-estimate": "neural_render.bench.gpu_estimate",
 }
