@@ -192,7 +192,7 @@ class CacheForwardDataset(Dataset):
                                     f"{[str(r) for r in self.source_roots]})", clip)
         meta = read_meta(source)
         ids = torch.from_numpy(np.stack([read_object_ids(source, t) for t in range(meta.num_frames)])).long()
-        normals = read_clip(source, passes=["normal"]).gbuffer.normal[0]
+        normals = read_clip(source, passes=["normal", "mask"], rgb=False).gbuffer.normal[0]
         objects = meta.extra.get("synth", {}).get("objects", [])
         ground = {int(o["id"]) for o in objects if o.get("kind") == "ground"}
         self._sources[clip] = (ids.reshape(meta.num_frames, *ids.shape[-2:]), normals, ground)

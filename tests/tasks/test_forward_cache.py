@@ -101,3 +101,34 @@ def test_no_cache_in_batch_means_no_injection(dataset):
         assert "added" not in masks
         _, _, _, masks = system.make_batch(batch)
         assert masks["added"]["token_add"].abs().sum() == 0  # fresh projection: zeros
+
+
+def test_yaml_config_fine_tunes_a_saved_forward_model(dataset, tmp_path):
+    """configs/task/forward_cache.yaml through `neural-render fit`'s LightningCLI: base model folder -> 1 step -> export."""
+    from pathlib import Path
+
+    from neural_render.cli.fit import build_cli
+    from neural_render.pipelines.forward import ForwardPipeline
+    from neural_render.pipelines.insert import CacheForwardPipeline
+
+    codec = PixelUnshuffleCodec(2)
+    backbone = make_backbone("svd", config={"in_channels": 12, "out_channels": 12}, tiny=True, seed=0,
+                             cond_channels=forward_cond_channels(12, True))
+    base = tmp_path / "base"
+    ForwardPipeline(backbone, Denoiser("x0"), codec, None, forward_config={"with_prior": True, "residual": True,
+                                                                           "window": 4, "overlap": 2}).save_pretrained(base)
+    root = Path(__file__).resolve().parents[2]
+    argv = ["--config", str(root / "configs/trainer/cpu_smoke.yaml"), "--config", str(root / "configs/task/forward_cache.yaml"),
+            *[f"--{p}.init_args.model_dir={base}" for p in ("backbone", "codec", "denoiser")],
+            "--backbone.init_args.lora_rank", "2", "--data.init_args.train_roots", str(dataset),
+            "--data.init_args.source_roots", f'["{dataset}"]', "--data.init_args.batch_size", "1",
+            "--data.init_args.max_train_clips", "1", "--trainer.max_steps", "1", "--trainer.limit_val_batches", "0",
+            "--trainer.default_root_dir", str(tmp_path / "logs"), "--trainer.logger", "false",
+            "--trainer.enable_checkpointing", "false"]
+    cli = build_cli(argv)
+    assert isinstance(cli.model, ForwardCacheTask)
+    assert all(n.startswith("injection.") or "lora_" in n for n in cli.model.trainable_names)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    cli.model.export(tmp_path / "out")
+    loaded = CacheForwardPipeline.from_pretrained(tmp_path / "out")
+    assert loaded.injection is not None and loaded.forward_config["window"] == 4

@@ -1,0 +1,129 @@
+#!/usr/bin/env python
+"""Fine-tune the shipped forward model with the 3D-cache injection: ``data/models/forward_cache_tiny`` (CPU, brief).
+
+    python scripts/train_cache_injection.py [--base data/models/forward_tiny] [--minutes 20] [--max-steps 100000]
+                                            [--data data_cache] [--out data/models/forward_cache_tiny]
+
+Minimally invasive (Real2SAM2Real): the base forward model's weights stay frozen; only a zero-initialised
+CacheInjection projection and a rank-8 LoRA train (configs/task/forward_cache.yaml through ``neural-render fit``'s
+LightningCLI). Data (no 3D ground truth needed): the synthetic TRAIN clips ``<data>/synth_train_64`` and "real"
+stand-ins of the same scenes, ``<data>/forward_real_64`` when scripts/train_forward_tiny.py made it (relabelled by
+the inverse model), else ``<data>/cache_real_64`` (degraded exact G-buffers, made here); the cache render of a sample
+is the exact normal map of one object of the synthetic source clip, perturbed (dilation, shift, noise) in training.
+The base model's forward_config (prior, residual, window) and Realiz3D shifters (frozen) are carried over.
+
+Output: a CacheForwardPipeline folder (EMA weights) + ``cache_training.json`` (base model, data, steps, time, loss).
+The held-out evaluation is ``neural-render eval insert`` (test env maps; never read here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def real_data(data: Path, train: Path, count: int) -> tuple[Path, str]:
+    relabelled = data / "forward_real_64"
+    if any(relabelled.glob("*/meta.json")):
+        return relabelled, "relabelled by the inverse model (scripts/train_forward_tiny.py)"
+    from neural_render.data.forward_data import make_degraded_real_clips
+
+    degraded = data / "cache_real_64"
+    make_degraded_real_clips(train, degraded, max_clips=count, seed=0)
+    return degraded, "degraded exact G-buffers (data.forward_data.degrade_gbuffer)"
+
+
+class LossLog:
+    """Lightning callback: mean training loss every ``every`` steps (printed and kept)."""
+
+    def __new__(cls, every: int = 25):
+        import lightning.pytorch as pl
+
+        class _Log(pl.Callback):
+            def __init__(self):
+                self.window, self.history, self.start = [], [], time.time()
+
+            def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+                loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+                self.window.append(float(loss))
+                if trainer.global_step % every == 0:
+                    mean = sum(self.window) / len(self.window)
+                    self.history.append((trainer.global_step, mean))
+                    print(f"step {trainer.global_step:6d}  loss {mean:.5f}  {time.time() - self.start:7.0f} s", flush=True)
+                    self.window = []
+
+        return _Log()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--base", default=str(ROOT / "data" / "models" / "forward_tiny"))
+    parser.add_argument("--minutes", type=float, default=20.0, help="wall-clock training budget (default 20)")
+    parser.add_argument("--max-steps", type=int, default=100000)
+    parser.add_argument("--data", default=str(ROOT / "data_cache"))
+    parser.add_argument("--out", default=str(ROOT / "data" / "models" / "forward_cache_tiny"))
+    parser.add_argument("--clips", type=int, default=128, help="synthetic (and real stand-in) clips used")
+    parser.add_argument("--lora-rank", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+
+    import torch
+
+    from neural_render.cli.fit import build_cli
+    from neural_render.errors import NeuralRenderError
+    from neural_render.io.atomic import atomic_path
+
+    torch.set_num_threads(args.threads)
+    base, data, out = Path(args.base), Path(args.data), Path(args.out)
+    train = data / "synth_train_64"
+    if not (base / "forward_config.json").is_file():
+        raise NeuralRenderError("no trained forward model (run scripts/train_forward_tiny.py first)", base)
+    if not (train / "synth.json").is_file():
+        raise NeuralRenderError("no synthetic train data (run scripts/make_synth_datasets.sh)", train)
+    forward_config = json.loads((base / "forward_config.json").read_text())
+    real, real_source = real_data(data, train, args.clips)
+    hms = time.strftime("%H:%M:%S", time.gmtime(int(args.minutes * 60)))
+    overrides = [f"--{part}.init_args.model_dir={base}" for part in ("backbone", "codec", "denoiser")] + [
+        "--backbone.init_args.lora_rank", str(args.lora_rank),
+        "--model.init_args.with_prior", str(bool(forward_config.get("with_prior"))).lower(),
+        "--model.init_args.residual", str(bool(forward_config.get("residual"))).lower(),
+        "--model.init_args.window", str(int(forward_config.get("window", 4))),
+        "--model.init_args.overlap", str(int(forward_config.get("overlap", 2))),
+        "--data.init_args.train_roots", str(train), "--data.init_args.real_roots", str(real),
+        "--data.init_args.source_roots", json.dumps([str(train)]),
+        "--data.init_args.max_train_clips", str(args.clips),
+        "--trainer.max_steps", str(args.max_steps), "--trainer.max_time", f"00:{hms}",
+        "--trainer.default_root_dir", str(ROOT / "out" / "forward_cache"), "--trainer.limit_val_batches", "0",
+        "--trainer.log_every_n_steps", "25"]
+    if (base / "domain_shifters").is_dir():
+        overrides += ["--model.init_args.domain_shifter", json.dumps({"pretrained": str(base / "domain_shifters")})]
+    configs = ["configs/trainer/cpu_smoke.yaml", "configs/task/forward_cache.yaml"]
+    cli = build_cli([a for c in configs for a in ("--config", str(ROOT / c))] + overrides)
+    log = LossLog(25)
+    cli.trainer.callbacks.append(log)
+    trainable = sum(p.numel() for _, p in cli.model.trainable_named_parameters())
+    frozen = sum(p.numel() for p in cli.model.parameters()) - trainable
+    print(f"trainable {trainable} parameters ({', '.join(sorted({n.split('.')[0] for n in cli.model.trainable_names}))}"
+          f"), frozen {frozen}", flush=True)
+    start = time.time()
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    seconds = time.time() - start
+    cli.model.export(out)
+    record = {"base_model": str(base), "forward_config": forward_config, "synthetic_data": str(train),
+              "real_data": str(real), "real_data_source": real_source, "clips": args.clips,
+              "steps": int(cli.model.global_step), "seconds": round(seconds, 1), "lora_rank": args.lora_rank,
+              "trainable_parameters": trainable, "frozen_parameters": frozen, "loss_history": log.history,
+              "configs": configs, "overrides": overrides, "weights": "EMA"}
+    with atomic_path(out / "cache_training.json") as tmp:
+        Path(tmp).write_text(json.dumps(record, indent=1) + "\n")
+    print(json.dumps({k: v for k, v in record.items() if k != "loss_history"}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
