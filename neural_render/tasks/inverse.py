@@ -7,8 +7,9 @@ Batches (:mod:`neural_render.data.inverse_data`): ``rgb`` (B, T, 3, H, W) linear
 * condition: codec latents of :func:`~neural_render.pipelines.inverse.rgb_to_model` (rgb) (display sRGB in [-1, 1]),
   concatenated in channels (backbone ``cond_channels`` = codec channels).
 * ``per_pass``: target = codec latents of ONE packed pass per sample (:func:`pack_pass`; depth divided by the sample's
-  :func:`depth_scale_of`), chosen uniformly at random per sample in training (seeded generator, offset per rank) and
-  deterministically from (clip, start) in validation; the pass embedding's tokens of that pass are the context.
+  :func:`depth_scale_of`), chosen uniformly at random per sample in training (seeded by noise_seed, rank and
+  global step, so a resumed run continues the sequence) and deterministically from (clip, start) in validation;
+  the pass embedding's tokens of that pass are the context.
 * ``joint``: target = the latents of all passes stacked in channels (backbone latent channels = len(passes) x codec
   channels), no context; one denoising run predicts everything.
 * loss mask: passes in ``masked_passes`` (undefined on background: basecolor, normal, roughness, metallic) are weighted
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import zlib
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -82,7 +84,7 @@ class InverseTask(DiffusionSystem):
             raise NeuralRenderError(f"unknown masked_passes {masked_passes}")
         self.mode, self.passes, self.masked_passes = mode, passes, masked_passes
         self.mask_threshold, self.processing_size, self.num_steps = mask_threshold, processing_size, num_steps
-        self._pass_generator: torch.Generator | None = None
+        self._pass_draw = (-1, 0)  # (global step, draws within it) of the last training pass choice
         self._loaded_step = 0  # global step of a checkpoint loaded outside a Trainer (exported as training info)
         self.pipeline()  # validates codec / backbone / pass embedding against the mode (NeuralRenderError)
 
@@ -112,10 +114,14 @@ class InverseTask(DiffusionSystem):
                 starts = torch.as_tensor(starts).reshape(-1).tolist() if starts is not None else [0] * b
                 return [zlib.crc32(f"{c}:{s}".encode()) % len(self.passes) for c, s in zip(clips, starts)]
             return [i % len(self.passes) for i in range(b)]
-        if self._pass_generator is None:
-            seed = int(self.hparams.noise_seed) + 104_729 + 1_000_003 * int(self.global_rank)
-            self._pass_generator = torch.Generator().manual_seed(seed)
-        return torch.randint(0, len(self.passes), (b,), generator=self._pass_generator).tolist()
+        # stateless draw: a function of (noise_seed, rank, global step, call within the step), so a resumed run
+        # (restored global step) continues the same pass sequence and ranks draw different passes
+        step = int(self.global_step)
+        self._pass_draw = (step, self._pass_draw[1] + 1) if self._pass_draw[0] == step else (step, 0)
+        seed = np.random.SeedSequence([int(self.hparams.noise_seed), 104_729, int(self.global_rank), step,
+                                       self._pass_draw[1]]).generate_state(1)[0]
+        generator = torch.Generator().manual_seed(int(seed))
+        return torch.randint(0, len(self.passes), (b,), generator=generator).tolist()
 
     def make_batch(self, batch: dict) -> tuple[Tensor, Tensor, Tensor | None, dict]:
         """Return (x0 (B,T',C,h,w), cond (B,T',Cc,h,w), context (B,L,D) | None, {"loss_mask": ...})."""

@@ -148,3 +148,32 @@ def test_constant_video_gives_constant_output_across_window_boundaries():
     with torch.no_grad():
         out = windowed_sample(denoiser, predict, (1, 11, 4, 4, 4), plan_windows(11, 4, 2), 1)
     assert torch.allclose(out, out[:, :1].expand_as(out), atol=1e-5)
+
+
+class CausalCodec:
+    """Frame rule of a causal video codec with temporal factor 4: T = 1 + 4k video frames -> 1 + k latent frames."""
+
+    temporal_factor = 4
+
+    def latent_frames(self, frames: int) -> int:
+        if (frames - 1) % 4:
+            raise NeuralRenderError(f"needs 1 + 4k frames, got {frames}")
+        return 1 + (frames - 1) // 4
+
+
+def test_fit_windows_respects_codec_and_backbone_frame_rules():
+    from neural_render.models.backbone import FrameRule
+    from neural_render.pipelines.windows import fit_windows, video_span
+
+    even = FrameRule(multiple=2, minimum=2, description="even")
+    padded, latent, spans = fit_windows(30, CausalCodec(), even, window=17, overlap=4)
+    assert padded == 33 and latent == 9  # 30 frames -> 33 = 1 + 4 * 8 -> 9 latent frames
+    assert all(even(b - a) for a, b in spans) and spans[-1][1] == 9  # 17 frames -> 5 latents -> 4 (even)
+    assert video_span(0, 1, 4, 30) == (0, 1) and video_span(1, 3, 4, 30) == (1, 9) and video_span(8, 9, 4, 30) == (29, 30)
+    padded, latent, spans = fit_windows(3, CausalCodec(), even, window=16, overlap=4)  # one short window
+    assert (padded, latent, spans) == (5, 2, [(0, 2)])
+    padded, latent, spans = fit_windows(7, type("Plain", (), {"latent_frames": lambda self, t: t})(), FrameRule(),
+                                        window=4, overlap=1)
+    assert (padded, latent, spans) == (7, 7, [(0, 4), (3, 7)])
+    with pytest.raises(NeuralRenderError):
+        fit_windows(8, CausalCodec(), FrameRule(multiple=8, minimum=8), window=9, overlap=1)
