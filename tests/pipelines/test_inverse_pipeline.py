@@ -118,6 +118,11 @@ def test_long_video_is_processed_in_windows_no_larger_than_the_window():
     out = pipe(video(40, 8, 8), window=16, overlap=4, progress=False)
     assert max(calls) == 16 and len(calls) == len(out.windows) == 3  # starts 0, 12, 24
     assert out.gbuffer.depth.shape == (1, 40, 1, 8, 8)
+    # streaming decodes window-sized chunks that reassemble into exactly the returned G-buffer
+    chunks = list(pipe.stream(video(40, 8, 8), window=16, overlap=4, progress=False))
+    assert [(a, b) for a, b, _ in chunks] == [(0, 16), (16, 32), (32, 40)]
+    for name, value in out.gbuffer.passes.items():
+        assert torch.equal(torch.cat([c.passes[name] for _, _, c in chunks], dim=1), value), name
 
 
 def test_outputs_are_valid_gbuffers_with_mask_unit_normals_and_zero_background():
