@@ -34,6 +34,9 @@ def add_arguments(parser) -> None:
                         help="max |pitch| and |roll| of the per-clip env rotation in degrees (yaw is uniform)")
     parser.add_argument("--spawn-prob", type=float, default=0.2,
                         help="probability that an object (other than the first) appears mid-clip")
+    parser.add_argument("--proxy", action="store_true",
+                        help="also store rendered/ per clip: the classical split-sum render of the exact G-buffers "
+                             "(sim-to-real proxy benchmark); on a finished dataset only adds those folders")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -83,7 +86,7 @@ def run(args) -> int:
     config.validate()
     envmaps = [] if args.sky else resolve_envmaps(args.envmaps)
     job = SynthJob(out=args.out, config=config, seed=args.seed, envmap_paths=envmaps, mesh_paths=list(args.meshes),
-                   preview=args.preview)
+                   preview=args.preview, proxy=args.proxy)
     report = run_synth(job, args.clips, workers=args.workers, progress=not args.no_progress)
     report.total_seconds = time.perf_counter() - start  # include argument checks and imports of this command
     print(report.summary())

@@ -16,6 +16,11 @@ Layout of ``out/``::
       frames/object_id_000000.exr  channel object_id.Y: object id per pixel (0 background, 1.. mesh index + 1)
       sky.exr                  the procedural sky (sky clips only)
       preview.png, rgb.mp4     contact sheet and video preview (with ``preview``)
+      rendered/                (with ``proxy``) a clip folder whose rgb is the CLASSICAL split-sum render
+                               (render/shade.py: no shadows, no inter-reflection) of this clip's exact G-buffers
+                               under the same rotated env map: the "rendered" side of the sim-to-real proxy
+                               benchmark, beside this clip's path-traced rgb (the "real" side). Derived data only:
+                               not part of synth.json, and ``proxy`` on a finished dataset just adds the folders.
 
 A clip is rendered in a hidden temporary folder beside its target and renamed into place only when every file is
 written, so a killed run never leaves a broken clip; re-running skips finished clips (their content is a pure
@@ -41,6 +46,7 @@ ENV_DIR = "envmaps"
 FLOW_FILE = "frames/flow_{:06d}.exr"
 OBJECT_ID_FILE = "frames/object_id_{:06d}.exr"
 PREVIEW_NAME = "preview.png"
+PROXY_DIR = "rendered"
 SKY_NAME = "sky.exr"
 GENERATOR_VERSION = 1
 #: hidden temporaries of atomic writes of a clip (also nested ones of write_clip): ".clip_N.tmp-PID-HEX..."
@@ -61,6 +67,7 @@ class SynthJob:
     envmap_paths: list[str] = field(default_factory=list)   # ignored with config.sky
     mesh_paths: list[str] = field(default_factory=list)
     preview: bool = False
+    proxy: bool = False             # also write rendered/ (split-sum render of the G-buffers), see module doc
 
     def spec(self) -> dict:
         """Content-defining arguments (the clip count is not: a larger run extends a smaller one)."""
@@ -142,10 +149,16 @@ def prepare_output(job: SynthJob, envs, num_clips: int) -> list[int]:
         write_hdr(path, image)
     _remove_dead_temporaries(out)
     return [i for i in range(num_clips) if not _clip_done(out / clip_name(i), job.config.num_frames,
-                                                          is_complete_clip)]
+                                                          is_complete_clip, job.proxy)]
 
 
-def _clip_done(clip_dir: Path, num_frames: int, is_complete_clip) -> bool:
+def _clip_done(clip_dir: Path, num_frames: int, is_complete_clip, proxy: bool = False) -> bool:
+    if proxy and not is_complete_clip(clip_dir / PROXY_DIR):
+        return False
+    return _base_done(clip_dir, num_frames, is_complete_clip)
+
+
+def _base_done(clip_dir: Path, num_frames: int, is_complete_clip) -> bool:
     if not clip_dir.is_dir() or not is_complete_clip(clip_dir):
         return False
     return all((clip_dir / FLOW_FILE.format(t)).is_file() and (clip_dir / OBJECT_ID_FILE.format(t)).is_file()
@@ -172,19 +185,24 @@ def _remove_dead_temporaries(out: Path) -> None:
 
 def render_one_clip(job: SynthJob, index: int, envs, meshes, on_frame=None) -> ClipStats:
     """Generate, render and write clip ``index`` (atomically); returns its timings."""
+    from neural_render.io.clip import is_complete_clip
     from neural_render.synth.render import render_clip
     from neural_render.synth.scene import generate_scene
 
     start = time.perf_counter()
+    clip_dir = Path(job.out) / clip_name(index)
+    if job.proxy and _base_done(clip_dir, job.config.num_frames, is_complete_clip):
+        add_proxy_render(clip_dir)  # finished clip without rendered/: no path tracing needed
+        return ClipStats(index, job.config.num_frames, 0.0, 0.0, time.perf_counter() - start, "none")
     scene = generate_scene(job.config, job.seed, index, envs, meshes)
     rendered = render_clip(scene, on_frame=on_frame)
-    write_synth_clip(Path(job.out) / clip_name(index), scene, rendered, job.preview)
+    write_synth_clip(clip_dir, scene, rendered, job.preview, job.proxy)
     return ClipStats(index, scene.camera.num_frames, rendered.render_seconds, rendered.path_trace_seconds,
                      time.perf_counter() - start, rendered.variant)
 
 
-def write_synth_clip(clip_dir: Path, scene, rendered, preview: bool = False) -> None:
-    """Write one rendered clip folder atomically (see module doc for the files)."""
+def write_synth_clip(clip_dir: Path, scene, rendered, preview: bool = False, proxy: bool = False) -> None:
+    """Write one rendered clip folder atomically (see module doc for the files; ``proxy`` adds rendered/)."""
     from neural_render.io.atomic import atomic_dir
     from neural_render.io.clip import Clip, ClipMeta, write_clip
     from neural_render.io.exr import write_exr
@@ -217,6 +235,34 @@ def write_synth_clip(clip_dir: Path, scene, rendered, preview: bool = False) -> 
             from neural_render.io.image import write_image
             from neural_render.viz.contact_sheet import gbuffer_contact_sheet
             write_image(root / PREVIEW_NAME, gbuffer_contact_sheet(rendered.gbuffer, rendered.rgb))
+        if proxy:
+            _write_proxy(root / PROXY_DIR, rendered.gbuffer, scene.camera, scene.env, meta)
+
+
+def _write_proxy(target: Path, gbuffer, camera, env, meta) -> None:
+    """Write ``target`` (a clip folder, atomically): rgb = split-sum render of ``gbuffer`` under ``env``."""
+    import dataclasses
+
+    from neural_render.io.clip import Clip, write_clip
+    from neural_render.render.shade import prepare_ibl, shade
+
+    rgb = shade(gbuffer, camera, prepare_ibl(env)).contiguous()
+    extra = {"proxy": {"shader": "split-sum (render/shade.py)", "real": "..", "gbuffer": ".."}}
+    proxy_meta = dataclasses.replace(meta, envmap=None, extra=extra, depth_scale=None)
+    write_clip(target, Clip(rgb=rgb, gbuffer=type(gbuffer)(), camera=camera, meta=proxy_meta), rgb_format="exr",
+               preview_mp4=False)
+
+
+def add_proxy_render(clip_dir: str | os.PathLike) -> None:
+    """Add ``rendered/`` to a finished synth clip from its stored G-buffers, camera and env map (same result as
+    writing it with the clip: the EXR round trip is exact)."""
+    from neural_render.io.clip import read_clip, read_clip_envmap
+
+    clip = read_clip(clip_dir, rgb=False)
+    env = read_clip_envmap(clip_dir, clip.meta)
+    if env is None:
+        raise NeuralRenderError("clip names no env map; cannot make its proxy render", clip_dir)
+    _write_proxy(Path(clip_dir) / PROXY_DIR, clip.gbuffer, clip.camera, env, clip.meta)
 
 
 def read_flow(clip_dir: str | os.PathLike, frame: int):

@@ -1,0 +1,47 @@
+"""``neural-render sim2real-data INPUT --out DIR --model PROPAGATION_DIR``: (rendered, realistic) pairs by anchor
+propagation (RealMaster; pipelines/sim2real_data.py).
+
+INPUT: a folder of clip folders (or one clip folder) whose rgb is the rendered video, with G-buffers / env map when
+the enhancer needs them; ``synth --proxy`` datasets work as is (their rendered side is ``rendered/``). For each clip
+the enhancer makes the anchor frames realistic (first and last frame of every segment of the model's length),
+the propagation model fills the frames between them following the rendered clip's edges (or depth: the model's
+``conditioning``), and ``DIR/pair_<clip>/`` is written atomically (realistic clip + ``rendered/``); re-running skips
+finished pairs. ``--enhancer``: ``auto`` (the shipped forward renderer if present, else the path-traced proxy
+anchors), ``forward[:DIR]``, ``path-traced``, ``img2img:DIR`` (local diffusers folder), ``identity``.
+"""
+
+from __future__ import annotations
+
+HELP = "make (rendered, realistic) clip pairs by anchor propagation: enhanced anchors + edge-conditioned propagation"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("input", help="folder of rendered clip folders (or one clip folder)")
+    parser.add_argument("--out", required=True, help="output folder of pair folders")
+    parser.add_argument("--model", required=True, help="anchor propagation model folder (PropagationTask export)")
+    parser.add_argument("--enhancer", default="auto",
+                        help="anchor enhancer: auto | forward[:DIR] | path-traced | img2img:DIR | identity")
+    parser.add_argument("--limit", type=int, default=None, help="first N clips only")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed (clip k uses seed + k)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    import sys
+
+    from neural_render.errors import NeuralRenderError
+    from neural_render.pipelines.sim2real_anchors import make_enhancer
+    from neural_render.pipelines.sim2real_data import AnchorPropagationPipeline, make_pairs
+
+    if args.limit is not None and args.limit < 1:
+        raise NeuralRenderError(f"--limit must be >= 1, got {args.limit}")
+    pipe = AnchorPropagationPipeline.from_pretrained(args.model)
+    if not pipe.is_trained:
+        print("neural-render sim2real-data: WARNING: the propagation model was never trained (global_step 0)",
+              file=sys.stderr)
+    enhancer = make_enhancer(args.enhancer, seed=args.seed)
+    report = make_pairs(args.input, args.out, pipe, enhancer, seed=args.seed, limit=args.limit,
+                        progress=not args.no_progress)
+    print(f"sim2real-data: {report['written']} pair(s) written, {report['skipped']} already complete, in "
+          f"{report['seconds']:.1f} s -> {args.out}  (enhancer {enhancer.name}, conditioning {pipe.conditioning})")
+    return 0

@@ -1,0 +1,247 @@
+"""Sim-to-real inference with the IC-LoRA (RealMaster): rendered video -> realistic video, no anchors needed.
+
+Model (trained by :class:`neural_render.tasks.sim2real.Sim2RealTask`): per window of ``L`` latent frames the
+backbone sees ``[reference | target]`` (2L frames, :mod:`neural_render.models.ic_lora`): the reference = codec
+latents of the rendered frames in display space (:func:`to_model_space`), clean at sigma 0; the target = the latents
+being denoised. ``target`` says what the target latents are: ``"direct"`` the realistic clip's latents, or
+``"residual"`` realistic minus reference latents (the output is reference + prediction, so everything the model does
+not change is passed through exactly).
+
+Any length: overlapping windows blended in latent space at every denoising step
+(:func:`neural_render.pipelines.windows.windowed_sample`); each window's reference is the matching slice of the
+rendered latents. Size: frames must be multiples of :attr:`Sim2RealPipeline.stride` (codec x backbone) unless a
+``processing_size`` is given (then frames are resized to it and back); anything else is a NeuralRenderError.
+``strength`` scales the LoRA (peft scale: 0 = base model, 1 = as trained); the scale is restored after the call.
+
+Folder: a :class:`VideoDiffusionPipeline` folder (the LoRA under ``lora/<adapter>/``) + ``sim2real_config.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from neural_render.errors import NeuralRenderError
+from neural_render.pipelines.base import VideoDiffusionPipeline
+
+SIM2REAL_CONFIG = "sim2real_config.json"
+TARGETS = ("direct", "residual")
+
+
+def to_model_space(rgb: Tensor) -> Tensor:
+    """Linear radiance (..., 3, H, W) -> display sRGB of clamp(x, 0, 1) in [-1, 1] (what the models see)."""
+    from neural_render.render.tonemap import linear_to_srgb
+
+    return linear_to_srgb(rgb.clamp(0.0, 1.0)) * 2.0 - 1.0
+
+
+def from_model_space(x: Tensor) -> Tensor:
+    """Inverse of :func:`to_model_space` on [-1, 1] (values outside are clamped) -> linear radiance in [0, 1]."""
+    from neural_render.render.tonemap import srgb_to_linear
+
+    return srgb_to_linear(((x + 1.0) * 0.5).clamp(0.0, 1.0))
+
+
+def resize_video(x: Tensor, height: int, width: int) -> Tensor:
+    """(B, T, C, h, w) -> (B, T, C, height, width): bilinear, antialiased when shrinking (kornia)."""
+    b, t, c, h, w = x.shape
+    if (h, w) == (height, width):
+        return x
+    from kornia.geometry.transform import resize
+
+    y = resize(x.reshape(b * t, c, h, w), (height, width), interpolation="bilinear", align_corners=False,
+               antialias=True)
+    return y.reshape(b, t, c, height, width)
+
+
+def check_video(video: Tensor, stride: int, processing_size=None, source=None) -> tuple[int, int]:
+    """Validate a (B, T, 3, H, W) float video; return the processing (h, w) (see module doc for the size rule)."""
+    if not torch.is_tensor(video) or video.ndim != 5 or video.shape[2] != 3 or not video.is_floating_point():
+        raise NeuralRenderError(f"video must be a float (B, T, 3, H, W) tensor, got {tuple(getattr(video, 'shape', ()))}",
+                                source)
+    b, t, _, h, w = video.shape
+    if b < 1 or t < 1:
+        raise NeuralRenderError(f"video has no frames (shape {tuple(video.shape)})", source)
+    if not bool(torch.isfinite(video).all()):
+        raise NeuralRenderError("video contains NaN or inf", source)
+    if processing_size is None:
+        if h < stride or w < stride or h % stride or w % stride:
+            raise NeuralRenderError(f"frame size {w}x{h} is not a multiple of the model stride {stride} (codec x "
+                                    f"backbone); give a processing size to resize", source)
+        return h, w
+    ph, pw = (processing_size, processing_size) if isinstance(processing_size, int) else map(int, processing_size)
+    if ph < stride or pw < stride or ph % stride or pw % stride:
+        raise NeuralRenderError(f"processing size {pw}x{ph} must be a multiple of the model stride {stride}", source)
+    return ph, pw
+
+
+@dataclass
+class Sim2RealOutput:
+    """frames: (B, T, 3, H, W) linear radiance in [0, 1] at the input size; windows: [start, stop) latent spans;
+    processing_size: (h, w) the model ran at; latents: (B, T', C, h, w) output latents when requested."""
+
+    frames: Tensor
+    windows: list[tuple[int, int]] = field(default_factory=list)
+    processing_size: tuple[int, int] = (0, 0)
+    latents: Tensor | None = None
+
+
+class Sim2RealPipeline(VideoDiffusionPipeline):
+    """Rendered -> realistic video with the IC-LoRA (module doc).
+
+    target: "direct" | "residual"; adapter: LoRA adapter name on the backbone (None = no LoRA: strength must be 1);
+    num_steps: default sampler steps (None: 1 for the x0 denoiser, else 20); window / overlap: default latent
+    frames per window and overlap; processing_size: default (h, w) or None; info: training info (``global_step``:
+    0 means UNTRAINED).
+    """
+
+    def __init__(self, backbone, denoiser, codec=None, pass_embedding=None, target: str = "residual",
+                 adapter: str | None = None, num_steps: int | None = None, window: int = 8, overlap: int = 2,
+                 processing_size: Sequence[int] | None = None, info: dict | None = None):
+        super().__init__(backbone, denoiser, codec, pass_embedding)
+        self.configure(target=target, adapter=adapter, num_steps=num_steps, window=window, overlap=overlap,
+                       processing_size=processing_size, info=info)
+
+    def configure(self, target="residual", adapter=None, num_steps=None, window=8, overlap=2, processing_size=None,
+                  info=None, source=None) -> Sim2RealPipeline:
+        from neural_render.models.lora import lora_adapter_names
+
+        if self.codec is None:
+            raise NeuralRenderError("the sim2real pipeline needs a latent codec", source)
+        if int(self.codec.latent_channels) != int(self.backbone.latent_channels):
+            raise NeuralRenderError(f"codec channels {self.codec.latent_channels} != backbone latent channels "
+                                    f"{self.backbone.latent_channels}", source)
+        if target not in TARGETS:
+            raise NeuralRenderError(f"target must be one of {TARGETS}, got {target!r}", source)
+        names = lora_adapter_names(self.backbone)
+        if adapter is None and names:
+            adapter = names[0]
+        if adapter is not None and adapter not in names:
+            raise NeuralRenderError(f"backbone has no LoRA adapter {adapter!r} (has {names})", source)
+        if int(window) < 1 or not 0 <= int(overlap) < int(window):
+            raise NeuralRenderError(f"need window >= 1 and 0 <= overlap < window, got {window}, {overlap}", source)
+        if num_steps is not None and int(num_steps) < 1:
+            raise NeuralRenderError(f"num_steps must be >= 1, got {num_steps}", source)
+        self.target, self.adapter = target, adapter
+        self.num_steps = None if num_steps is None else int(num_steps)
+        self.window, self.overlap = int(window), int(overlap)
+        self.processing_size = None if processing_size is None else tuple(int(s) for s in processing_size)
+        self.info = dict(info or {})
+        return self
+
+    def sim2real_config(self) -> dict:
+        size = self.processing_size
+        return {"target": self.target, "adapter": self.adapter, "num_steps": self.num_steps, "window": self.window,
+                "overlap": self.overlap, "processing_size": list(size) if size else None, "info": self.info}
+
+    @property
+    def is_trained(self) -> bool:
+        return int(self.info.get("global_step", 0) or 0) > 0
+
+    @property
+    def stride(self) -> int:
+        return int(self.codec.spatial_factor) * int(self.backbone.spatial_multiple)
+
+    def default_steps(self) -> int:
+        return self.num_steps or (1 if self.denoiser.kind == "x0" else 20)
+
+    # ------------------------------------------------------------------ persistence
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        from neural_render.io.atomic import atomic_dir
+
+        with atomic_dir(directory) as tmp:
+            stage = Path(tmp) / ".stage"
+            super().save_pretrained(stage)
+            for child in stage.iterdir():
+                os.replace(child, Path(tmp) / child.name)
+            stage.rmdir()
+            (Path(tmp) / SIM2REAL_CONFIG).write_text(json.dumps(self.sim2real_config(), indent=2))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device | None = None):
+        root = Path(directory)
+        if not root.is_dir():
+            raise NeuralRenderError("model folder does not exist", root)
+        path = root / SIM2REAL_CONFIG
+        try:
+            config = json.loads(path.read_text())
+            assert isinstance(config, dict)
+        except (OSError, ValueError, AssertionError) as err:
+            raise NeuralRenderError(f"not a sim2real model folder: cannot read {SIM2REAL_CONFIG}: {err}", path) from None
+        try:
+            pipe = VideoDiffusionPipeline.from_pretrained(root, device=device)
+        except NeuralRenderError:
+            raise
+        except Exception as err:  # noqa: BLE001 - boundary: a broken folder must not escape as another type
+            raise NeuralRenderError(f"not a valid pipeline folder: {type(err).__name__}: {err}", root) from None
+        if not isinstance(pipe, Sim2RealPipeline):
+            raise NeuralRenderError(f"folder holds a {type(pipe).__name__}, not a sim2real pipeline", root)
+        allowed = {"target", "adapter", "num_steps", "window", "overlap", "processing_size", "info"}
+        return pipe.configure(**{k: v for k, v in config.items() if k in allowed}, source=root)
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def encode_video(self, video: Tensor, size: tuple[int, int]) -> Tensor:
+        """Linear video (B, T, 3, H, W) -> reference latents (B, T', C, h, w) at the processing size."""
+        frames = to_model_space(resize_video(video.to(self.device, torch.float32), *size))
+        return self.codec.encode(frames)
+
+    def _latent_windows(self, latent_frames: int, window: int, overlap: int) -> list[tuple[int, int]]:
+        from neural_render.pipelines.windows import plan_windows
+
+        rule = self.backbone.frame_rule
+        lw = min(window, latent_frames)
+        while lw > 1 and not rule(2 * lw):
+            lw -= 1
+        if not rule(2 * lw) or latent_frames < lw:
+            raise NeuralRenderError(f"no window of <= {window} latent frames fits the backbone ({rule.description}) "
+                                    f"for a {latent_frames}-frame clip")
+        return plan_windows(latent_frames, lw, min(overlap, lw - 1))
+
+    @torch.no_grad()
+    def __call__(self, video: Tensor, strength: float = 1.0, num_steps: int | None = None, window: int | None = None,
+                 overlap: int | None = None, processing_size=None, generator: torch.Generator | None = None,
+                 seed: int = 0, progress: bool = False, return_latents: bool = False) -> Sim2RealOutput:
+        """Translate ``video`` (B, T, 3, H, W) linear radiance (rendered) -> :class:`Sim2RealOutput` (realistic)."""
+        from neural_render.models.ic_lora import in_context
+        from neural_render.models.lora import set_lora_scale
+        from neural_render.pipelines.windows import windowed_sample
+
+        strength = float(strength)
+        if not math.isfinite(strength) or strength < 0:
+            raise NeuralRenderError(f"strength must be a finite number >= 0, got {strength}")
+        if self.adapter is None and strength != 1.0:
+            raise NeuralRenderError("this model has no LoRA adapter: strength must be 1")
+        size = check_video(video, self.stride, processing_size if processing_size is not None else self.processing_size)
+        reference = self.encode_video(video, size)
+        b, t_lat = reference.shape[:2]
+        spans = self._latent_windows(t_lat, int(window or self.window), int(self.overlap if overlap is None else overlap))
+        gen = generator if generator is not None else torch.Generator().manual_seed(int(seed))
+
+        def predict(x_window: Tensor, level: Tensor, a: int, c: int) -> Tensor:
+            ref = reference[:, a:c]
+            sigma = torch.cat([torch.zeros_like(level), level], dim=1)
+            x0 = self.denoiser.predict_x0(self.backbone, torch.cat([ref, x_window], dim=1), sigma)
+            return x0[:, c - a:]
+
+        if self.adapter is not None:
+            set_lora_scale(self.backbone, strength, self.adapter)
+        try:
+            with in_context(self.backbone):
+                latents = windowed_sample(self.denoiser, predict, tuple(reference.shape), spans, self.default_steps()
+                                          if num_steps is None else int(num_steps), generator=gen, device=self.device,
+                                          progress=progress, desc="sim2real")
+        finally:
+            if self.adapter is not None:
+                set_lora_scale(self.backbone, 1.0, self.adapter)
+        out = latents + reference if self.target == "residual" else latents
+        frames = self.codec.decode(out)[:, :video.shape[1]].float().cpu()
+        frames = from_model_space(resize_video(frames, *video.shape[-2:]))
+        return Sim2RealOutput(frames, spans, size, out if return_latents else None)
