@@ -22,6 +22,8 @@ COMMANDS: dict[str, str] = {
     "fit": "neural_render.cli.fit",
     "synth": "neural_render.cli.synth",
     "bench": "neural_render.cli.bench",
+    "sim2real": "neural_render.cli.sim2real",
+    "sim2real-data": "neural_render.cli.sim2real_data",
     "inverse": "neural_render.cli.inverse",
     "autolabel": "neural_render.cli.autolabel",
     "insert": "neural_render.cli.insert",
