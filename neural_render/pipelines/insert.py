@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from neural_render.errors import NeuralRenderError
-from neural_render.models.cache3d import Cache3D, CacheRender, placement, render_of
+from neural_render.models.cache3d import Cache3D, CacheRender, render_of
 from neural_render.models.cache_injection import (
     CacheInjection,
     pack_cache_normals,
@@ -172,13 +172,9 @@ def check_in_front(camera: Camera, at, source: str | None = None) -> Tensor:
 
 def object_cache(obj: InsertedObject, num_frames: int) -> Cache3D:
     """A cache holding the object (loaded with the project's mesh loader; bad files raise NeuralRenderError)."""
-    from neural_render.models.cache3d import _rotation
-
     cache = Cache3D(num_frames)
-    cache.add_mesh_file(obj.mesh_path, obj.material, obj.at, obj.scale, name=obj.name)
-    if any(float(a) != 0.0 for a in obj.rotation):
-        mesh = cache.entity(obj.name).mesh
-        mesh.to_world = placement(obj.at, obj.scale, _rotation(obj.rotation)).expand(num_frames, 4, 4).clone()
+    rotation = obj.rotation if any(float(a) != 0.0 for a in obj.rotation) else None
+    cache.add_mesh_file(obj.mesh_path, obj.material, obj.at, obj.scale, rotation, name=obj.name)
     return cache
 
 
