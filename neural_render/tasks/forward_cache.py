@@ -31,8 +31,11 @@ from neural_render.models.backbone import VideoBackbone
 from neural_render.models.cache_injection import (
     TRAINABLE_PATTERNS,
     CacheInjection,
+    area_pool,
     pack_cache_normals,
     perturb_cache_render,
+    soft_dilate,
+    temporal_pool,
 )
 from neural_render.models.codec import LatentCodec
 from neural_render.models.denoiser import Denoiser
@@ -46,13 +49,18 @@ class ForwardCacheTask(ForwardTask):
 
     injection: {"mask_dilation": int, "strength": float} for a fresh zero-initialised projection, or
         {"pretrained": folder} to continue from a saved one. cache_prob: share of training samples that get a cache.
-    perturb: keyword arguments of perturb_cache_render (training only). Other arguments: :class:`ForwardTask`.
+    perturb: keyword arguments of perturb_cache_render (training only). region_weight: the loss weight of a latent
+        element is 1 + region_weight * (soft mask of the cached object, the injection's falloff included), so the
+        fine-tuning concentrates on the object and its surroundings (shadows), where insertion is judged.
+    Other arguments: :class:`ForwardTask`.
     """
 
     def __init__(self, *args, injection: dict | None = None, cache_prob: float = 0.8, perturb: dict | None = None,
-                 **kwargs):
+                 region_weight: float = 0.0, **kwargs):
         if not 0.0 <= cache_prob <= 1.0:
             raise NeuralRenderError(f"cache_prob must be in [0, 1], got {cache_prob}")
+        if not region_weight >= 0.0:
+            raise NeuralRenderError(f"region_weight must be >= 0, got {region_weight}")
         backbone = kwargs.get("backbone", args[0] if args else None)
         codec = kwargs.get("codec", args[2] if len(args) > 2 else None)
         if backbone is None:
@@ -66,6 +74,7 @@ class ForwardCacheTask(ForwardTask):
         super().__init__(*args, **kwargs)
         self.save_hyperparameters(ignore=["backbone", "denoiser", "codec", "pass_embedding"])
         self.cache_prob = float(cache_prob)
+        self.region_weight = float(region_weight)
         self.perturb = {**DEFAULT_PERTURB, **dict(perturb or {})}
         unknown = set(self.perturb) - set(DEFAULT_PERTURB)
         if unknown:
@@ -97,6 +106,10 @@ class ForwardCacheTask(ForwardTask):
             normal = normal * mask
         masks = dict(masks or {})
         masks["added"] = {"token_add": self.cache_token_add(normal, mask)}
+        if self.region_weight > 0:
+            t_lat, h, w = x0.shape[1], x0.shape[3], x0.shape[4]
+            soft = soft_dilate(area_pool(temporal_pool(mask, t_lat), (t_lat, h, w)), self.injection.mask_dilation)
+            masks["loss_mask"] = 1.0 + self.region_weight * soft
         return x0, cond, context, masks
 
     # ------------------------------------------------------------------ export

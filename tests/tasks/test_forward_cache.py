@@ -132,3 +132,18 @@ def test_yaml_config_fine_tunes_a_saved_forward_model(dataset, tmp_path):
     cli.model.export(tmp_path / "out")
     loaded = CacheForwardPipeline.from_pretrained(tmp_path / "out")
     assert loaded.injection is not None and loaded.forward_config["window"] == 4
+
+
+def test_region_weight_emphasises_the_cached_object(dataset):
+    system = task(lora=False)
+    system.region_weight = 4.0
+    batch = batch_of(dataset)
+    system.eval()
+    with torch.no_grad():
+        x0, _, _, masks = system.make_batch(batch)
+    weight = masks["loss_mask"]
+    assert weight.shape == (x0.shape[0], x0.shape[1], 1, *x0.shape[3:])
+    assert float(weight.min()) == 1.0 and 1.0 < float(weight.max()) <= 5.0
+    empty = dict(batch, cache_mask=torch.zeros_like(batch["cache_mask"]))
+    with torch.no_grad():
+        assert float(system.make_batch(empty)[3]["loss_mask"].max()) == 1.0
