@@ -249,14 +249,19 @@ class DiffusionSystem(pl.LightningModule):
             checkpoint["ema"] = self.ema.state_dict()
         if self.run_config is not None:
             checkpoint["run_config"] = self.run_config
-        checkpoint["noise_generator_state"] = self._generator().get_state()
+        state = self._generator().get_state()
+        trainer = getattr(self, "_trainer", None)
+        # every rank draws its own noise: keep all ranks' streams (this hook runs on every rank)
+        states = self.all_gather(state) if trainer is not None and trainer.world_size > 1 else state[None]
+        checkpoint["noise_generator_states"] = states.cpu()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if self.ema is not None and "ema" in checkpoint:
             self.ema.load_state_dict(checkpoint["ema"])
-        if "noise_generator_state" in checkpoint:
+        states = checkpoint.get("noise_generator_states")
+        if states is not None and int(self.global_rank) < len(states):
             self._noise_generator = None
-            self._restored_noise_state = checkpoint["noise_generator_state"]
+            self._restored_noise_state = states[int(self.global_rank)].contiguous()
         self.run_config = checkpoint.get("run_config", self.run_config)
 
     # ------------------------------------------------------------------ inference / export
