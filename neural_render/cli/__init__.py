@@ -26,6 +26,9 @@ COMMANDS: dict[str, str] = {
     "sim2real-data": "neural_render.cli.sim2real_data",
     "inverse": "neural_render.cli.inverse",
     "autolabel": "neural_render.cli.autolabel",
+    "forward": "neural_render.cli.forward",
+    "relight": "neural_render.cli.relight",
+    "edit": "neural_render.cli.edit",
     "insert": "neural_render.cli.insert",
 }
 

@@ -1,0 +1,422 @@
+"""Inputs of the forward (G-buffer -> RGB) renderer: per-clip preparation, the condition tensor, datasets.
+
+Forward inputs of a batch (:func:`prepare_forward_inputs`, a dict; B clips, T frames, H x W pixels):
+
+* ``gbuffer``       GBuffer with the five FORWARD_PASSES (basecolor, normal, depth, roughness, metallic), each
+                    (B, T, C, H, W); a missing pass is zeros
+* ``present``       (B, 5) float presence flags (1 = given, 0 = missing) in FORWARD_PASSES order
+* ``depth_scale``   (B,) per-clip depth normaliser (:func:`neural_render.types.depth_scale_of`, 1 without depth)
+* ``env``           {"ldr", "log", "dir"} each (B, T, 3, H, W): the camera-space env encodings of every frame
+                    (render/envmap.py ``env_encodings`` with the clip's poses and the env map's rotation), computed
+                    at the video size; zeros when no env map; ``env_present`` (B,)
+* ``prior``         (B, T, 3, H, W) linear radiance of the classical split-sum shader (render/shade.py) on the GIVEN
+                    passes under the env (needs normal and env; otherwise zeros); ``prior_present`` (B,)
+
+:func:`forward_condition` turns them into the backbone condition, channel-concatenated at latent resolution
+(C = codec latent channels)::
+
+    [basecolor C | normal C | depth C | roughness C | metallic C | 5 presence channels | env ldr C | log C | dir C
+     | prior C | prior presence 1]                                   (the prior part only with ``with_prior``)
+
+Each pass is packed with :func:`neural_render.types.pack_pass` to [-1, 1] and encoded; a missing pass's latents are
+ZEROS and its presence channel 0. Env encodings (in [0, 1], dir in [-1, 1]) are mapped to [-1, 1] and encoded.
+RGB (target and prior) uses :func:`display_pack`: display sRGB of clamp(x, 0, 1) mapped to [-1, 1] (values above 1,
+e.g. the sun, are clipped: the model renders display-referred video); :func:`display_unpack` inverts it.
+
+The prior is computed with the env's rotation moved onto the camera (shading with sky R and camera c2w equals
+shading with the unrotated sky and camera R^T c2w), so one prefiltered env (:func:`cached_ibl`) serves every
+rotation and frame.
+
+Datasets (:class:`ForwardClipDataset`, :class:`ForwardDataModule`) read clip folders (synthetic ones from
+``neural-render synth`` or "real" ones: videos auto-labelled by the inverse renderer, see ``domain``). Per-buffer
+dropout (training): with probability ``gbuffer_dropout`` a sample drops each pass independently with probability
+1/2 (at least one pass kept); the prior is then shaded from the kept passes only, exactly as at inference.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from neural_render.errors import NeuralRenderError
+from neural_render.types import Camera, EnvMap, GBuffer
+from neural_render.types.gbuffer import PREDICTED_PASSES, PASS_CHANNELS, depth_scale_of, pack_pass
+
+FORWARD_PASSES = tuple(PREDICTED_PASSES)
+ENV_KEYS = ("ldr", "log", "dir")
+DOMAINS = ("synthetic", "real")
+
+
+# ------------------------------------------------------------------------------------------------ packing
+def display_pack(rgb: Tensor) -> Tensor:
+    """Linear radiance (..., 3, H, W) -> display sRGB of clamp(x, 0, 1) in [-1, 1]."""
+    from neural_render.render.tonemap import linear_to_srgb
+    return linear_to_srgb(rgb.clamp(0.0, 1.0)) * 2.0 - 1.0
+
+
+def display_unpack(y: Tensor) -> Tensor:
+    """Inverse of :func:`display_pack`: [-1, 1] display values -> linear radiance in [0, 1]."""
+    from neural_render.render.tonemap import srgb_to_linear
+    return srgb_to_linear((y.clamp(-1.0, 1.0) + 1.0) * 0.5)
+
+
+def forward_cond_channels(latent_channels: int, with_prior: bool) -> int:
+    """Condition channels of the forward task for a codec with ``latent_channels`` C: 8C + 5 (+ C + 1 with prior)."""
+    c = int(latent_channels)
+    return 8 * c + len(FORWARD_PASSES) + (c + 1 if with_prior else 0)
+
+
+# --------------------------------------------------------------------------------------------- inputs
+_IBL_CACHE: dict = {}
+
+
+def cached_ibl(image: Tensor, key: str | None = None):
+    """prepare_ibl of an UNROTATED env image (3, h, w), memoised (up to 32) by ``key`` (e.g. the env file path;
+    default: a SHA-1 of the image's bytes)."""
+    import hashlib
+
+    from neural_render.render.shade import prepare_ibl
+    if key is None:
+        data = image.detach().to("cpu", torch.float32).contiguous().numpy()
+        key = f"sha1:{tuple(data.shape)}:{hashlib.sha1(data.tobytes()).hexdigest()}"
+    if key in _IBL_CACHE:
+        return _IBL_CACHE[key]
+    ibl = prepare_ibl(EnvMap(image))
+    if len(_IBL_CACHE) >= 32:
+        _IBL_CACHE.clear()
+    _IBL_CACHE[key] = ibl
+    return ibl
+
+
+def shade_prior(gbuffer: GBuffer, camera: Camera, env: EnvMap, ibl=None) -> Tensor:
+    """Split-sum render (B, T, 3, H, W) of the given passes under ``env`` (rotation moved onto the camera, see module
+    doc); ``ibl`` = :func:`cached_ibl` of ``env.image`` (computed when None). Needs the normal pass."""
+    from neural_render.render.shade import shade
+    ibl = cached_ibl(env.image) if ibl is None else ibl
+    turn = torch.eye(4, dtype=camera.camera_to_world.dtype)
+    turn[:3, :3] = env.rotation.to(turn.dtype).t()
+    turned = Camera(camera.intrinsics, turn @ camera.camera_to_world, camera.width, camera.height)
+    passes = {k: v for k, v in gbuffer.passes.items() if k != "mask"}
+    return shade(GBuffer(**passes), turned, ibl)
+
+
+def prepare_forward_inputs(gbuffer: GBuffer, camera: Camera, env: EnvMap | None, with_prior: bool = True,
+                           ibl=None, depth_scale: Tensor | float | None = None) -> dict:
+    """Forward inputs (module doc) from any subset of passes (B, T, C, H, W), a Camera (B clips, T frames, H x W) and an
+    env map (one for the batch, rotation included) or None. ``ibl``: :func:`cached_ibl` of ``env.image`` (optional).
+    depth_scale: (B,) or float; default :func:`depth_scale_of` of the given depth. Raises NeuralRenderError on size
+    mismatches."""
+    passes = {k: v for k, v in gbuffer.passes.items() if k in FORWARD_PASSES}
+    if not passes:
+        raise NeuralRenderError(f"forward rendering needs at least one of the passes {list(FORWARD_PASSES)}")
+    b, t, h, w = gbuffer.shape
+    if (camera.intrinsics.shape[0], camera.num_frames, camera.height, camera.width) != (b, t, h, w):
+        raise NeuralRenderError(f"camera (B={camera.intrinsics.shape[0]}, T={camera.num_frames}, {camera.height}x"
+                                f"{camera.width}) does not match the G-buffer (B={b}, T={t}, {h}x{w})")
+    full = {}
+    for name in FORWARD_PASSES:
+        x = passes.get(name)
+        if x is not None and tuple(x.shape) != (b, t, PASS_CHANNELS[name], h, w):
+            raise NeuralRenderError(f"pass {name!r} has shape {tuple(x.shape)}, expected {(b, t, PASS_CHANNELS[name], h, w)}")
+        full[name] = x.float() if x is not None else torch.zeros(b, t, PASS_CHANNELS[name], h, w)
+    present = torch.tensor([[float(n in passes) for n in FORWARD_PASSES]]).expand(b, -1).clone()
+    if depth_scale is None:
+        depth_scale = depth_scale_of(full["depth"]) if "depth" in passes else torch.ones(b)
+    depth_scale = torch.as_tensor(depth_scale, dtype=torch.float32).reshape(-1).expand(b).clone()
+    inputs = {"gbuffer": GBuffer(**full), "present": present, "depth_scale": depth_scale,
+              "env_present": torch.full((b,), float(env is not None)),
+              "prior_present": torch.full((b,), float(with_prior and env is not None and "normal" in passes))}
+    if env is not None:
+        from neural_render.render.envmap import env_encodings
+        inputs["env"] = env_encodings(env, camera.camera_to_world, h, w)
+    else:
+        inputs["env"] = {k: torch.zeros(b, t, 3, h, w) for k in ENV_KEYS}
+    if with_prior:
+        inputs["prior"] = (shade_prior(GBuffer(**passes), camera, env, ibl) if inputs["prior_present"][0] > 0
+                           else torch.zeros(b, t, 3, h, w))
+    return inputs
+
+
+def forward_condition(encode, inputs: dict, with_prior: bool) -> tuple[Tensor, Tensor]:
+    """(cond (B, T', Cc, h, w), prior latents (B, T', C, h, w)) from forward inputs; ``encode``: video (B, T, 3, H, W)
+    in [-1, 1] -> latents (B, T', C, h, w). Channel layout in the module doc; prior latents are zeros where absent."""
+    gb, present = inputs["gbuffer"], inputs["present"].float()
+    latents, masks = [], []
+    for i, name in enumerate(FORWARD_PASSES):
+        z = encode(pack_pass(name, getattr(gb, name), inputs["depth_scale"] if name == "depth" else None))
+        keep = present[:, i].to(z).view(-1, 1, 1, 1, 1)
+        latents.append(z * keep)
+        masks.append(keep.expand(z.shape[0], z.shape[1], 1, z.shape[3], z.shape[4]))
+    env_keep = inputs["env_present"].float().to(latents[0]).view(-1, 1, 1, 1, 1)
+    envs = []
+    for key in ENV_KEYS:
+        x = inputs["env"][key]
+        envs.append(encode(x if key == "dir" else x * 2.0 - 1.0) * env_keep)
+    parts = latents + masks + envs
+    prior = torch.zeros_like(latents[0])
+    if with_prior:
+        keep = inputs["prior_present"].float().to(prior).view(-1, 1, 1, 1, 1)
+        prior = encode(display_pack(inputs["prior"])) * keep
+        parts += [prior, keep.expand_as(masks[0])]
+    return torch.cat(parts, dim=2), prior
+
+
+# ------------------------------------------------------------------------------------------- dropout
+def drop_passes(present: Tensor, probability: float, generator: torch.Generator) -> Tensor:
+    """Per-buffer dropout of presence flags (B, 5): with ``probability`` a row drops each given pass w.p. 1/2,
+    keeping at least one. Returns new flags (float)."""
+    out = present.clone().float()
+    for row in range(out.shape[0]):
+        if float(torch.rand((), generator=generator)) >= probability:
+            continue
+        keep = (torch.rand(out.shape[1], generator=generator) < 0.5).float() * out[row]
+        if keep.sum() == 0:
+            given = torch.nonzero(out[row]).flatten()
+            keep[given[int(torch.randint(len(given), (), generator=generator))]] = 1.0
+        out[row] = keep
+    return out
+
+
+# ------------------------------------------------------------------------------------------- datasets
+class ForwardClipDataset(Dataset):
+    """Forward-task items from clip folders (every clip must have rgb; passes / env map may be missing).
+
+    Item ``i`` (clip ``i % num_clips``): {"rgb" (1, T, 3, h, w) linear target, "domain" (1,) long (0 synthetic,
+    1 real), "clip", "start"} + the forward inputs of the window (module doc) with B = 1, after dropout.
+    roots: dataset / clip folder(s). domain: "synthetic" | "real". num_frames, frame_stride: window. crop: (h, w)
+    random crop (None = full frame). gbuffer_dropout: see module doc. random: random windows (else the first,
+    centred). cache: keep decoded clips in memory. Randomness: private generator seeded by (seed, epoch, index).
+    """
+
+    def __init__(self, roots, domain: str = "synthetic", num_frames: int = 4, frame_stride: int = 1,
+                 crop: tuple[int, int] | None = None, gbuffer_dropout: float = 0.0, with_prior: bool = True,
+                 random: bool = True, seed: int = 0, samples_per_clip: int = 1, cache: bool = True,
+                 max_clips: int | None = None):
+        from neural_render.data.clip_dataset import find_clips
+        from neural_render.io.clip import read_meta
+
+        if domain not in DOMAINS:
+            raise NeuralRenderError(f"domain must be one of {DOMAINS}, got {domain!r}")
+        if not 0.0 <= gbuffer_dropout <= 1.0 or num_frames < 1 or frame_stride < 1 or samples_per_clip < 1:
+            raise NeuralRenderError("need 0 <= gbuffer_dropout <= 1 and num_frames, frame_stride, samples_per_clip >= 1")
+        roots = [roots] if isinstance(roots, (str, os.PathLike)) else list(roots)
+        self.span = (num_frames - 1) * frame_stride + 1
+        self.clips, self.metas = [], []
+        for root in roots:
+            for clip in find_clips(root):
+                meta = read_meta(clip)
+                if meta.num_frames >= self.span and meta.rgb_source is not None:
+                    self.clips.append(clip)
+                    self.metas.append(meta)
+        if max_clips is not None:
+            self.clips, self.metas = self.clips[: int(max_clips)], self.metas[: int(max_clips)]
+        if not self.clips:
+            raise NeuralRenderError(f"no clip with rgb and at least {self.span} frames", ", ".join(map(str, roots)))
+        sizes = {(m.height, m.width) for m in self.metas}
+        if crop is None and len(sizes) > 1:
+            raise NeuralRenderError(f"clips have different sizes {sorted(sizes)}; give a crop", roots[0])
+        for clip, meta in zip(self.clips, self.metas):
+            if crop is not None and (crop[0] > meta.height or crop[1] > meta.width):
+                raise NeuralRenderError(f"crop {crop} exceeds the clip size {meta.height}x{meta.width}", clip)
+        self.domain, self.num_frames, self.frame_stride, self.crop = domain, num_frames, frame_stride, crop
+        self.gbuffer_dropout, self.with_prior, self.random = float(gbuffer_dropout), with_prior, random
+        self.seed, self.samples_per_clip, self.cache, self.epoch = seed, samples_per_clip, cache, 0
+        self._clips: dict[int, tuple] = {}
+
+    def __len__(self) -> int:
+        return len(self.clips) * self.samples_per_clip
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _load(self, k: int) -> tuple:
+        """(rgb (1,T,3,H,W), {pass: (1,T,C,H,W)}, camera, env or None, env key) of clip k (memoised)."""
+        if k in self._clips:
+            return self._clips[k]
+        from neural_render.io.clip import read_clip, read_clip_envmap
+        clip_dir, meta = self.clips[k], self.metas[k]
+        clip = read_clip(clip_dir, passes=[p for p in (*FORWARD_PASSES, "mask") if p in meta.passes])
+        env = read_clip_envmap(clip_dir, meta) if meta.envmap is not None else None
+        env_key = None
+        if env is not None:
+            path = Path(meta.envmap["path"])
+            env_key = str((path if path.is_absolute() else Path(clip_dir) / path).resolve())
+        passes = {k: v for k, v in clip.gbuffer.passes.items() if k in FORWARD_PASSES}  # mask: validation only
+        value = (clip.rgb, passes, clip.camera, env, env_key)
+        if self.cache:
+            self._clips[k] = value
+        return value
+
+    def __getitem__(self, index: int) -> dict:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        k = index % len(self.clips)
+        rgb, passes, camera, env, env_key = self._load(k)
+        meta = self.metas[k]
+        state = np.random.SeedSequence([int(self.seed), int(self.epoch), int(index)]).generate_state(1)[0]
+        gen = torch.Generator().manual_seed(int(state))
+        ch, cw = self.crop if self.crop is not None else (meta.height, meta.width)
+        if self.random:
+            start = int(torch.randint(0, meta.num_frames - self.span + 1, (1,), generator=gen))
+            y0 = int(torch.randint(0, meta.height - ch + 1, (1,), generator=gen))
+            x0 = int(torch.randint(0, meta.width - cw + 1, (1,), generator=gen))
+        else:
+            start, y0, x0 = 0, (meta.height - ch) // 2, (meta.width - cw) // 2
+        frames = slice(start, start + self.span, self.frame_stride)
+
+        def window(x: Tensor) -> Tensor:
+            return x[:, frames, :, y0:y0 + ch, x0:x0 + cw].contiguous()
+
+        fx, fy, cx, cy = camera.intrinsics[0].tolist()
+        cam = Camera(torch.tensor([[fx, fy, cx - x0, cy - y0]]), camera.camera_to_world[:, frames], cw, ch)
+        given = {name: window(x) for name, x in passes.items()}
+        present = torch.tensor([[float(n in given) for n in FORWARD_PASSES]])
+        if self.gbuffer_dropout > 0 and given:
+            present = drop_passes(present, self.gbuffer_dropout, gen)
+        kept = {n: x for n, x in given.items() if present[0, FORWARD_PASSES.index(n)] > 0}
+        depth_scale = depth_scale_of(given["depth"]) if "depth" in given else None
+        if kept:
+            ibl = cached_ibl(env.image, env_key) if (env is not None and self.with_prior and "normal" in kept) else None
+            inputs = prepare_forward_inputs(GBuffer(**kept), cam, env, self.with_prior, ibl, depth_scale)
+        else:  # a "real" clip without any pass: control absent
+            inputs = prepare_forward_inputs(GBuffer(basecolor=torch.zeros(1, self.num_frames, 3, ch, cw)), cam, env,
+                                            self.with_prior, None, depth_scale)
+            inputs["present"].zero_()
+            inputs["prior_present"].zero_()
+        inputs.update({"rgb": window(rgb), "domain": torch.tensor([DOMAINS.index(self.domain)]),
+                       "clip": str(self.clips[k]), "start": start})
+        return inputs
+
+
+def degrade_gbuffer(gbuffer: GBuffer, generator: torch.Generator, strength: float = 1.0) -> GBuffer:
+    """Stand-in for auto-labelled G-buffers (before an inverse model exists): blurred, noisy, slightly biased passes.
+
+    Per clip: 3x3 box blur, additive Gaussian noise (std 0.05 * strength), basecolor gain in [0.8, 1.2] per
+    channel, roughness / metallic shifted by +-0.1; normals re-normalised; ranges clamped. Mask is dropped.
+    """
+    def noise(x: Tensor, std: float) -> Tensor:
+        return x + torch.randn(x.shape, generator=generator) * std * strength
+
+    def blur(x: Tensor) -> Tensor:
+        b, t, c, h, w = x.shape
+        return F.avg_pool2d(x.reshape(b * t, c, h, w), 3, 1, 1, count_include_pad=False).reshape(b, t, c, h, w)
+
+    out = {}
+    for name, x in gbuffer.passes.items():
+        if name == "mask":
+            continue
+        y = noise(blur(x), 0.05)
+        if name == "basecolor":
+            y = y * (0.8 + 0.4 * torch.rand(1, 1, 3, 1, 1, generator=generator))
+        if name in ("roughness", "metallic"):
+            y = y + (torch.rand((), generator=generator) - 0.5) * 0.2 * strength
+        if name == "normal":
+            y = F.normalize(y, dim=2, eps=1e-6)
+        elif name == "depth":
+            y = y.clamp_min(0.0)
+        else:
+            y = y.clamp(0.0, 1.0)
+        out[name] = y.float()
+    return GBuffer(**out)
+
+
+def make_degraded_real_clips(source: str | os.PathLike, out: str | os.PathLike, max_clips: int | None = None,
+                             seed: int = 0, strength: float = 1.0) -> list[Path]:
+    """Write "real"-domain stand-in clips: each source clip's rgb with :func:`degrade_gbuffer` passes (atomic per clip).
+
+    Existing complete clips in ``out`` are kept. The env map path is made absolute so the copies stay valid.
+    """
+    from neural_render.data.clip_dataset import find_clips
+    from neural_render.io.clip import Clip, is_complete_clip, read_clip, write_clip
+
+    written = []
+    for i, clip_dir in enumerate(find_clips(source)[:max_clips]):
+        target = Path(out) / clip_dir.name
+        written.append(target)
+        if is_complete_clip(target):
+            continue
+        clip = read_clip(clip_dir)
+        meta = clip.meta
+        if meta.envmap is not None:
+            path = Path(meta.envmap["path"])
+            env = dict(meta.envmap, path=str((path if path.is_absolute() else clip_dir / path).resolve()))
+            import dataclasses
+            meta = dataclasses.replace(meta, envmap=env, depth_scale=None,
+                                       extra=dict(meta.extra, real_stand_in={"source": str(clip_dir), "seed": seed}))
+        gen = torch.Generator().manual_seed(int(seed) * 100003 + i)
+        write_clip(target, Clip(clip.rgb, degrade_gbuffer(clip.gbuffer, gen, strength), clip.camera, meta),
+                   preview_mp4=False)
+    return written
+
+
+def collate_forward(items: list[dict]) -> dict:
+    """Batch forward items (see :func:`neural_render.data.clip_dataset.collate_clips`)."""
+    from neural_render.data.clip_dataset import collate_clips
+    return collate_clips(items)
+
+
+def _lightning_datamodule():
+    import lightning.pytorch as pl
+    return pl.LightningDataModule
+
+
+class ForwardDataModule(_lightning_datamodule()):
+    """Training data of the forward task: synthetic clips (+ optional "real" auto-labelled clips), shuffled together.
+
+    train_roots: synthetic dataset folder(s); real_roots: folder(s) of real-domain clips (``neural-render autolabel``
+    output, or :func:`make_degraded_real_clips` stand-ins); val_roots: synthetic validation folder(s) (default: none).
+    Other arguments: :class:`ForwardClipDataset`. Windows are redrawn every epoch (the task calls :meth:`set_epoch`).
+    """
+
+    def __init__(self, train_roots: list[str] | str, real_roots: list[str] | str | None = None,
+                 val_roots: list[str] | str | None = None, num_frames: int = 4, frame_stride: int = 1,
+                 crop: tuple[int, int] | None = None, gbuffer_dropout: float = 0.3, with_prior: bool = True,
+                 batch_size: int = 4, num_workers: int = 0, seed: int = 0, samples_per_clip: int = 1,
+                 max_train_clips: int | None = None, max_val_clips: int | None = 4, cache: bool = True):
+        super().__init__()
+        self.kwargs = dict(num_frames=num_frames, frame_stride=frame_stride, crop=crop, with_prior=with_prior,
+                           seed=seed, cache=cache)
+        self.train_roots, self.real_roots, self.val_roots = train_roots, real_roots, val_roots
+        self.gbuffer_dropout, self.samples_per_clip = gbuffer_dropout, samples_per_clip
+        self.batch_size, self.num_workers, self.seed = int(batch_size), int(num_workers), int(seed)
+        self.max_train_clips, self.max_val_clips = max_train_clips, max_val_clips
+        self.train_sets: list[ForwardClipDataset] = []
+        self.val_set: ForwardClipDataset | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_sets:
+            return
+        self.train_sets = [ForwardClipDataset(self.train_roots, "synthetic", gbuffer_dropout=self.gbuffer_dropout,
+                                              samples_per_clip=self.samples_per_clip, max_clips=self.max_train_clips,
+                                              **self.kwargs)]
+        if self.real_roots:
+            self.train_sets.append(ForwardClipDataset(self.real_roots, "real", gbuffer_dropout=self.gbuffer_dropout,
+                                                      samples_per_clip=self.samples_per_clip,
+                                                      max_clips=self.max_train_clips, **self.kwargs))
+        if self.val_roots:
+            self.val_set = ForwardClipDataset(self.val_roots, "synthetic", random=False, max_clips=self.max_val_clips,
+                                              **self.kwargs)
+
+    def set_epoch(self, epoch: int) -> None:
+        for ds in self.train_sets:
+            ds.set_epoch(epoch)
+
+    def train_dataloader(self):
+        from torch.utils.data import ConcatDataset, DataLoader
+        self.setup()
+        gen = torch.Generator().manual_seed(self.seed)
+        return DataLoader(ConcatDataset(self.train_sets), batch_size=self.batch_size, shuffle=True, generator=gen,
+                          collate_fn=collate_forward, num_workers=self.num_workers, drop_last=True)
+
+    def val_dataloader(self):
+        from torch.utils.data import DataLoader
+        self.setup()
+        if self.val_set is None:
+            return []
+        return DataLoader(self.val_set, batch_size=self.batch_size, shuffle=False, collate_fn=collate_forward)

@@ -1,0 +1,170 @@
+"""Relighting and material editing of a video: inverse renderer -> (new env | edited G-buffers) -> forward renderer.
+
+    pipe = RelightPipeline.from_pretrained()                     # shipped inverse_tiny + forward_tiny
+    out = pipe.relight(video, [env_a, env_b])                    # out.videos[k]: (1, T, 3, H, W) linear
+    edit = pipe.edit(video, mask, {"roughness": 0.1, "basecolor": (0.6, 0.05, 0.01)}, env)
+
+The video (B, T, 3, H, W) linear radiance is decomposed once (:meth:`RelightPipeline.decompose`, the inverse
+pipeline's G-buffers incl. its mask; depth is relative, which the forward model normalises away); each target env
+map is then rendered with the forward pipeline using the clip's camera (identity poses for a plain video: a static
+camera looking along -Z, so the env rotation alone places the light). Material edits (:func:`apply_material_edit`)
+set basecolor / roughness / metallic inside a soft mask (mask in [0, 1] blends old and new values); the result is
+rendered under ``env`` and, with ``keep_outside`` (default), composited over the input video outside the mask, so
+unedited pixels stay exactly the input.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from neural_render.errors import NeuralRenderError
+from neural_render.types import Camera, EnvMap, GBuffer
+
+EDITABLE = {"basecolor": 3, "roughness": 1, "metallic": 1}
+
+
+@dataclass
+class RelightOutput:
+    """gbuffer: the inverse estimate (B, T, C, H, W); videos: one (B, T, 3, H, W) linear render per env map."""
+
+    gbuffer: GBuffer
+    videos: list[Tensor]
+
+
+@dataclass
+class EditOutput:
+    """gbuffer: estimate; edited: edited G-buffer; rendered: forward render of ``edited`` (B, T, 3, H, W) linear;
+    video: ``rendered`` composited over the input outside the mask (== rendered without keep_outside)."""
+
+    gbuffer: GBuffer
+    edited: GBuffer
+    rendered: Tensor
+    video: Tensor
+
+
+def check_video(video: Tensor, source: str | None = None) -> None:
+    if not isinstance(video, Tensor) or video.ndim != 5 or video.shape[2] != 3 or video.dtype != torch.float32:
+        shape = tuple(video.shape) if isinstance(video, Tensor) else type(video).__name__
+        raise NeuralRenderError(f"video must be float32 (B, T, 3, H, W), got {shape}", source)
+    if not bool(torch.isfinite(video).all()) or float(video.min()) < 0:
+        raise NeuralRenderError("video must hold finite non-negative linear radiance", source)
+
+
+def static_camera(video: Tensor, fov_x_degrees: float = 60.0) -> Camera:
+    """Identity poses (a static camera at the origin looking along -Z) for a (B, T, 3, H, W) video."""
+    b, t, _, h, w = video.shape
+    return Camera.from_fov(fov_x_degrees, w, h, torch.eye(4).repeat(b, t, 1, 1))
+
+
+def check_mask(mask: Tensor, video: Tensor, source: str | None = None) -> Tensor:
+    """Edit mask (B or 1, T or 1, 1, H, W) in [0, 1] matching the video's size -> broadcast (B, T, 1, H, W)."""
+    b, t, _, h, w = video.shape
+    if not isinstance(mask, Tensor) or mask.ndim != 5 or mask.shape[2] != 1:
+        shape = tuple(mask.shape) if isinstance(mask, Tensor) else type(mask).__name__
+        raise NeuralRenderError(f"mask must be (B, T, 1, H, W), got {shape}", source)
+    if tuple(mask.shape[-2:]) != (h, w):
+        raise NeuralRenderError(f"mask is {mask.shape[-1]}x{mask.shape[-2]} but the video is {w}x{h}", source)
+    if mask.shape[0] not in (1, b) or mask.shape[1] not in (1, t):
+        raise NeuralRenderError(f"mask has {mask.shape[1]} frames, the video {t} (use 1 frame for all)", source)
+    if not bool(torch.isfinite(mask).all()) or float(mask.min()) < 0 or float(mask.max()) > 1:
+        raise NeuralRenderError("mask values must lie in [0, 1]", source)
+    return mask.float().expand(b, t, 1, h, w)
+
+
+def apply_material_edit(gbuffer: GBuffer, mask: Tensor, edits: Mapping[str, float | Sequence[float]]) -> GBuffer:
+    """Set passes inside ``mask`` (B, T, 1, H, W) in [0, 1]: new = mask * value + (1 - mask) * old.
+
+    edits: {"basecolor": (r, g, b) linear in [0, 1], "roughness": x, "metallic": x}; unknown names, wrong
+    lengths or values outside [0, 1] raise NeuralRenderError. Passes absent from ``gbuffer`` are created from
+    the value inside the mask and 0 outside (their presence then tells the forward model they are given).
+    """
+    if not edits:
+        raise NeuralRenderError("no material edit given (use basecolor, roughness and/or metallic)")
+    b, t, h, w = gbuffer.shape
+    if tuple(mask.shape) != (b, t, 1, h, w):
+        raise NeuralRenderError(f"mask {tuple(mask.shape)} does not match the G-buffer {(b, t, 1, h, w)}")
+    changes = {}
+    for name, value in edits.items():
+        if name not in EDITABLE:
+            raise NeuralRenderError(f"cannot edit {name!r}; editable: {sorted(EDITABLE)}")
+        values = [float(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
+        if len(values) == 1 and EDITABLE[name] == 3:
+            values = values * 3
+        if len(values) != EDITABLE[name] or not all(0.0 <= v <= 1.0 for v in values):
+            raise NeuralRenderError(f"{name} needs {EDITABLE[name]} value(s) in [0, 1], got {value!r}")
+        target = torch.tensor(values, dtype=torch.float32).view(1, 1, -1, 1, 1)
+        old = getattr(gbuffer, name)
+        old = torch.zeros(b, t, EDITABLE[name], h, w) if old is None else old
+        changes[name] = mask * target + (1.0 - mask) * old
+    return gbuffer.replace(**changes)
+
+
+class RelightPipeline:
+    """Inverse + forward pipelines (module docstring). ``inverse``: InverseRenderingPipeline; ``forward``:
+    ForwardPipeline."""
+
+    def __init__(self, inverse, forward):
+        self.inverse, self.forward = inverse, forward
+
+    @classmethod
+    def from_pretrained(cls, inverse_dir: str | os.PathLike | None = None, forward_dir: str | os.PathLike | None = None,
+                        device: str | torch.device | None = None) -> RelightPipeline:
+        """Load both pipelines (defaults: the shipped data/models/inverse_tiny and data/models/forward_tiny)."""
+        from neural_render.data_assets import data_dir
+        from neural_render.pipelines.forward import ForwardPipeline
+        from neural_render.pipelines.inverse import InverseRenderingPipeline
+
+        inverse_dir = inverse_dir or data_dir() / "models" / "inverse_tiny"
+        forward_dir = forward_dir or data_dir() / "models" / "forward_tiny"
+        return cls(InverseRenderingPipeline.from_pretrained(inverse_dir, device=device),
+                   ForwardPipeline.from_pretrained(forward_dir, device=device))
+
+    def decompose(self, video: Tensor, seed: int = 0, window: int = 16, overlap: int = 4,
+                  progress: bool = False) -> GBuffer:
+        """Estimated G-buffers (B, T, C, H, W) of a linear video, mask included."""
+        check_video(video)
+        return self.inverse(video, seed=seed, window=window, overlap=overlap, progress=progress).gbuffer
+
+    def relight(self, video: Tensor, envs: Sequence[EnvMap], camera: Camera | None = None,
+                gbuffer: GBuffer | None = None, seed: int = 0, domain: str = "real",
+                progress: bool = False) -> RelightOutput:
+        """Render ``video`` under every env map of ``envs`` (decomposing it once unless ``gbuffer`` is given)."""
+        check_video(video)
+        if not envs or not all(isinstance(e, EnvMap) for e in envs):
+            raise NeuralRenderError("relight needs at least one EnvMap")
+        camera = static_camera(video) if camera is None else camera
+        _check_camera(camera, video)
+        gbuffer = self.decompose(video, seed=seed, progress=progress) if gbuffer is None else gbuffer
+        if gbuffer.shape != (video.shape[0], video.shape[1], video.shape[3], video.shape[4]):
+            raise NeuralRenderError(f"G-buffer (B, T, H, W) = {gbuffer.shape} does not match the video "
+                                    f"{(video.shape[0], video.shape[1], video.shape[3], video.shape[4])}")
+        videos = [self.forward.render(gbuffer, camera, env, generator=torch.Generator().manual_seed(seed),
+                                      domain=domain, progress=progress).rgb for env in envs]
+        return RelightOutput(gbuffer, videos)
+
+    def edit(self, video: Tensor, mask: Tensor, edits: Mapping[str, float | Sequence[float]], env: EnvMap,
+             camera: Camera | None = None, keep_outside: bool = True, seed: int = 0, domain: str = "real",
+             progress: bool = False) -> EditOutput:
+        """Decompose, edit the materials inside ``mask`` and re-render under ``env`` (module docstring)."""
+        check_video(video)
+        mask = check_mask(mask, video)
+        camera = static_camera(video) if camera is None else camera
+        _check_camera(camera, video)
+        gbuffer = self.decompose(video, seed=seed, progress=progress)
+        edited = apply_material_edit(gbuffer, mask, edits)
+        rendered = self.forward.render(edited, camera, env, generator=torch.Generator().manual_seed(seed),
+                                       domain=domain, progress=progress).rgb
+        composite = mask * rendered + (1.0 - mask) * video.clamp(0.0, 1.0) if keep_outside else rendered
+        return EditOutput(gbuffer, edited, rendered, composite)
+
+
+def _check_camera(camera: Camera, video: Tensor) -> None:
+    b, t, _, h, w = video.shape
+    if (camera.intrinsics.shape[0], camera.num_frames, camera.height, camera.width) != (b, t, h, w):
+        raise NeuralRenderError(f"camera (B={camera.intrinsics.shape[0]}, T={camera.num_frames}, {camera.width}x"
+                                f"{camera.height}) does not match the video (B={b}, T={t}, {w}x{h})")

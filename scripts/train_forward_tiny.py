@@ -1,0 +1,146 @@
+#!/usr/bin/env python
+"""Train and ship the tiny forward renderer: ``data/models/forward_tiny`` (CPU, about an hour).
+
+    python scripts/train_forward_tiny.py [--minutes 45] [--data data_cache] [--out data/models/forward_tiny]
+                                         [--realiz3d-minutes 0]
+
+1. Data: ``<data>/synth_train_64`` rendered with the TRAIN env maps by scripts/make_synth_datasets.sh (run here when
+   the folder is missing; the held-out set uses the test env maps and is never read by this script).
+2. ``neural-render fit`` with configs/trainer/cpu_smoke.yaml + configs/data/synth_forward.yaml +
+   configs/task/forward.yaml, stopped after ``--minutes`` of CPU time of this process (the machine may be shared) or
+   ``--max-steps`` (4 hours of wall clock at most); logs in out/forward_tiny.
+3. Export (EMA weights) to ``--out`` (pipeline folder, safetensors).
+4. Optional Realiz3D (``--realiz3d-minutes`` > 0): "real" clips = train clips relabelled by the shipped inverse model
+   (data/models/inverse_tiny; degraded exact G-buffers when it is missing) in ``<data>/forward_real_64``; stage 1
+   (shifters on real + synthetic, control dropped, backbone frozen) then stage 2 (backbone on both, shifters frozen,
+   layer-aware freezing); the stage-2 model is exported to ``--out`` instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def ensure_train_data(data: Path) -> Path:
+    train = data / "synth_train_64"
+    if not (train / "synth.json").is_file():
+        print(f"train data missing: running scripts/make_synth_datasets.sh {data}", flush=True)
+        subprocess.run(["bash", str(ROOT / "scripts" / "make_synth_datasets.sh"), str(data)], check=True, cwd=ROOT)
+    return train
+
+
+def make_real_clips(train: Path, real: Path, count: int) -> str:
+    """Real-domain stand-ins: train clips relabelled by the shipped inverse model (else degraded G-buffers)."""
+    from neural_render.data.forward_data import make_degraded_real_clips
+
+    inverse = ROOT / "data" / "models" / "inverse_tiny"
+    if (inverse / "model_index.json").is_file():
+        import tempfile
+
+        from neural_render.data.clip_dataset import find_clips
+        with tempfile.TemporaryDirectory() as tmp:
+            for clip in find_clips(train)[:count]:
+                (Path(tmp) / clip.name).symlink_to(clip.resolve())
+            cmd = [sys.executable, "-m", "neural_render", "autolabel", tmp, "--out", str(real), "--model", str(inverse),
+                   "--no-progress"]
+            subprocess.run(cmd, check=True, cwd=ROOT)
+        return f"relabelled by {inverse}"
+    make_degraded_real_clips(train, real, max_clips=count, seed=0)
+    return "degraded exact G-buffers (no inverse model shipped)"
+
+
+class Budget:
+    """Lightning callback: print the mean loss every ``every`` steps; stop when this process has used ``cpu_minutes``
+    of CPU time (all threads; the machine is shared, so wall-clock time says little about the work done)."""
+
+    def __new__(cls, cpu_minutes: float, every: int = 50):
+        import lightning.pytorch as pl
+
+        class _Budget(pl.Callback):
+            def __init__(self):
+                self.losses, self.start, self.cpu0 = [], time.time(), time.process_time()
+
+            def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+                loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+                self.losses.append(float(loss))
+                cpu = time.process_time() - self.cpu0
+                if trainer.global_step % every == 0:
+                    mean = sum(self.losses) / len(self.losses)
+                    print(f"step {trainer.global_step:6d}  loss {mean:.5f}  wall {time.time() - self.start:6.0f} s  "
+                          f"cpu {cpu:6.0f} s", flush=True)
+                    self.losses = []
+                if cpu > cpu_minutes * 60:
+                    trainer.should_stop = True
+
+        return _Budget()
+
+
+def fit(configs: list[str], overrides: list[str], minutes: float, max_steps: int, log_dir: Path, export: Path,
+        wall_minutes: float = 240.0) -> dict:
+    from neural_render.cli.fit import build_cli
+
+    hms = time.strftime("%H:%M:%S", time.gmtime(int(wall_minutes * 60)))
+    argv = [a for c in configs for a in ("--config", str(ROOT / c))] + [
+        "--trainer.max_steps", str(max_steps), "--trainer.max_time", f"00:{hms}",
+        "--trainer.default_root_dir", str(log_dir), "--trainer.limit_val_batches", "0",
+        "--trainer.enable_progress_bar", "false", "--trainer.log_every_n_steps", "50", *overrides]
+    cli = build_cli(argv)
+    cli.trainer.callbacks.append(Budget(minutes))
+    start, cpu = time.time(), time.process_time()
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    seconds, cpu = time.time() - start, time.process_time() - cpu
+    cli.model.export(export)
+    return {"steps": int(cli.model.global_step), "wall_seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1),
+            "configs": configs, "overrides": overrides}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--minutes", type=float, default=50.0, help="CPU-time training budget in minutes (default 50)")
+    parser.add_argument("--max-steps", type=int, default=100000)
+    parser.add_argument("--data", default=str(ROOT / "data_cache"))
+    parser.add_argument("--out", default=str(ROOT / "data" / "models" / "forward_tiny"))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--realiz3d-minutes", type=float, default=0.0, help="stage 1 + stage 2 budget (default 0)")
+    parser.add_argument("--real-clips", type=int, default=64)
+    args = parser.parse_args()
+
+    import torch
+    torch.set_num_threads(args.threads)
+    data = Path(args.data)
+    train = ensure_train_data(data)
+    out = Path(args.out)
+    logs = ROOT / "out" / "forward_tiny"
+    data_override = ["--data.init_args.train_roots", str(train)]
+    report = {"train_data": str(train), "plain": fit(["configs/trainer/cpu_smoke.yaml", "configs/data/synth_forward.yaml",
+                                                      "configs/task/forward.yaml"], data_override, args.minutes,
+                                                     args.max_steps, logs / "plain", out)}
+    if args.realiz3d_minutes > 0:
+        real = data / "forward_real_64"
+        report["real_data"] = {"folder": str(real), "source": make_real_clips(train, real, args.real_clips)}
+        stage1 = logs / "stage1_export"
+        base = ["configs/trainer/cpu_smoke.yaml", "configs/data/synth_forward_real.yaml", "configs/task/forward.yaml"]
+        backbone = ["--backbone.init_args.tiny", "false", "--backbone.init_args.config", "null",
+                    "--backbone.init_args.seed", "null"]
+        real_override = data_override + ["--data.init_args.real_roots", str(real)]
+        report["stage1"] = fit(base + ["configs/task/forward_stage1.yaml"], real_override + backbone + [
+            "--backbone.init_args.pretrained_dir", str(out / "backbone")], args.realiz3d_minutes / 2, args.max_steps,
+            logs / "stage1", stage1)
+        report["stage2"] = fit(base + ["configs/task/forward_stage2.yaml"], real_override + backbone + [
+            "--backbone.init_args.pretrained_dir", str(stage1 / "backbone"),
+            "--model.init_args.domain_shifter", json.dumps({"pretrained": str(stage1 / "domain_shifters")})],
+            args.realiz3d_minutes / 2, args.max_steps, logs / "stage2", out)
+    print(json.dumps(report, indent=1))
+    (logs / "report.json").write_text(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
