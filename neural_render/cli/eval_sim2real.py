@@ -105,8 +105,9 @@ def format_table(summary: dict) -> str:
     def f(v, fmt="{:7.2f}"):
         return "      -" if v is None or (isinstance(v, float) and math.isnan(v)) else fmt.format(v)
 
-    lines = [f"{'method':32s} {'PSNR':>7s} {'SSIM':>7s} {'PSNR mid':>8s} {'edgeF1/in':>9s} {'warp err':>8s} "
-             f"{'PSNR spawned':>12s}"]
+    header = (f"{'method':32s} {'PSNR':>7s} {'SSIM':>7s} {'PSNR mid':>8s} {'edgeF1/in':>9s} {'warp err':>8s} "
+              f"{'PSNR spawned':>12s}")
+    lines = [header]
     for method in (*METHODS, "target"):
         s = summary.get(method)
         if s is None:

@@ -221,7 +221,7 @@ class Sim2RealPipeline(VideoDiffusionPipeline):
             raise NeuralRenderError("this model has no LoRA adapter: strength must be 1")
         size = check_video(video, self.stride, processing_size if processing_size is not None else self.processing_size)
         reference = self.encode_video(video, size)
-        b, t_lat = reference.shape[:2]
+        t_lat = reference.shape[1]
         spans = self._latent_windows(t_lat, int(window or self.window), int(self.overlap if overlap is None else overlap))
         gen = generator if generator is not None else torch.Generator().manual_seed(int(seed))
 

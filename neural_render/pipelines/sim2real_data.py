@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import torch
@@ -139,7 +140,7 @@ class AnchorPropagationPipeline(VideoDiffusionPipeline):
         else:
             steps = int(num_steps)
         out = torch.empty(b, t, *cond.shape[2:], device=device)
-        for k, (a, c) in enumerate(zip(frames[:-1], frames[1:])):
+        for k, (a, c) in enumerate(pairwise(frames)):
             length = c - a + 1
             clean_values = torch.zeros(b, length, *cond.shape[2:], device=device)
             clean_values[:, 0], clean_values[:, -1] = anchor_latents[:, k], anchor_latents[:, k + 1]

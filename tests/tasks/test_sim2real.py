@@ -15,8 +15,13 @@ from neural_render.models.backbone import build_backbone
 from neural_render.models.codec import PixelUnshuffleCodec
 from neural_render.models.denoiser import Denoiser
 from neural_render.pipelines.sim2real import Sim2RealPipeline, from_model_space, to_model_space
-from neural_render.pipelines.sim2real_anchors import (IdentityAnchors, PathTracedAnchors, control_video, make_enhancer,
-                                                      read_source)
+from neural_render.pipelines.sim2real_anchors import (
+    IdentityAnchors,
+    PathTracedAnchors,
+    control_video,
+    make_enhancer,
+    read_source,
+)
 from neural_render.pipelines.sim2real_data import AnchorPropagationPipeline, anchor_frames, make_pairs
 from neural_render.tasks.sim2real import PropagationTask, Sim2RealTask
 from neural_render.types import Camera, GBuffer
