@@ -44,6 +44,8 @@ def files(tmp_path_factory):
     meta = ClipMeta.for_camera(scene.camera, envmap={"path": str(envmap_path("kiara_1_dawn").resolve()),
                                                      "rotation_deg": [0.0, 0.0, 0.0]})
     write_clip(root / "clip", Clip(torch.rand(1, 3, 3, 16, 16), scene.gbuffer, scene.camera, meta), preview_mp4=False)
+    small = demo_scene(3, 8, 8)
+    write_clip(root / "small_clip", Clip(None, small.gbuffer, small.camera), preview_mp4=False)
     ramp = np.linspace(30, 220, 16)
     frames = np.stack([np.stack([ramp[None, :] + 0 * ramp[:, None] + 5 * t, ramp[:, None] + 0 * ramp[None, :],
                                  np.full((16, 16), 90.0 + 10 * t)], -1) for t in range(3)]).astype(np.uint8)
@@ -91,6 +93,10 @@ def test_relight_and_edit_commands(files, tmp_path):
                  "--out", str(folder), *models(files), *inverse(files)]) == 0
     assert sorted(os.listdir(folder)) == ["relit_0_venice_sunset.mp4", "relit_1_kiara_1_dawn.mp4", "side_by_side.mp4"]
     assert read_video(folder / "side_by_side.mp4")[0].shape == (3, 16, 48, 3)
+    given = tmp_path / "relit_given.mp4"  # precomputed G-buffers (the clip's exact ones) instead of the inverse model
+    assert main(["relight", str(files / "clip"), "--gbuffer", str(files / "clip"), "--envmap", "venice_sunset",
+                 "--out", str(given), *models(files), "--inverse-model", str(tmp_path / "unused")]) == 0
+    assert read_video(given)[0].shape == (3, 16, 16, 3)
     edited = tmp_path / "edit.mp4"
     assert main(["edit", str(files / "video.mp4"), "--mask", str(files / "mask.png"), "--set", "roughness=0.1",
                  "--set", "metallic=1", "--set", "basecolor=#aa2211", "--envmap", "venice_sunset",
@@ -140,6 +146,10 @@ def test_bad_inputs_exit_2_and_write_nothing(files, tmp_path, capsys):
           "--out", str(out_dir / "k.mp4"), *m, *i], "#zz0000"),
         (["edit", video, "--mask", mask, "--set", "metallic=1", "--out", str(out_dir / "l.mp4"), *m, *i], "--envmap"),
         (["forward", clip, "--out", str(out_dir / "n.mp4"), "--model", str(tmp_path / "nope")], "nope"),
+        (["relight", video, "--envmap", "venice_sunset", "--gbuffer", str(files / "small_clip"),
+          "--out", str(out_dir / "o.mp4"), *m, *i], "small_clip"),
+        (["edit", video, "--mask", mask, "--set", "metallic=1", "--envmap", "venice_sunset", "--gbuffer",
+          str(files / "small_clip"), "--out", str(out_dir / "p.mp4"), *m, *i], "small_clip"),
     ]
     for argv, named in cases:
         assert main(argv) == EXIT_BAD_INPUT, argv

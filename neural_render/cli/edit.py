@@ -4,7 +4,8 @@ Material editing: VIDEO (MP4, frame folder or clip folder) -> inverse renderer -
 set (soft masks blend) -> forward renderer under ``--envmap`` (default: the clip folder's own env map; a plain
 video needs ``--envmap``) -> composited over the input outside the mask (``--no-keep-outside`` shows the full
 re-render). MASK: an image (white = edit; used for every frame), or a video / folder of frames (one per frame), the
-same size as VIDEO. ``--set``: basecolor=#rrggbb (sRGB hex) or r,g,b (linear in [0, 1]); roughness=x; metallic=x.
+same size as VIDEO; ``--gbuffer CLIP`` gives precomputed G-buffers instead of running the inverse model (same
+frames and size as VIDEO). ``--set``: basecolor=#rrggbb (sRGB hex) or r,g,b (linear in [0, 1]); roughness=x; metallic=x.
 Writes out.mp4 and out.side_by_side.mp4 (input | edited) after every input was checked.
 """
 
@@ -25,6 +26,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-keep-outside", action="store_true", help="do not composite the input outside the mask")
     parser.add_argument("--out", required=True, help="output .mp4")
     parser.add_argument("--inverse-model", default=None, help="inverse pipeline folder (default: shipped inverse_tiny)")
+    parser.add_argument("--gbuffer", default=None,
+                        help="clip folder with G-buffers of VIDEO (e.g. from `neural-render inverse`): skip the inverse")
     parser.add_argument("--fov", type=float, default=60.0, help="horizontal FOV (degrees) for videos without a camera")
     add_model_arguments(parser)
 
@@ -84,7 +87,7 @@ def run(args) -> int:
 
     from neural_render.cli.forward import check_sampling, load_env, write_mp4
     from neural_render.cli.inverse import read_input
-    from neural_render.cli.relight import load_pipelines, side_by_side
+    from neural_render.cli.relight import load_pipelines, read_gbuffer, side_by_side
     from neural_render.cli.shade import parse_rotation
     from neural_render.errors import NeuralRenderError
     from neural_render.io import read_clip_envmap, read_meta
@@ -107,9 +110,10 @@ def run(args) -> int:
     video, camera, fps, _ = read_input(args.video, fov=args.fov)
     mask = read_mask(args.mask, video.shape[1])
     check_mask(mask, video, args.mask)
-    pipe = load_pipelines(args)
+    gbuffer = read_gbuffer(args.gbuffer, video, args.video)
+    pipe = load_pipelines(args, need_inverse=gbuffer is None)
     result = pipe.edit(video, mask, edits, env, camera=camera, keep_outside=not args.no_keep_outside,
-                       seed=args.seed, domain=args.domain)
+                       gbuffer=gbuffer, seed=args.seed, domain=args.domain)
     write_mp4(out, result.video, fps, args.exposure)
     sbs = out.with_name(out.stem + ".side_by_side.mp4")
     write_mp4(sbs, side_by_side([video, result.video]), fps, args.exposure)

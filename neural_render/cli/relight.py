@@ -5,7 +5,8 @@ VIDEO (MP4, folder of frames or clip folder) is decomposed ONCE into G-buffers b
 ``data/models/forward_tiny``). ``--envmap`` and/or ``--envmap-sequence`` give the lights (shipped names or
 .hdr/.exr files; several = several relit videos in one call); ``--rotate yaw,pitch,roll`` turns all of them.
 A plain video has no camera poses: a static camera (identity pose, ``--fov``) is assumed; a clip folder's poses
-are used.
+are used. ``--gbuffer CLIP`` gives precomputed G-buffers (e.g. ``neural-render inverse`` output) instead of running
+the inverse model; their frame count and size must match the video.
 
 Outputs: ``--out X.mp4`` (one env map): X.mp4 (relit) and X.side_by_side.mp4 (input | relit);
 ``--out FOLDER``: FOLDER/relit_<k>_<env>.mp4 per env map and FOLDER/side_by_side.mp4 (input | every relit video),
@@ -28,6 +29,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--rotate", default="0,0,0", help="yaw,pitch,roll in degrees applied to every env map")
     parser.add_argument("--out", required=True, help="X.mp4 (one env map) or an output folder")
     parser.add_argument("--inverse-model", default=None, help="inverse pipeline folder (default: shipped inverse_tiny)")
+    parser.add_argument("--gbuffer", default=None,
+                        help="clip folder with G-buffers of VIDEO (e.g. from `neural-render inverse`): skip the inverse")
     parser.add_argument("--fov", type=float, default=60.0, help="horizontal FOV (degrees) for videos without a camera")
     add_model_arguments(parser)
 
@@ -39,13 +42,32 @@ def side_by_side(videos) -> "torch.Tensor":
     return torch.cat([v.clamp(0.0, 1.0) for v in videos], dim=-1)
 
 
-def load_pipelines(args):
+def read_gbuffer(path: str | None, video, source: str | None = None):
+    """G-buffer passes of a clip folder (None when ``path`` is None); must match the video's frames and size."""
+    from neural_render.data.forward_data import FORWARD_PASSES
+    from neural_render.errors import NeuralRenderError
+    from neural_render.io import read_clip, read_meta
+
+    if path is None:
+        return None
+    meta = read_meta(path)
+    passes = [p for p in (*FORWARD_PASSES, "mask") if p in meta.passes]
+    if not passes:
+        raise NeuralRenderError("clip folder holds no G-buffer passes", path)
+    b, t, _, h, w = video.shape
+    if (meta.num_frames, meta.height, meta.width) != (t, h, w):
+        raise NeuralRenderError(f"G-buffer clip is {meta.num_frames} frames of {meta.width}x{meta.height} but the "
+                                f"video {source or ''} is {t} frames of {w}x{h}", path)
+    return read_clip(path, passes=passes, rgb=False).gbuffer
+
+
+def load_pipelines(args, need_inverse: bool = True):
     from neural_render.cli.forward import load_forward
     from neural_render.cli.inverse import load_model, resolve_device
     from neural_render.pipelines.relight import RelightPipeline
 
-    return RelightPipeline(load_model(args.inverse_model, resolve_device(args.device)),
-                           load_forward(args.model, args.device))
+    inverse = load_model(args.inverse_model, resolve_device(args.device)) if need_inverse else None
+    return RelightPipeline(inverse, load_forward(args.model, args.device))
 
 
 def run(args) -> int:
@@ -66,8 +88,9 @@ def run(args) -> int:
         raise NeuralRenderError("several env maps need an output folder, not a single .mp4", out)
     envs = [load_env(name, args.rotate) for name in names]
     video, camera, fps, _ = read_input(args.video, fov=args.fov)
-    pipe = load_pipelines(args)
-    result = pipe.relight(video, envs, camera=camera, seed=args.seed, domain=args.domain)
+    gbuffer = read_gbuffer(args.gbuffer, video, args.video)
+    pipe = load_pipelines(args, need_inverse=gbuffer is None)
+    result = pipe.relight(video, envs, camera=camera, gbuffer=gbuffer, seed=args.seed, domain=args.domain)
     if out.suffix.lower() == ".mp4":
         write_mp4(out, result.videos[0], fps, args.exposure)
         sbs = out.with_name(out.stem + ".side_by_side.mp4")

@@ -190,13 +190,14 @@ class ForwardClipDataset(Dataset):
     Item ``i`` (clip ``i % num_clips``): {"rgb" (1, T, 3, h, w) linear target, "domain" (1,) long (0 synthetic,
     1 real), "clip", "start"} + the forward inputs of the window (module doc) with B = 1, after dropout.
     roots: dataset / clip folder(s). domain: "synthetic" | "real". num_frames, frame_stride: window. crop: (h, w)
-    random crop (None = full frame). gbuffer_dropout: see module doc. random: random windows (else the first,
+    random crop (None = full frame); size: (h, w) output size after the crop (rgb bilinear, passes nearest,
+    intrinsics scaled; None = crop size), e.g. to bring real videos to the training size. gbuffer_dropout: see module doc. random: random windows (else the first,
     centred). cache: keep decoded clips in memory. Randomness: private generator seeded by (seed, epoch, index).
     """
 
     def __init__(self, roots, domain: str = "synthetic", num_frames: int = 4, frame_stride: int = 1,
                  crop: tuple[int, int] | None = None, gbuffer_dropout: float = 0.0, with_prior: bool = True,
-                 random: bool = True, seed: int = 0, samples_per_clip: int = 1, cache: bool = True,
+                 size: tuple[int, int] | None = None, random: bool = True, seed: int = 0, samples_per_clip: int = 1, cache: bool = True,
                  max_clips: int | None = None):
         from neural_render.data.clip_dataset import find_clips
         from neural_render.io.clip import read_meta
@@ -219,12 +220,13 @@ class ForwardClipDataset(Dataset):
         if not self.clips:
             raise NeuralRenderError(f"no clip with rgb and at least {self.span} frames", ", ".join(map(str, roots)))
         sizes = {(m.height, m.width) for m in self.metas}
-        if crop is None and len(sizes) > 1:
-            raise NeuralRenderError(f"clips have different sizes {sorted(sizes)}; give a crop", roots[0])
+        if crop is None and size is None and len(sizes) > 1:
+            raise NeuralRenderError(f"clips have different sizes {sorted(sizes)}; give a crop or a size", roots[0])
         for clip, meta in zip(self.clips, self.metas):
             if crop is not None and (crop[0] > meta.height or crop[1] > meta.width):
                 raise NeuralRenderError(f"crop {crop} exceeds the clip size {meta.height}x{meta.width}", clip)
         self.domain, self.num_frames, self.frame_stride, self.crop = domain, num_frames, frame_stride, crop
+        self.size = None if size is None else (int(size[0]), int(size[1]))
         self.gbuffer_dropout, self.with_prior, self.random = float(gbuffer_dropout), with_prior, random
         self.seed, self.samples_per_clip, self.cache, self.epoch = seed, samples_per_clip, cache, 0
         self._clips: dict[int, tuple] = {}
@@ -270,11 +272,16 @@ class ForwardClipDataset(Dataset):
             start, y0, x0 = 0, (meta.height - ch) // 2, (meta.width - cw) // 2
         frames = slice(start, start + self.span, self.frame_stride)
 
-        def window(x: Tensor) -> Tensor:
-            return x[:, frames, :, y0:y0 + ch, x0:x0 + cw].contiguous()
+        oh, ow = self.size if self.size is not None else (ch, cw)
+
+        def window(x: Tensor, smooth: bool = False) -> Tensor:
+            from neural_render.data.clip_dataset import _resize
+            return _resize(x[:, frames, :, y0:y0 + ch, x0:x0 + cw], oh, ow, smooth).contiguous()
 
         fx, fy, cx, cy = camera.intrinsics[0].tolist()
-        cam = Camera(torch.tensor([[fx, fy, cx - x0, cy - y0]]), camera.camera_to_world[:, frames], cw, ch)
+        sx, sy = ow / cw, oh / ch
+        cam = Camera(torch.tensor([[fx * sx, fy * sy, (cx - x0) * sx, (cy - y0) * sy]]),
+                     camera.camera_to_world[:, frames], ow, oh)
         given = {name: window(x) for name, x in passes.items()}
         present = torch.tensor([[float(n in given) for n in FORWARD_PASSES]])
         if self.gbuffer_dropout > 0 and given:
@@ -285,11 +292,11 @@ class ForwardClipDataset(Dataset):
             ibl = cached_ibl(env.image, env_key) if (env is not None and self.with_prior and "normal" in kept) else None
             inputs = prepare_forward_inputs(GBuffer(**kept), cam, env, self.with_prior, ibl, depth_scale)
         else:  # a "real" clip without any pass: control absent
-            inputs = prepare_forward_inputs(GBuffer(basecolor=torch.zeros(1, self.num_frames, 3, ch, cw)), cam, env,
+            inputs = prepare_forward_inputs(GBuffer(basecolor=torch.zeros(1, self.num_frames, 3, oh, ow)), cam, env,
                                             self.with_prior, None, depth_scale)
             inputs["present"].zero_()
             inputs["prior_present"].zero_()
-        inputs.update({"rgb": window(rgb), "domain": torch.tensor([DOMAINS.index(self.domain)]),
+        inputs.update({"rgb": window(rgb, smooth=True), "domain": torch.tensor([DOMAINS.index(self.domain)]),
                        "clip": str(self.clips[k]), "start": start})
         return inputs
 
@@ -377,10 +384,10 @@ class ForwardDataModule(_lightning_datamodule()):
     def __init__(self, train_roots: list[str] | str, real_roots: list[str] | str | None = None,
                  val_roots: list[str] | str | None = None, num_frames: int = 4, frame_stride: int = 1,
                  crop: tuple[int, int] | None = None, gbuffer_dropout: float = 0.3, with_prior: bool = True,
-                 batch_size: int = 4, num_workers: int = 0, seed: int = 0, samples_per_clip: int = 1,
+                 size: tuple[int, int] | None = None, batch_size: int = 4, num_workers: int = 0, seed: int = 0, samples_per_clip: int = 1,
                  max_train_clips: int | None = None, max_val_clips: int | None = 4, cache: bool = True):
         super().__init__()
-        self.kwargs = dict(num_frames=num_frames, frame_stride=frame_stride, crop=crop, with_prior=with_prior,
+        self.kwargs = dict(num_frames=num_frames, frame_stride=frame_stride, crop=crop, size=size, with_prior=with_prior,
                            seed=seed, cache=cache)
         self.train_roots, self.real_roots, self.val_roots = train_roots, real_roots, val_roots
         self.gbuffer_dropout, self.samples_per_clip = gbuffer_dropout, samples_per_clip

@@ -94,6 +94,7 @@ class ForwardPipeline(VideoDiffusionPipeline):
 
         gbuffer: passes (B, T, C, H, W) (mask ignored). camera: B clips, T frames, H x W. env: EnvMap (rotation
         included) or None (no lighting condition). num_steps: sampler steps (1 suffices for the x0 kind).
+        generator: noise generator of the sampler (default: seeded with 0, so renders are deterministic).
         window / overlap: latent frames per window (default from the model's config; window >= T = one window).
         """
         from neural_render.data.forward_data import (display_unpack, forward_cond_channels, forward_condition,
@@ -107,7 +108,7 @@ class ForwardPipeline(VideoDiffusionPipeline):
         if env is not None and not isinstance(env, EnvMap):
             raise NeuralRenderError(f"env must be an EnvMap or None, got {type(env).__name__}")
         b, t, h, w = gbuffer.shape
-        gbuffer, camera, (ph, pw) = _pad(gbuffer, camera, self.spatial_step)
+        gbuffer, camera = _pad(gbuffer, camera, self.spatial_step)
         inputs = prepare_forward_inputs(gbuffer, camera, env, with_prior, depth_scale=depth_scale)
         inputs = _to(inputs, self.device)
         cond, prior_latents = forward_condition(self._encode, inputs, with_prior)
@@ -130,6 +131,7 @@ class ForwardPipeline(VideoDiffusionPipeline):
             return self.denoiser.guided_x0(self.backbone, x_window, sigma, cond[:, start:stop], None,
                                            added=self.window_added(start, stop))
 
+        generator = torch.Generator().manual_seed(0) if generator is None else generator
         latents = windowed_sample(self.denoiser, predict_x0, shape, spans, num_steps, generator=generator,
                                   device=self.device, progress=progress, desc="forward")
         if self.domain_shifters is not None:
@@ -189,18 +191,18 @@ class ForwardPipeline(VideoDiffusionPipeline):
         return pipe.eval()
 
 
-def _pad(gbuffer: GBuffer, camera: Camera, step: int) -> tuple[GBuffer, Camera, tuple[int, int]]:
+def _pad(gbuffer: GBuffer, camera: Camera, step: int) -> tuple[GBuffer, Camera]:
     """Edge-pad passes at the bottom / right to multiples of ``step``; the camera keeps its intrinsics."""
     b, t, h, w = gbuffer.shape
     ph, pw = (-h) % step, (-w) % step
     if ph == 0 and pw == 0:
-        return gbuffer, camera, (0, 0)
+        return gbuffer, camera
 
     def pad(x: Tensor) -> Tensor:
         return F.pad(x.reshape(b * t, x.shape[2], h, w), (0, pw, 0, ph), mode="replicate").reshape(
             b, t, x.shape[2], h + ph, w + pw)
 
-    return gbuffer.map(pad), Camera(camera.intrinsics, camera.camera_to_world, w + pw, h + ph), (ph, pw)
+    return gbuffer.map(pad), Camera(camera.intrinsics, camera.camera_to_world, w + pw, h + ph)
 
 
 def _to(inputs: dict, device) -> dict:

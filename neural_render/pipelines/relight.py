@@ -105,8 +105,8 @@ def apply_material_edit(gbuffer: GBuffer, mask: Tensor, edits: Mapping[str, floa
 
 
 class RelightPipeline:
-    """Inverse + forward pipelines (module docstring). ``inverse``: InverseRenderingPipeline; ``forward``:
-    ForwardPipeline."""
+    """Inverse + forward pipelines (module docstring). ``inverse``: InverseRenderingPipeline (None: G-buffers must be
+    given to relight / edit); ``forward``: ForwardPipeline."""
 
     def __init__(self, inverse, forward):
         self.inverse, self.forward = inverse, forward
@@ -128,6 +128,8 @@ class RelightPipeline:
                   progress: bool = False) -> GBuffer:
         """Estimated G-buffers (B, T, C, H, W) of a linear video, mask included."""
         check_video(video)
+        if self.inverse is None:
+            raise NeuralRenderError("this relight pipeline has no inverse model: pass the G-buffers")
         return self.inverse(video, seed=seed, window=window, overlap=overlap, progress=progress).gbuffer
 
     def relight(self, video: Tensor, envs: Sequence[EnvMap], camera: Camera | None = None,
@@ -140,27 +142,32 @@ class RelightPipeline:
         camera = static_camera(video) if camera is None else camera
         _check_camera(camera, video)
         gbuffer = self.decompose(video, seed=seed, progress=progress) if gbuffer is None else gbuffer
-        if gbuffer.shape != (video.shape[0], video.shape[1], video.shape[3], video.shape[4]):
-            raise NeuralRenderError(f"G-buffer (B, T, H, W) = {gbuffer.shape} does not match the video "
-                                    f"{(video.shape[0], video.shape[1], video.shape[3], video.shape[4])}")
+        _check_gbuffer(gbuffer, video)
         videos = [self.forward.render(gbuffer, camera, env, generator=torch.Generator().manual_seed(seed),
                                       domain=domain, progress=progress).rgb for env in envs]
         return RelightOutput(gbuffer, videos)
 
     def edit(self, video: Tensor, mask: Tensor, edits: Mapping[str, float | Sequence[float]], env: EnvMap,
-             camera: Camera | None = None, keep_outside: bool = True, seed: int = 0, domain: str = "real",
-             progress: bool = False) -> EditOutput:
-        """Decompose, edit the materials inside ``mask`` and re-render under ``env`` (module docstring)."""
+             camera: Camera | None = None, keep_outside: bool = True, gbuffer: GBuffer | None = None, seed: int = 0,
+             domain: str = "real", progress: bool = False) -> EditOutput:
+        """Decompose (unless ``gbuffer`` is given), edit the materials inside ``mask`` and re-render under ``env``."""
         check_video(video)
         mask = check_mask(mask, video)
         camera = static_camera(video) if camera is None else camera
         _check_camera(camera, video)
-        gbuffer = self.decompose(video, seed=seed, progress=progress)
+        gbuffer = self.decompose(video, seed=seed, progress=progress) if gbuffer is None else gbuffer
+        _check_gbuffer(gbuffer, video)
         edited = apply_material_edit(gbuffer, mask, edits)
         rendered = self.forward.render(edited, camera, env, generator=torch.Generator().manual_seed(seed),
                                        domain=domain, progress=progress).rgb
         composite = mask * rendered + (1.0 - mask) * video.clamp(0.0, 1.0) if keep_outside else rendered
         return EditOutput(gbuffer, edited, rendered, composite)
+
+
+def _check_gbuffer(gbuffer: GBuffer, video: Tensor) -> None:
+    if gbuffer.shape != (video.shape[0], video.shape[1], video.shape[3], video.shape[4]):
+        raise NeuralRenderError(f"G-buffer (B, T, H, W) = {gbuffer.shape} does not match the video "
+                                f"{(video.shape[0], video.shape[1], video.shape[3], video.shape[4])}")
 
 
 def _check_camera(camera: Camera, video: Tensor) -> None:

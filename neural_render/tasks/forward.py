@@ -22,6 +22,16 @@ Realiz3D (``domain_shifter`` = {"rank", "embed_dim", "seed", "pretrained": folde
 
 Trainable defaults per stage (when ``trainable`` is not given): shifters -> ``domain_shifters.*``;
 backbone -> ``backbone.*`` (+ ``pass_embedding.*``); plain -> everything that requires grad.
+
+Bringing your own real videos (the "real" domain):
+
+1. ``neural-render autolabel MY_VIDEOS/ --out data_cache/real_autolabel`` (inverse renderer: one clip folder per
+   video with its RGB + predicted G-buffers; ``neural-render import`` alone also works, RGB only: real samples drop
+   the control by default, so neither G-buffers nor env maps are required);
+2. point ``data.init_args.real_roots`` of configs/data/synth_forward_real.yaml at that folder;
+3. ``neural-render fit ... --config configs/task/forward.yaml --config configs/task/forward_stage1.yaml`` (export),
+   then the same with configs/task/forward_stage2.yaml, loading the stage-1 export (see the YAML comments);
+4. render with ``--domain real`` (default), optionally ``--reassign-blocks N --reassign-steps M``.
 """
 
 from __future__ import annotations

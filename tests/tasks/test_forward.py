@@ -172,3 +172,16 @@ def test_bad_settings_are_rejected():
     with pytest.raises(NeuralRenderError, match="stage"):
         task(stage="everything")
     assert display_pack(torch.tensor([2.0])).item() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_crop_and_resize_keep_camera_consistent(clips):
+    full = ForwardClipDataset(clips, num_frames=2, random=False)[0]
+    small = ForwardClipDataset(clips, num_frames=2, random=False, size=(8, 8))[0]
+    assert small["rgb"].shape == (1, 2, 3, 8, 8) and small["env"]["ldr"].shape == (1, 2, 3, 8, 8)
+    norms = small["gbuffer"].normal.norm(dim=2)[small["gbuffer"].depth[:, :, 0] > 0]
+    assert norms.numel() > 0 and (norms - 1).abs().max() < 1e-3  # nearest resize keeps unit normals
+    # the prior of the resized item is the split-sum render of the resized G-buffers: close to the full one, pooled
+    pooled = torch.nn.functional.avg_pool2d(full["prior"][0], 2)
+    assert (small["prior"][0] - pooled).abs().mean() < 0.1
+    cropped = ForwardClipDataset(clips, num_frames=2, random=False, crop=(8, 8))[0]
+    assert torch.equal(cropped["prior"], full["prior"][..., 4:12, 4:12])
