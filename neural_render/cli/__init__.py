@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "sim2real-data": "neural_render.cli.sim2real_data",
     "inverse": "neural_render.cli.inverse",
     "autolabel": "neural_render.cli.autolabel",
+    "eval": "neural_render.cli.eval",
     "forward": "neural_render.cli.forward",
     "relight": "neural_render.cli.relight",
     "edit": "neural_render.cli.edit",
