@@ -45,7 +45,7 @@ def tiny_model(tmp_path_factory):
 
 
 def _run(args, capsys):
-    code = main(["eval", "inverse", *map(str, args)])
+    code = main(["eval", "inverse", "--threads", "1", *map(str, args)])
     return code, capsys.readouterr()
 
 

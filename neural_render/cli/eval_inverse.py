@@ -271,9 +271,7 @@ def _jsonable(x):
 def run(args) -> int:
     import torch
 
-    from neural_render.cli.inverse import model_dir
     from neural_render.errors import NeuralRenderError
-    from neural_render.pipelines.inverse import InverseRenderingPipeline
 
     if args.window < 2 or not 0 <= args.overlap < args.window:
         raise NeuralRenderError(f"need --window >= 2 and 0 <= --overlap < --window, got {args.window}, {args.overlap}")
@@ -281,8 +279,19 @@ def run(args) -> int:
         raise NeuralRenderError(f"--steps must be >= 1, got {args.steps}")
     if args.max_clips is not None and args.max_clips < 1:
         raise NeuralRenderError(f"--max-clips must be >= 1, got {args.max_clips}")
+    previous_threads = torch.get_num_threads()
     if args.threads:
         torch.set_num_threads(int(args.threads))
+    try:
+        return _evaluate(args)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _evaluate(args) -> int:
+    from neural_render.cli.inverse import model_dir
+    from neural_render.pipelines.inverse import InverseRenderingPipeline
+
     clips = _clips(args.data, args.max_clips)
     long_clips = _clips(args.long_data, None) if args.long_data else []
     model = model_dir(args.model)

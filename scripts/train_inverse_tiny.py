@@ -1,0 +1,128 @@
+#!/usr/bin/env python
+"""Train, export and evaluate the shipped tiny inverse model ``data/models/inverse_tiny`` on CPU (about an hour).
+
+    python scripts/train_inverse_tiny.py [--max-steps 4000] [--max-minutes 60] [--threads auto]
+                                         [--data data_cache] [--out data/models/inverse_tiny]
+
+1. Data (``scripts/make_synth_datasets.sh <data>`` when missing): ``<data>/synth_train_64`` (TRAIN env maps only) is
+   trained on; ``<data>/synth_test_64`` (TEST env maps, unseen seeds) and ``<data>/synth_long_64`` (64-frame clips)
+   are only read by the evaluation in step 4.
+2. ``neural-render fit`` (its LightningCLI, in this process) with configs/trainer/cpu_train.yaml +
+   configs/experiment/inverse_tiny.yaml, ``--trainer.max_steps`` and a wall-clock cap ``--trainer.max_time``;
+   logs in out/inverse_tiny/lightning_logs/version_N (config.yaml, metrics.csv, checkpoints/last.ckpt).
+3. Export of the EMA weights to ``--out`` (pipeline folder, safetensors) + ``train_stats.json`` (mean roughness and
+   metallic of the training set: the baseline of the evaluation) + ``training.json`` (steps, times, command).
+4. ``neural-render eval inverse --data <data>/synth_test_64 --long-data <data>/synth_long_64 --model <out>
+   --window 16 --overlap 4 --json <out>/eval_heldout.json`` (the metrics file shipped beside the weights).
+
+Threads: on a shared 2-core machine two torch threads per process are ~10x SLOWER than one when other processes
+compete for the cores (OpenMP barriers wait for descheduled threads), so ``--threads auto`` takes 2 only when the
+1-minute load average is below 0.5, else 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ["configs/trainer/cpu_train.yaml", "configs/experiment/inverse_tiny.yaml"]
+
+
+def ensure_data(data: Path) -> dict[str, Path]:
+    sets = {name: data / f"synth_{name}_64" for name in ("train", "test", "long")}
+    if not all((p / "synth.json").is_file() for p in sets.values()):
+        print(f"datasets missing: running scripts/make_synth_datasets.sh {data}", flush=True)
+        subprocess.run(["bash", str(ROOT / "scripts" / "make_synth_datasets.sh"), str(data)], check=True, cwd=ROOT)
+    else:  # resumable: finishes partially written datasets (finished clips are skipped)
+        subprocess.run(["bash", str(ROOT / "scripts" / "make_synth_datasets.sh"), str(data)], check=True, cwd=ROOT,
+                       stdout=subprocess.DEVNULL)
+    return sets
+
+
+def choose_threads(value: str) -> int:
+    if value != "auto":
+        return max(1, int(value))
+    return 2 if os.getloadavg()[0] < 0.5 else 1
+
+
+def progress_callback(every: int = 100):
+    import lightning.pytorch as pl
+
+    class Progress(pl.Callback):
+        def __init__(self):
+            self.losses, self.start, self.cpu0 = [], time.time(), time.process_time()
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+            self.losses.append(float(loss))
+            if trainer.global_step % every == 0:
+                print(f"step {trainer.global_step:6d}  loss {sum(self.losses) / len(self.losses):.5f}  "
+                      f"wall {time.time() - self.start:6.0f} s  cpu {time.process_time() - self.cpu0:6.0f} s  "
+                      f"load {os.getloadavg()[0]:.1f}", flush=True)
+                self.losses = []
+
+    return Progress()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--max-steps", type=int, default=4000)
+    parser.add_argument("--max-minutes", type=float, default=60.0, help="wall-clock cap of the training (default 60)")
+    parser.add_argument("--threads", default="auto", help="torch threads: auto (see module doc) or a number")
+    parser.add_argument("--data", default=str(ROOT / "data_cache"))
+    parser.add_argument("--out", default=str(ROOT / "data" / "models" / "inverse_tiny"))
+    parser.add_argument("--logs", default=str(ROOT / "out" / "inverse_tiny"))
+    parser.add_argument("--skip-eval", action="store_true")
+    args = parser.parse_args()
+
+    threads = choose_threads(args.threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+    sets = ensure_data(Path(args.data))
+    out = Path(args.out)
+
+    from neural_render.cli.eval_inverse import TRAIN_STATS, compute_train_stats
+    from neural_render.cli.fit import build_cli
+    from neural_render.io.atomic import atomic_path
+
+    hms = time.strftime("%H:%M:%S", time.gmtime(int(args.max_minutes * 60)))
+    argv = [a for c in CONFIGS for a in ("--config", str(ROOT / c))] + [
+        "--data.init_args.train_dir", str(sets["train"]), "--trainer.max_steps", str(args.max_steps),
+        "--trainer.max_time", f"00:{hms}", "--trainer.default_root_dir", args.logs]
+    print("neural-render fit " + " ".join(argv), flush=True)
+    cli = build_cli(argv)
+    cli.trainer.callbacks.append(progress_callback())
+    start, cpu = time.time(), time.process_time()
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    seconds, cpu = time.time() - start, time.process_time() - cpu
+    steps = int(cli.model.global_step)
+    stopped = "max_steps" if steps >= args.max_steps else "max_time"
+    print(f"trained {steps} steps in {seconds / 60:.1f} min wall ({cpu / 60:.1f} min CPU, {threads} thread(s)); "
+          f"stopped by {stopped}", flush=True)
+    cli.model.export(out)
+    stats = compute_train_stats(sets["train"])
+    training = {"steps": steps, "stopped_by": stopped, "wall_seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1),
+                "threads": threads, "fit_argv": argv, "train_data": str(sets["train"]),
+                "log_dir": str(cli.trainer.log_dir)}
+    for name, payload in ((TRAIN_STATS, stats), ("training.json", training)):
+        with atomic_path(out / name) as tmp:
+            Path(tmp).write_text(json.dumps(payload, indent=1) + "\n")
+    if not args.skip_eval:
+        cmd = [sys.executable, "-m", "neural_render", "eval", "inverse", "--data", str(sets["test"]), "--long-data",
+               str(sets["long"]), "--model", str(out), "--window", "16", "--overlap", "4", "--threads", str(threads),
+               "--json", str(out / "eval_heldout.json")]
+        print(" ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True, cwd=ROOT)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

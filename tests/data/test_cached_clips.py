@@ -1,0 +1,111 @@
+"""Packed in-memory training data: round trip of clip folders, cache reuse/invalidation, windows, mirrors, batches
+that the inverse task accepts."""
+
+import os
+
+import pytest
+import torch
+
+from neural_render.data.cached_clips import CachedInverseDataModule, pack_clips
+from neural_render.errors import NeuralRenderError
+from neural_render.io.clip import Clip, write_clip
+from neural_render.types import Camera, GBuffer
+
+
+def _clip(seed: int, t: int = 5, h: int = 8, w: int = 12) -> Clip:
+    g = torch.Generator().manual_seed(seed)
+    normal = torch.nn.functional.normalize(torch.randn(1, t, 3, h, w, generator=g), dim=2)
+    gb = GBuffer(basecolor=torch.rand(1, t, 3, h, w, generator=g), normal=normal,
+                 depth=torch.rand(1, t, 1, h, w, generator=g) + 1.0, roughness=torch.rand(1, t, 1, h, w, generator=g),
+                 metallic=torch.rand(1, t, 1, h, w, generator=g), mask=torch.ones(1, t, 1, h, w))
+    cam = Camera(torch.tensor([[10.0, 10.0, w / 2, h / 2]]), torch.eye(4).expand(1, t, 4, 4).clone(), w, h)
+    return Clip(rgb=torch.rand(1, t, 3, h, w, generator=g) * 2, gbuffer=gb, camera=cam)
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    root = tmp_path / "ds"
+    clips = [_clip(i) for i in range(3)]
+    for i, clip in enumerate(clips):
+        write_clip(root / f"clip_{i:06d}", clip, preview_mp4=False)
+    return root, clips
+
+
+def test_pack_round_trip_and_reuse(dataset, tmp_path):
+    root, clips = dataset
+    cache = tmp_path / "c" / "pack.safetensors"
+    pack_clips(root, cache)
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(cache))
+    assert tensors["rgb"].shape == (3, 5, 3, 8, 12) and tensors["rgb"].dtype == torch.float16
+    for i, clip in enumerate(clips):
+        assert torch.allclose(tensors["rgb"][i].float(), clip.rgb[0], rtol=1e-3, atol=1e-3)
+        assert torch.allclose(tensors["normal"][i].float(), clip.gbuffer.normal[0], atol=1e-3)
+    stamp = os.stat(cache).st_mtime_ns
+    pack_clips(root, cache)
+    assert os.stat(cache).st_mtime_ns == stamp            # up to date: not rewritten
+    write_clip(root / "clip_000003", _clip(9), preview_mp4=False)
+    pack_clips(root, cache)
+    assert load_file(str(cache))["rgb"].shape[0] == 4     # a new clip invalidates the cache
+
+
+def test_windows_crops_and_mirror(dataset, tmp_path):
+    root, clips = dataset
+    dm = CachedInverseDataModule(str(root), cache=str(tmp_path / "p.safetensors"), num_frames=3, crop=[4, 6],
+                                 hflip=True, batch_size=2, samples_per_clip=8, seed=1)
+    dm.setup("fit")
+    ds = dm.train_set
+    flips = 0
+    for index in range(len(ds)):
+        item = ds[index]
+        assert item["rgb"].shape == (1, 3, 3, 4, 6) and item["gbuffer"].shape == (1, 3, 4, 6)
+        clip = clips[index % 3]
+        s = item["start"]
+        full = clip.gbuffer.normal[:, s:s + 3].half().float()
+        # locate the crop: try every offset, unflipped and mirrored (normal x negated)
+        found = None
+        for y0 in range(8 - 4 + 1):
+            for x0 in range(12 - 6 + 1):
+                ref = full[..., y0:y0 + 4, x0:x0 + 6]
+                mirrored = ref.flip(-1) * torch.tensor([-1.0, 1.0, 1.0]).view(1, 1, 3, 1, 1)
+                if torch.equal(item["gbuffer"].normal, ref):
+                    found = False
+                elif torch.equal(item["gbuffer"].normal, mirrored):
+                    found = True
+        assert found is not None
+        flips += found
+    assert 0 < flips < len(ds)                            # both orientations occur
+    epoch0 = [ds[i] for i in range(len(ds))]
+    assert all(torch.equal(a["rgb"], ds[i]["rgb"]) for i, a in enumerate(epoch0))          # reproducible
+    ds.set_epoch(1)
+    assert any(not torch.equal(a["rgb"], ds[i]["rgb"]) for i, a in enumerate(epoch0))      # new windows per epoch
+
+
+def test_batches_feed_the_inverse_task(dataset, tmp_path):
+    from neural_render.models.codec import PixelUnshuffleCodec
+    from neural_render.models.denoiser import Denoiser
+    from neural_render.tasks.base import make_backbone
+    from neural_render.tasks.inverse import InverseTask
+
+    root, _ = dataset
+    dm = CachedInverseDataModule(str(root), cache=str(tmp_path / "p.safetensors"), num_frames=2, crop=[8, 8],
+                                 batch_size=2)
+    batch = next(iter(dm.train_dataloader()))
+    c = 12
+    backbone = make_backbone("wan", tiny=True, seed=0, cond_channels=c,
+                             config={"in_channels": 5 * c, "out_channels": 5 * c, "patch_size": [1, 1, 1]})
+    task = InverseTask(backbone, Denoiser(kind="x0"), PixelUnshuffleCodec(2), mode="joint")
+    loss = task.training_step(batch, 0)
+    assert torch.isfinite(loss) and loss > 0
+
+
+def test_bad_inputs(tmp_path, dataset):
+    root, _ = dataset
+    with pytest.raises(NeuralRenderError):
+        pack_clips(tmp_path / "missing", tmp_path / "x.safetensors")
+    with pytest.raises(NeuralRenderError):
+        CachedInverseDataModule(str(root), cache=str(tmp_path / "p.safetensors"), num_frames=9).setup("fit")
+    write_clip(root / "clip_000009", _clip(3, h=10), preview_mp4=False)
+    with pytest.raises(NeuralRenderError):
+        pack_clips(root, tmp_path / "y.safetensors")
