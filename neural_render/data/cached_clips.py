@@ -7,8 +7,11 @@ held in memory. The batches equal :class:`neural_render.data.inverse_data.Invers
 (B, T, 3, h, w) linear radiance, ``gbuffer`` :class:`GBuffer` (float32), ``clip`` (list of folder paths), ``start``.
 
 Augmentation (all from a private generator seeded by (seed, epoch, index): reproducible, worker independent):
-random window of ``num_frames`` frames, random ``crop`` (h, w), and with ``hflip`` a horizontal mirror with
-probability 1/2 (the camera-space normal's x is negated, which is exactly the mirrored scene's normal).
+random window of ``num_frames`` frames, random ``crop`` (h, w), with ``hflip`` a horizontal mirror with
+probability 1/2 (the camera-space normal's x is negated, which is exactly the mirrored scene's normal), and a random
+illumination gain of the input RGB: ``rgb * exp(exposure_std * n + white_balance_std * n_c)`` with standard normal
+n (per clip window) and n_c (per colour channel) -- unseen env maps differ from the training ones in brightness and
+tint, which the G-buffers (albedo included) must not follow.
 """
 
 from __future__ import annotations
@@ -87,7 +90,8 @@ class CachedClipDataset(Dataset):
     """Random windows / crops / mirrors of packed clips (module doc). Item tensors carry a batch dimension of 1."""
 
     def __init__(self, tensors: dict[str, torch.Tensor], clip_names: list[str], num_frames: int = 8,
-                 crop: tuple[int, int] | None = None, hflip: bool = False, seed: int = 0, samples_per_clip: int = 1):
+                 crop: tuple[int, int] | None = None, hflip: bool = False, seed: int = 0, samples_per_clip: int = 1,
+                 exposure_std: float = 0.0, white_balance_std: float = 0.0):
         self.tensors, self.names = tensors, clip_names
         _, t, _, h, w = tensors["rgb"].shape
         if not 1 <= num_frames <= t:
@@ -97,6 +101,9 @@ class CachedClipDataset(Dataset):
         self.num_frames, self.crop, self.hflip = int(num_frames), crop, bool(hflip)
         self.seed, self.samples_per_clip, self.epoch = int(seed), int(samples_per_clip), 0
         self.passes = [k for k in tensors if k != "rgb"]
+        if exposure_std < 0 or white_balance_std < 0:
+            raise NeuralRenderError(f"gain std must be >= 0, got {exposure_std}, {white_balance_std}")
+        self.exposure_std, self.white_balance_std = float(exposure_std), float(white_balance_std)
 
     def __len__(self) -> int:
         return len(self.names) * self.samples_per_clip
@@ -118,6 +125,8 @@ class CachedClipDataset(Dataset):
         y0 = int(torch.randint(0, h - ch + 1, (1,), generator=gen))
         x0 = int(torch.randint(0, w - cw + 1, (1,), generator=gen))
         flip = self.hflip and bool(torch.rand((), generator=gen) < 0.5)
+        log_gain = (self.exposure_std * torch.randn((), generator=gen)
+                    + self.white_balance_std * torch.randn(3, generator=gen)).view(1, 1, 3, 1, 1)
 
         def take(x: torch.Tensor) -> torch.Tensor:
             y = x[i, start:start + self.num_frames, :, y0:y0 + ch, x0:x0 + cw].float()
@@ -126,18 +135,21 @@ class CachedClipDataset(Dataset):
         passes = {p: take(self.tensors[p]) for p in self.passes}
         if flip and "normal" in passes:
             passes["normal"][:, :, 0] *= -1.0
-        return {"rgb": take(self.tensors["rgb"]), "gbuffer": GBuffer(**passes), "clip": self.names[i], "start": start}
+        rgb = take(self.tensors["rgb"]) * torch.exp(log_gain)
+        return {"rgb": rgb, "gbuffer": GBuffer(**passes), "clip": self.names[i], "start": start}
 
 
 class CachedInverseDataModule(pl.LightningDataModule):
     """Training batches for the inverse task from a packed dataset (module doc); no validation set.
 
     train_dir: synth dataset folder; cache: packed file (default ``<train_dir>/.packed_inverse.safetensors``);
-    num_frames, crop ([h, w] or int), hflip, batch_size, samples_per_clip, seed: as above; passes: packed passes.
+    num_frames, crop ([h, w] or int), hflip, exposure_std, white_balance_std, batch_size, samples_per_clip, seed: as
+    above; passes: packed passes.
     """
 
     def __init__(self, train_dir: str, cache: str | None = None, num_frames: int = 8, crop=None, hflip: bool = True,
-                 batch_size: int = 4, samples_per_clip: int = 1, seed: int = 0, passes=DEFAULT_PASSES):
+                 batch_size: int = 4, samples_per_clip: int = 1, seed: int = 0, passes=DEFAULT_PASSES,
+                 exposure_std: float = 0.0, white_balance_std: float = 0.0):
         super().__init__()
         if batch_size < 1 or samples_per_clip < 1:
             raise NeuralRenderError(f"batch_size and samples_per_clip must be >= 1, got {batch_size}, {samples_per_clip}")
@@ -146,6 +158,7 @@ class CachedInverseDataModule(pl.LightningDataModule):
         self.num_frames, self.hflip, self.batch_size = int(num_frames), bool(hflip), int(batch_size)
         self.crop = None if crop is None else (int(crop), int(crop)) if isinstance(crop, int) else tuple(int(c) for c in crop)
         self.samples_per_clip, self.seed, self.passes = int(samples_per_clip), int(seed), [str(p) for p in passes]
+        self.exposure_std, self.white_balance_std = float(exposure_std), float(white_balance_std)
         self.train_set = None
 
     def setup(self, stage: str | None = None) -> None:
@@ -159,7 +172,7 @@ class CachedInverseDataModule(pl.LightningDataModule):
         tensors = load_file(str(path))
         names = [str(c) for c in find_clips(self.train_dir)]
         self.train_set = CachedClipDataset(tensors, names, self.num_frames, self.crop, self.hflip, self.seed,
-                                           self.samples_per_clip)
+                                           self.samples_per_clip, self.exposure_std, self.white_balance_std)
 
     def train_dataloader(self) -> DataLoader:
         from neural_render.data.inverse_data import collate_inverse

@@ -82,6 +82,25 @@ def test_windows_crops_and_mirror(dataset, tmp_path):
     assert any(not torch.equal(a["rgb"], ds[i]["rgb"]) for i, a in enumerate(epoch0))      # new windows per epoch
 
 
+def test_illumination_gain(dataset, tmp_path):
+    root, _ = dataset
+    kwargs = {"cache": str(tmp_path / "p.safetensors"), "num_frames": 5, "hflip": False, "samples_per_clip": 4, "seed": 3}
+    plain = CachedInverseDataModule(str(root), **kwargs)
+    gained = CachedInverseDataModule(str(root), exposure_std=0.5, white_balance_std=0.2, **kwargs)
+    plain.setup("fit")
+    gained.setup("fit")
+    ratios = []
+    for i in range(len(plain.train_set)):
+        a, b = plain.train_set[i], gained.train_set[i]
+        assert torch.equal(a["gbuffer"].basecolor, b["gbuffer"].basecolor)       # targets untouched
+        ratio = b["rgb"] / a["rgb"]
+        per_channel = ratio.mean(dim=(0, 1, 3, 4))
+        assert torch.allclose(ratio, per_channel.view(1, 1, 3, 1, 1).expand_as(ratio), rtol=1e-4)
+        ratios.append(per_channel)
+    ratios = torch.stack(ratios)
+    assert ratios.std(dim=0).min() > 0.05 and (ratios[:, 0] != ratios[:, 1]).all()   # varies per window and channel
+
+
 def test_batches_feed_the_inverse_task(dataset, tmp_path):
     from neural_render.models.codec import PixelUnshuffleCodec
     from neural_render.models.denoiser import Denoiser
