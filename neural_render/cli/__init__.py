@@ -22,15 +22,15 @@ COMMANDS: dict[str, str] = {
     "fit": "neural_render.cli.fit",
     "synth": "neural_render.cli.synth",
     "bench": "neural_render.cli.bench",
-    "sim2real": "neural_render.cli.sim2real",
-    "sim2real-data": "neural_render.cli.sim2real_data",
     "inverse": "neural_render.cli.inverse",
     "autolabel": "neural_render.cli.autolabel",
-    "eval": "neural_render.cli.eval",
     "forward": "neural_render.cli.forward",
     "relight": "neural_render.cli.relight",
     "edit": "neural_render.cli.edit",
+    "eval": "neural_render.cli.eval",
     "insert": "neural_render.cli.insert",
+    "sim2real": "neural_render.cli.sim2real",
+    "sim2real-data": "neural_render.cli.sim2real_data",
 }
 
 EXIT_BAD_INPUT = 2
