@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "insert": "neural_render.cli.insert",
     "sim2real": "neural_render.cli.sim2real",
     "sim2real-data": "neural_render.cli.sim2real_data",
+    "serve": "neural_render.cli.serve",
 }
 
 EXIT_BAD_INPUT = 2
