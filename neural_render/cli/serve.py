@@ -56,12 +56,12 @@ def run(args) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     cfg = make_config(args)
     try:
-        from neural_render.web.app import build_app
+        from neural_render.web.app import CSS, build_app
         import gradio  # noqa: F401
     except ImportError as err:
         raise NeuralRenderError(f"the web demo needs gradio: pip install -e \".[web]\" ({err})") from None
     app = build_app(cfg)
     print(f"serve: http://{args.host}:{args.port}  (results in {cfg.out_dir})", flush=True)
     app.launch(server_name=args.host, server_port=args.port, share=False, allowed_paths=[str(cfg.out_dir)],
-               footer_links=[], quiet=True)
+               footer_links=[], quiet=True, css=CSS)
     return 0

@@ -34,10 +34,12 @@ OBJECTS = {"object 1: ground": 1, "object 2: red rough sphere": 2, "object 3: go
            "object 4: white glossy sphere": 4}
 PASSES = ("basecolor", "roughness", "metallic")
 DEFAULT_ENVMAP = "kiara_1_dawn"
-NEEDS_MODEL = ("Neural re-rendering of an uploaded video needs trained model folders: an inverse pipeline "
-               "(`--inverse-model DIR`, default `data/models/inverse_tiny`) and a forward pipeline (`--model DIR`, "
-               "default `data/models/forward_tiny`). Missing here: {missing}. Nothing was rendered. "
-               "The demo scene works without a model (classical split-sum shader).")
+NEEDS_MODEL = ("**Uploaded MP4s** are re-rendered by the neural pipelines, which need trained model folders: an "
+               "inverse pipeline (`--inverse-model DIR`, default `data/models/inverse_tiny`) and a forward pipeline "
+               "(`--model DIR`, default `data/models/forward_tiny`). Missing here: {missing}.")
+NOTHING_RENDERED = " Nothing was rendered. The demo scene works without a model (classical split-sum shader)."
+#: the still is small (the demo renders at 128x96): show it scaled up with visible pixels
+CSS = "#result-still img { width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }"
 
 
 @dataclass
@@ -80,7 +82,7 @@ def model_status(cfg: ServeConfig) -> str:
     missing = [k for k, v in models.items() if v is None]
     if missing:
         return NEEDS_MODEL.format(missing=", ".join(missing))
-    return f"Uploaded videos use the neural pipelines: inverse `{models['inverse']}`, forward `{models['forward']}`."
+    return f"**Uploaded MP4s** use the neural pipelines: inverse `{models['inverse']}`, forward `{models['forward']}`."
 
 
 def envmap_choices() -> list[str]:
@@ -194,7 +196,7 @@ def render_upload(cfg: ServeConfig, video_file: str, env, edits: dict, target: s
     models = find_models(cfg)
     missing = [k for k, v in models.items() if v is None]
     if missing:
-        raise NeuralRenderError(NEEDS_MODEL.format(missing=", ".join(missing)))
+        raise NeuralRenderError(NEEDS_MODEL.format(missing=", ".join(missing)) + NOTHING_RENDERED)
     pipe = _relight_pipeline(cfg, models)
     camera = static_camera(video)
     if edits and target == TARGET_ALL:
@@ -255,7 +257,7 @@ def build_app(cfg: ServeConfig | None = None):
     with gr.Blocks(title="neural-render web demo") as app:
         gr.Markdown("# neural-render: relight and edit materials\n"
                     f"Demo scene: {cfg.frames} frames at {cfg.width}x{cfg.height}, exact G-buffers, classical "
-                    f"split-sum shader. {model_status(cfg)}")
+                    f"split-sum shader (what `neural-render demo` uses).\n\n{model_status(cfg)}")
         with gr.Row():
             with gr.Column():
                 source = gr.Radio([DEMO_SCENE, UPLOAD], value=DEMO_SCENE, label="Clip", elem_id="source")
@@ -279,7 +281,7 @@ def build_app(cfg: ServeConfig | None = None):
                 video_out = gr.Video(label="Result video", autoplay=True, loop=True, interactive=False,
                                      elem_id="result-video")
                 still_out = gr.Image(label="Result still (middle frame)", type="filepath", interactive=False,
-                                     elem_id="result-still")
+                                     height=300, elem_id="result-still")
                 status = gr.Markdown("Press **Run**.", elem_id="status")
 
         def on_run(*values):
