@@ -8,6 +8,10 @@ file decoded to linear and back gives its original pixels), concatenated to the 
   context tokens say which. Predicting k passes is k denoising runs sharing the encoded condition.
 * ``joint``: the latents of all passes are stacked in channels (``len(passes) x codec channels``), one run.
 
+``skip_passes`` (e.g. basecolor): the model predicts these passes RELATIVE to the condition latent (target = pass
+latent - input latent; the pipeline adds the input back). Albedo = input / shading, so the residual is smooth and
+the input's full-resolution texture reaches the output through the (exact, for pixel unshuffle) codec.
+
 Depth is trained normalised per clip window (depth / max visible depth, :func:`depth_scale_of`), so predicted depth is
 RELATIVE: 1 = the farthest visible surface, 0 = no surface. ``depth_scale`` (default 1) multiplies it back to units.
 Mask: from a predicted ``mask`` pass when the model has one (> 0.5), else from depth: relative depth >
@@ -147,14 +151,14 @@ class InverseRenderingPipeline(VideoDiffusionPipeline):
     def __init__(self, backbone, denoiser, codec=None, pass_embedding=None, mode: str | None = None,
                  passes: Sequence[str] | None = None, mask_threshold: float = DEFAULT_MASK_THRESHOLD,
                  processing_size: int | Sequence[int] | None = None, num_steps: int | None = None,
-                 info: dict | None = None):
+                 info: dict | None = None, skip_passes: Sequence[str] = ()):
         super().__init__(backbone, denoiser, codec, pass_embedding)
         self.configure(mode=mode, passes=passes, mask_threshold=mask_threshold, processing_size=processing_size,
-                       num_steps=num_steps, info=info)
+                       num_steps=num_steps, info=info, skip_passes=skip_passes)
 
     # ------------------------------------------------------------------ configuration
     def configure(self, mode=None, passes=None, mask_threshold=DEFAULT_MASK_THRESHOLD, processing_size=None,
-                  num_steps=None, info=None, source=None) -> InverseRenderingPipeline:
+                  num_steps=None, info=None, skip_passes=(), source=None) -> InverseRenderingPipeline:
         """Set and validate the inverse settings against the components (NeuralRenderError naming ``source``)."""
         codec, backbone = self.codec, self.backbone
         if codec is None:
@@ -187,7 +191,11 @@ class InverseRenderingPipeline(VideoDiffusionPipeline):
             raise NeuralRenderError(f"mask_threshold must be in (0, 1), got {mask_threshold}", source)
         if num_steps is not None and int(num_steps) < 1:
             raise NeuralRenderError(f"num_steps must be >= 1, got {num_steps}", source)
+        skip_passes = [str(p) for p in (skip_passes or ())]
+        if any(p not in passes or PASS_CHANNELS[p] != 3 for p in skip_passes):
+            raise NeuralRenderError(f"skip_passes must be 3-channel passes among {passes}, got {skip_passes}", source)
         self.mode, self.passes, self.mask_threshold = mode, passes, float(mask_threshold)
+        self.skip_passes = skip_passes
         self.processing_size = (None if processing_size is None else
                                 int(processing_size) if isinstance(processing_size, int) else
                                 tuple(int(s) for s in processing_size))
@@ -199,7 +207,7 @@ class InverseRenderingPipeline(VideoDiffusionPipeline):
         size = self.processing_size
         return {"mode": self.mode, "passes": list(self.passes), "mask_threshold": self.mask_threshold,
                 "processing_size": list(size) if isinstance(size, tuple) else size, "num_steps": self.num_steps,
-                "info": self.info}
+                "skip_passes": list(self.skip_passes), "info": self.info}
 
     @property
     def is_trained(self) -> bool:
@@ -249,7 +257,7 @@ class InverseRenderingPipeline(VideoDiffusionPipeline):
             raise NeuralRenderError(f"not a valid pipeline folder: {type(err).__name__}: {err}", root) from None
         if not isinstance(pipe, InverseRenderingPipeline):
             raise NeuralRenderError(f"folder holds a {type(pipe).__name__}, not an inverse rendering pipeline", root)
-        allowed = {"mode", "passes", "mask_threshold", "processing_size", "num_steps", "info"}
+        allowed = {"mode", "passes", "mask_threshold", "processing_size", "num_steps", "skip_passes", "info"}
         return pipe.configure(**{k: v for k, v in config.items() if k in allowed}, source=root)
 
     # ------------------------------------------------------------------ planning
@@ -340,6 +348,9 @@ class InverseRenderingPipeline(VideoDiffusionPipeline):
             for name in plan.run_passes:
                 ids = self.pass_embedding.ids([name] * plan.batch, device=device)
                 latents[name] = run(c, self.pass_embedding(ids), gen_for(self.passes.index(name)), name)
+        for name in self.skip_passes:  # the model predicted the pass relative to the input video's latents
+            if name in latents:
+                latents[name] = latents[name] + cond
         return latents, plan
 
     # ------------------------------------------------------------------ decoding

@@ -12,6 +12,7 @@ Batches (:mod:`neural_render.data.inverse_data`): ``rgb`` (B, T, 3, H, W) linear
   the pass embedding's tokens of that pass are the context.
 * ``joint``: target = the latents of all passes stacked in channels (backbone latent channels = len(passes) x codec
   channels), no context; one denoising run predicts everything.
+* ``skip_passes``: those passes' targets are their latents MINUS the condition latent (the pipeline adds it back).
 * loss mask: passes in ``masked_passes`` (undefined on background: basecolor, normal, roughness, metallic) are weighted
   by the ``mask`` pass max-pooled to latent cells (:func:`latent_mask`); depth (background = 0 = no surface) and mask
   are trained on every pixel, so predicted depth carries the foreground mask at inference.
@@ -66,14 +67,15 @@ class InverseTask(DiffusionSystem):
     """DiffusionSystem for video -> G-buffers (module doc).
 
     mode: "per_pass" | "joint". passes: predicted passes in order (joint: the channel blocks' order).
-    masked_passes: passes whose loss is restricted to valid pixels. mask_threshold / processing_size / num_steps:
+    masked_passes: passes whose loss is restricted to valid pixels. skip_passes: passes predicted relative to the
+    input latent (module doc). mask_threshold / processing_size / num_steps:
     stored in exported pipelines (inference defaults). Other args: :class:`DiffusionSystem`.
     """
 
     def __init__(self, *args, mode: str = "per_pass", passes: list[str] | tuple[str, ...] = PREDICTED_PASSES,
                  masked_passes: list[str] | tuple[str, ...] = MASKED_PASSES,
                  mask_threshold: float = DEFAULT_MASK_THRESHOLD, processing_size: int | list[int] | None = None,
-                 num_steps: int | None = None, **kwargs):
+                 num_steps: int | None = None, skip_passes: list[str] | tuple[str, ...] = (), **kwargs):
         super().__init__(*args, **kwargs)
         passes, masked_passes = [str(p) for p in passes], [str(p) for p in masked_passes]
         if mode not in MODES:
@@ -84,6 +86,7 @@ class InverseTask(DiffusionSystem):
             raise NeuralRenderError(f"unknown masked_passes {masked_passes}")
         self.mode, self.passes, self.masked_passes = mode, passes, masked_passes
         self.mask_threshold, self.processing_size, self.num_steps = mask_threshold, processing_size, num_steps
+        self.skip_passes = [str(p) for p in skip_passes]
         self._pass_draw = (-1, 0)  # (global step, draws within it) of the last training pass choice
         self._loaded_step = 0  # global step of a checkpoint loaded outside a Trainer (exported as training info)
         self.pipeline()  # validates codec / backbone / pass embedding against the mode (NeuralRenderError)
@@ -98,7 +101,7 @@ class InverseTask(DiffusionSystem):
         return InverseRenderingPipeline(self.backbone, self.denoiser, self.codec, self.pass_embedding, mode=self.mode,
                                         passes=self.passes, mask_threshold=self.mask_threshold,
                                         processing_size=self.processing_size, num_steps=self.num_steps,
-                                        info={"global_step": step, "task": type(self).__name__})
+                                        skip_passes=self.skip_passes, info={"global_step": step, "task": type(self).__name__})
 
     # ------------------------------------------------------------------ batches
     def _choose_passes(self, batch: dict, b: int) -> list[int]:
@@ -142,7 +145,8 @@ class InverseTask(DiffusionSystem):
         if mask is not None and any(p in self.masked_passes for p in self.passes):
             lat_mask = latent_mask(mask, cond.shape[1], cond.shape[3], cond.shape[4])  # (B, T', 1, h, w)
         if self.mode == "joint":
-            x0 = torch.cat([self.encode(pack_pass(p, passes[p], depth_scale)) for p in self.passes], dim=2)
+            x0 = torch.cat([self.encode(pack_pass(p, passes[p], depth_scale)) - (cond if p in self.skip_passes else 0)
+                            for p in self.passes], dim=2)
             masks = {}
             if lat_mask is not None:
                 c = x0.shape[2] // len(self.passes)
@@ -155,6 +159,8 @@ class InverseTask(DiffusionSystem):
         packed = torch.cat([pack_pass(n, passes[n][i:i + 1], None if depth_scale is None else depth_scale[i:i + 1])
                             for i, n in enumerate(names)])
         x0 = self.encode(packed)
+        skip = torch.tensor([n in self.skip_passes for n in names], device=x0.device).view(-1, 1, 1, 1, 1)
+        x0 = torch.where(skip, x0 - cond, x0)
         context = self.embed_context(self.pass_embedding.ids(names, device=self.device))
         masks = {}
         if lat_mask is not None:

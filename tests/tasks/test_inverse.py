@@ -95,6 +95,25 @@ def test_joint_batch_stacks_every_pass_and_masks_blocks():
     assert torch.equal(lm[:, :, :12], latent_mask(g.mask, 4, 8, 8).expand(-1, -1, 12, -1, -1))
 
 
+def test_skip_passes_are_targets_relative_to_the_input_and_the_pipeline_adds_it_back(tmp_path):
+    system, batch = task("joint", kind="x0", skip_passes=["basecolor"]), demo_batch()
+    x0, cond, _, _ = system.make_batch(batch)
+    g = batch["gbuffer"]
+    assert torch.equal(x0[:, :, :12], CODEC.encode(pack_pass("basecolor", g.basecolor)) - cond)
+    assert torch.equal(x0[:, :, 12:24], CODEC.encode(pack_pass("normal", g.normal)))  # other passes untouched
+    pipe = system.pipeline()
+    assert pipe.skip_passes == ["basecolor"]
+    with torch.no_grad():
+        for p in system.backbone.parameters():
+            p.zero_()  # the zeroed network predicts x0 = 0: basecolor = the input itself, normal = 0
+    latents, _ = pipe.sample_latents(batch["rgb"], window=4, overlap=0)
+    assert torch.equal(latents["basecolor"], cond) and not latents["normal"].any()
+    pipe.save_pretrained(tmp_path / "m")
+    assert InverseRenderingPipeline.from_pretrained(tmp_path / "m").skip_passes == ["basecolor"]
+    with pytest.raises(NeuralRenderError, match="skip_passes"):
+        task("joint", skip_passes=["roughness"])  # one channel: not comparable with the RGB latent
+
+
 def test_pass_choice_is_random_in_training_and_fixed_in_evaluation():
     system, batch = task(), demo_batch()
     chosen = set()
