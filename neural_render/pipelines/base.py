@@ -97,13 +97,13 @@ class VideoDiffusionPipeline:
     def device(self) -> torch.device:
         return next(self.backbone.parameters()).device
 
-    def to(self, device) -> "VideoDiffusionPipeline":
+    def to(self, device) -> VideoDiffusionPipeline:
         for module in (self.backbone, self.codec, self.pass_embedding):
             if isinstance(module, torch.nn.Module):
                 module.to(device)
         return self
 
-    def eval(self) -> "VideoDiffusionPipeline":
+    def eval(self) -> VideoDiffusionPipeline:
         for module in (self.backbone, self.codec, self.pass_embedding):
             if isinstance(module, torch.nn.Module):
                 module.eval()
@@ -173,6 +173,44 @@ class VideoDiffusionPipeline:
                 (root / "run_config.yaml").write_text(self.run_config)
             with atomic_path(root / MODEL_INDEX) as t, open(t, "w") as f:
                 json.dump(index, f, indent=2)
+
+    def _save_with_settings(self, directory: str | os.PathLike, name: str, settings: dict) -> None:
+        """The base pipeline folder plus one JSON settings file ``name``, written atomically as one folder."""
+        from neural_render.io.atomic import atomic_dir
+
+        with atomic_dir(directory) as tmp:
+            VideoDiffusionPipeline.save_pretrained(self, tmp)
+            Path(tmp, name).write_text(json.dumps(settings, indent=2))
+
+    @classmethod
+    def _load_with_settings(cls, directory: str | os.PathLike, name: str, allowed: set[str], what: str,
+                            required: bool = True, adopt: bool = False, device: str | torch.device | None = None):
+        """Load a folder of :meth:`_save_with_settings`: the components, then ``configure(**settings, source=folder)``
+        with the keys of ``allowed``. what: "an inverse rendering pipeline"... for messages; required: whether the
+        settings file must exist; adopt: build ``cls`` whatever pipeline class the folder names (plain
+        ``DiffusionSystem.export`` folders), else the folder's own class, which must be a ``cls``.
+        Any malformed folder -> NeuralRenderError naming it (never another type)."""
+        root = Path(directory)
+        if not root.is_dir():
+            raise NeuralRenderError("model folder does not exist", root)
+        path, settings = root / name, {}
+        if required or path.is_file():
+            try:
+                settings = json.loads(path.read_text())
+            except (OSError, ValueError) as err:
+                raise NeuralRenderError(f"not {what} folder: cannot read {name}: {err}", path) from None
+            if not isinstance(settings, dict):
+                raise NeuralRenderError("not a JSON object", path)
+        try:
+            load = VideoDiffusionPipeline.from_pretrained.__func__  # the base loader, bound to the class to build
+            pipe = load(cls if adopt else VideoDiffusionPipeline, root, device=device)
+        except NeuralRenderError:
+            raise
+        except Exception as err:  # noqa: BLE001 - boundary: a broken folder must not escape as another type
+            raise NeuralRenderError(f"not a valid pipeline folder: {type(err).__name__}: {err}", root) from None
+        if not isinstance(pipe, cls):
+            raise NeuralRenderError(f"folder holds a {type(pipe).__name__}, not {what}", root)
+        return pipe.configure(**{k: v for k, v in settings.items() if k in allowed}, source=root)
 
     def _save_codec(self, root: Path) -> dict | None:
         if self.codec is None:

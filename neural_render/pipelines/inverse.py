@@ -34,11 +34,9 @@ mode inferred from the channel counts.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -225,40 +223,14 @@ class InverseRenderingPipeline(VideoDiffusionPipeline):
     # ------------------------------------------------------------------ persistence
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         """The base pipeline folder + ``inverse_config.json``, written atomically as one folder."""
-        from neural_render.io.atomic import atomic_dir
-
-        with atomic_dir(directory) as tmp:
-            stage = Path(tmp) / ".stage"
-            super().save_pretrained(stage)
-            for child in stage.iterdir():
-                os.replace(child, Path(tmp) / child.name)
-            stage.rmdir()
-            (Path(tmp) / INVERSE_CONFIG).write_text(json.dumps(self.inverse_config(), indent=2))
+        self._save_with_settings(directory, INVERSE_CONFIG, self.inverse_config())
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device | None = None):
         """Load a pipeline folder (any malformed folder -> NeuralRenderError naming it)."""
-        root = Path(directory)
-        if not root.is_dir():
-            raise NeuralRenderError("model folder does not exist", root)
-        config: object = {}
-        if (root / INVERSE_CONFIG).is_file():
-            try:
-                config = json.loads((root / INVERSE_CONFIG).read_text())
-            except (OSError, ValueError) as err:
-                raise NeuralRenderError(f"cannot read {INVERSE_CONFIG}: {err}", root / INVERSE_CONFIG) from None
-            if not isinstance(config, dict):
-                raise NeuralRenderError("not a JSON object", root / INVERSE_CONFIG)
-        try:
-            pipe = super().from_pretrained(root, device=device)
-        except NeuralRenderError:
-            raise
-        except Exception as err:  # noqa: BLE001 - boundary: a broken folder must not escape as another type
-            raise NeuralRenderError(f"not a valid pipeline folder: {type(err).__name__}: {err}", root) from None
-        if not isinstance(pipe, InverseRenderingPipeline):
-            raise NeuralRenderError(f"folder holds a {type(pipe).__name__}, not an inverse rendering pipeline", root)
         allowed = {"mode", "passes", "mask_threshold", "processing_size", "num_steps", "skip_passes", "info"}
-        return pipe.configure(**{k: v for k, v in config.items() if k in allowed}, source=root)
+        return cls._load_with_settings(directory, INVERSE_CONFIG, allowed, "an inverse rendering pipeline",
+                                       required=False, adopt=True, device=device)
 
     # ------------------------------------------------------------------ planning
     def _plan(self, video: Tensor, passes, processing_size, window: int, overlap: int, mask: bool) -> _Plan:

@@ -18,12 +18,10 @@ Folder: a :class:`VideoDiffusionPipeline` folder (the LoRA under ``lora/<adapter
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -154,37 +152,12 @@ class Sim2RealPipeline(VideoDiffusionPipeline):
 
     # ------------------------------------------------------------------ persistence
     def save_pretrained(self, directory: str | os.PathLike) -> None:
-        from neural_render.io.atomic import atomic_dir
-
-        with atomic_dir(directory) as tmp:
-            stage = Path(tmp) / ".stage"
-            super().save_pretrained(stage)
-            for child in stage.iterdir():
-                os.replace(child, Path(tmp) / child.name)
-            stage.rmdir()
-            (Path(tmp) / SIM2REAL_CONFIG).write_text(json.dumps(self.sim2real_config(), indent=2))
+        self._save_with_settings(directory, SIM2REAL_CONFIG, self.sim2real_config())
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device | None = None):
-        root = Path(directory)
-        if not root.is_dir():
-            raise NeuralRenderError("model folder does not exist", root)
-        path = root / SIM2REAL_CONFIG
-        try:
-            config = json.loads(path.read_text())
-            assert isinstance(config, dict)
-        except (OSError, ValueError, AssertionError) as err:
-            raise NeuralRenderError(f"not a sim2real model folder: cannot read {SIM2REAL_CONFIG}: {err}", path) from None
-        try:
-            pipe = VideoDiffusionPipeline.from_pretrained(root, device=device)
-        except NeuralRenderError:
-            raise
-        except Exception as err:  # noqa: BLE001 - boundary: a broken folder must not escape as another type
-            raise NeuralRenderError(f"not a valid pipeline folder: {type(err).__name__}: {err}", root) from None
-        if not isinstance(pipe, Sim2RealPipeline):
-            raise NeuralRenderError(f"folder holds a {type(pipe).__name__}, not a sim2real pipeline", root)
         allowed = {"target", "adapter", "num_steps", "window", "overlap", "processing_size", "info"}
-        return pipe.configure(**{k: v for k, v in config.items() if k in allowed}, source=root)
+        return cls._load_with_settings(directory, SIM2REAL_CONFIG, allowed, "a sim2real model", device=device)
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()

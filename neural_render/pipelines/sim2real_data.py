@@ -18,7 +18,6 @@ of :attr:`AnchorPropagationPipeline.stride`.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from itertools import pairwise
@@ -29,8 +28,16 @@ from torch import Tensor
 
 from neural_render.errors import NeuralRenderError
 from neural_render.pipelines.base import VideoDiffusionPipeline
-from neural_render.pipelines.sim2real import check_video, from_model_space, to_model_space
-from neural_render.pipelines.sim2real_anchors import CONDITIONINGS, RENDERED_DIR, control_video
+from neural_render.pipelines.sim2real import (
+    check_video,
+    from_model_space,
+    to_model_space,
+)
+from neural_render.pipelines.sim2real_anchors import (
+    CONDITIONINGS,
+    RENDERED_DIR,
+    control_video,
+)
 
 PROPAGATION_CONFIG = "propagation_config.json"
 PAIR_PREFIX = "pair_"
@@ -86,36 +93,13 @@ class AnchorPropagationPipeline(VideoDiffusionPipeline):
         return int(self.info.get("global_step", 0) or 0) > 0
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
-        from neural_render.io.atomic import atomic_dir
-
-        with atomic_dir(directory) as tmp:
-            stage = Path(tmp) / ".stage"
-            super().save_pretrained(stage)
-            for child in stage.iterdir():
-                os.replace(child, Path(tmp) / child.name)
-            stage.rmdir()
-            (Path(tmp) / PROPAGATION_CONFIG).write_text(json.dumps(self.propagation_config(), indent=2))
+        self._save_with_settings(directory, PROPAGATION_CONFIG, self.propagation_config())
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device | None = None):
-        root = Path(directory)
-        path = root / PROPAGATION_CONFIG
-        try:
-            config = json.loads(path.read_text())
-            assert isinstance(config, dict)
-        except (OSError, ValueError, AssertionError) as err:
-            raise NeuralRenderError(f"not a propagation model folder: cannot read {PROPAGATION_CONFIG}: {err}",
-                                    path) from None
-        try:
-            pipe = VideoDiffusionPipeline.from_pretrained(root, device=device)
-        except NeuralRenderError:
-            raise
-        except Exception as err:  # noqa: BLE001 - boundary: a broken folder must not escape as another type
-            raise NeuralRenderError(f"not a valid pipeline folder: {type(err).__name__}: {err}", root) from None
-        if not isinstance(pipe, AnchorPropagationPipeline):
-            raise NeuralRenderError(f"folder holds a {type(pipe).__name__}, not an anchor propagation pipeline", root)
         allowed = {"conditioning", "canny", "segment", "num_steps", "info"}
-        return pipe.configure(**{k: v for k, v in config.items() if k in allowed}, source=root)
+        return cls._load_with_settings(directory, PROPAGATION_CONFIG, allowed, "an anchor propagation model",
+                                       device=device)
 
     @torch.no_grad()
     def __call__(self, rendered: Tensor, anchors: Tensor, frames: list[int], depth: Tensor | None = None,
