@@ -97,8 +97,12 @@ class ForwardPipeline(VideoDiffusionPipeline):
         generator: noise generator of the sampler (default: seeded with 0, so renders are deterministic).
         window / overlap: latent frames per window (default from the model's config; window >= T = one window).
         """
-        from neural_render.data.forward_data import (display_unpack, forward_cond_channels, forward_condition,
-                                                     prepare_forward_inputs)
+        from neural_render.data.forward_data import (
+            display_unpack,
+            forward_cond_channels,
+            forward_condition,
+            prepare_forward_inputs,
+        )
         from neural_render.pipelines.windows import plan_windows, windowed_sample
 
         config = self._config()

@@ -82,7 +82,12 @@ def control_video(rendered: Tensor, depth: Tensor | None = None, conditioning: s
                   canny: tuple[float, float, float] | None = None) -> Tensor:
     """(B, T, 3, H, W) control in [-1, 1] from the rendered clip (module doc). depth: (B, T, 1, H, W) for "depth";
     canny: (low, high, sigma) thresholds of the edge detector (default metrics.edges constants)."""
-    from neural_render.metrics.edges import CANNY_HIGH, CANNY_LOW, CANNY_SIGMA, canny_edges
+    from neural_render.metrics.edges import (
+        CANNY_HIGH,
+        CANNY_LOW,
+        CANNY_SIGMA,
+        canny_edges,
+    )
     from neural_render.render.tonemap import linear_to_srgb
 
     if conditioning == "edges":
