@@ -62,6 +62,18 @@ def make_vae_codec(pretrained_dir: str, subfolder: str | None = "vae", chunk_siz
     return DiffusersVAECodec.from_pretrained(pretrained_dir, subfolder=subfolder, chunk_size=chunk_size)
 
 
+def zero_output_layer(backbone) -> None:
+    """Zero the backbone's last layer (SVD ``conv_out``, Wan ``proj_out``): a fresh residual model then outputs
+    exactly its prior (the classical render) and learns only the correction."""
+    layer = {"svd": lambda: backbone.unet.conv_out, "wan": lambda: backbone.transformer.proj_out}.get(
+        getattr(backbone, "kind", None))
+    if layer is None:
+        raise NeuralRenderError("zero_init_output needs an svd or wan backbone")
+    with torch.no_grad():
+        for param in layer().parameters():
+            param.zero_()
+
+
 class LinearWarmup:
     """LR factor for LambdaLR: (step + 1) / warmup_steps for the first ``warmup_steps`` steps, then 1."""
 

@@ -41,7 +41,7 @@ from torch import Tensor
 
 from neural_render.data.forward_data import DOMAINS, display_pack, forward_cond_channels, forward_condition
 from neural_render.errors import NeuralRenderError
-from neural_render.tasks.base import DiffusionSystem
+from neural_render.tasks.base import DiffusionSystem, zero_output_layer
 
 STAGES = ("plain", "shifters", "backbone")
 
@@ -72,7 +72,7 @@ class ForwardTask(DiffusionSystem):
                                     "domain_shifters/ folder of a stage-1 export")
         backbone = kwargs.get("backbone", args[0] if args else None)
         if zero_init_output:
-            _zero_output_layer(backbone)
+            zero_output_layer(backbone)
         shifters = _build_shifters(backbone, domain_shifter) if domain_shifter else None
         object.__setattr__(self, "_shifters_to_register", shifters)  # registered in _select_trainable (before EMA)
         if kwargs.get("trainable") is None and stage != "plain":
@@ -165,18 +165,6 @@ class ForwardTask(DiffusionSystem):
 
         return ForwardPipeline(self.backbone, self.denoiser, self.codec, self.pass_embedding,
                                forward_config=self.forward_config(), domain_shifters=self.domain_shifters)
-
-
-def _zero_output_layer(backbone) -> None:
-    """Zero the backbone's last layer (SVD ``conv_out``, Wan ``proj_out``): a fresh residual model then outputs
-    exactly its prior (the classical render) and learns only the correction."""
-    layer = {"svd": lambda: backbone.unet.conv_out, "wan": lambda: backbone.transformer.proj_out}.get(
-        getattr(backbone, "kind", None))
-    if layer is None:
-        raise NeuralRenderError("zero_init_output needs an svd or wan backbone")
-    with torch.no_grad():
-        for param in layer().parameters():
-            param.zero_()
 
 
 def _build_shifters(backbone, settings: dict):

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from neural_render.errors import NeuralRenderError
 from neural_render.pipelines.inverse import DEFAULT_MASK_THRESHOLD, MODES, rgb_to_model
-from neural_render.tasks.base import DiffusionSystem
+from neural_render.tasks.base import DiffusionSystem, zero_output_layer
 from neural_render.types.gbuffer import (
     PASS_CHANNELS,
     PREDICTED_PASSES,
@@ -68,14 +68,17 @@ class InverseTask(DiffusionSystem):
 
     mode: "per_pass" | "joint". passes: predicted passes in order (joint: the channel blocks' order).
     masked_passes: passes whose loss is restricted to valid pixels. skip_passes: passes predicted relative to the
-    input latent (module doc). mask_threshold / processing_size / num_steps:
+    input latent (module doc). zero_init_output: zero the backbone's output layer at construction. mask_threshold / processing_size / num_steps:
     stored in exported pipelines (inference defaults). Other args: :class:`DiffusionSystem`.
     """
 
     def __init__(self, *args, mode: str = "per_pass", passes: list[str] | tuple[str, ...] = PREDICTED_PASSES,
                  masked_passes: list[str] | tuple[str, ...] = MASKED_PASSES,
                  mask_threshold: float = DEFAULT_MASK_THRESHOLD, processing_size: int | list[int] | None = None,
-                 num_steps: int | None = None, skip_passes: list[str] | tuple[str, ...] = (), **kwargs):
+                 num_steps: int | None = None, skip_passes: list[str] | tuple[str, ...] = (),
+                 zero_init_output: bool = False, **kwargs):
+        if zero_init_output:  # before the EMA copies the weights: a fresh model predicts x0 = 0
+            zero_output_layer(kwargs.get("backbone", args[0] if args else None))
         super().__init__(*args, **kwargs)
         passes, masked_passes = [str(p) for p in passes], [str(p) for p in masked_passes]
         if mode not in MODES:
