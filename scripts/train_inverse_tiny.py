@@ -79,6 +79,8 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "data" / "models" / "inverse_tiny"))
     parser.add_argument("--logs", default=str(ROOT / "out" / "inverse_tiny"))
     parser.add_argument("--skip-eval", action="store_true")
+    parser.add_argument("--extra-config", action="append", default=[],
+                        help="further config composed after the experiment's (e.g. its per-pass variant)")
     args = parser.parse_args()
 
     threads = choose_threads(args.threads)
@@ -94,7 +96,7 @@ def main() -> int:
     from neural_render.io.atomic import atomic_path
 
     hms = time.strftime("%H:%M:%S", time.gmtime(int(args.max_minutes * 60)))
-    argv = [a for c in CONFIGS for a in ("--config", str(ROOT / c))] + [
+    argv = [a for c in CONFIGS + args.extra_config for a in ("--config", str(ROOT / c))] + [
         "--data.init_args.train_dir", str(sets["train"]), "--trainer.max_steps", str(args.max_steps),
         "--trainer.max_time", f"00:{hms}", "--trainer.default_root_dir", args.logs]
     print("neural-render fit " + " ".join(argv), flush=True)
