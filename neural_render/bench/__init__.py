@@ -12,4 +12,5 @@ BENCHMARKS: dict[str, str] = {
     "synth": "neural_render.bench.synth",
     "inverse": "neural_render.bench.inverse",
     "gpu-estimate": "neural_render.bench.gpu_estimate",
+    "all": "neural_render.bench.all",
 }

@@ -125,13 +125,17 @@ def estimate(backbone: str, task: str, size: int, frames: int, steps: int, mfu: 
             "memory_GiB": (params * 2 + activation_bytes) / 2 ** 30}
 
 
-def run(args) -> int:
+def measure(size: int = 512, frames: int = 24, steps: int = 20, mfu: float = 0.4, backbones=("svd", "wan")) -> list[dict]:
+    """The rows of the table: :func:`estimate` for every backbone and task (inverse, forward)."""
     from neural_render.errors import NeuralRenderError
 
-    if args.size < 64 or args.size % 16 or args.frames < 1 or args.steps < 1 or not 0 < args.mfu <= 1:
+    if size < 64 or size % 16 or frames < 1 or steps < 1 or not 0 < mfu <= 1:
         raise NeuralRenderError("need --size >= 64 and a multiple of 16, --frames >= 1, --steps >= 1, 0 < --mfu <= 1")
-    rows = [estimate(b, task, args.size, args.frames, args.steps, args.mfu)
-            for b in args.backbones for task in ("inverse", "forward")]
+    return [estimate(b, task, size, frames, steps, mfu) for b in backbones for task in ("inverse", "forward")]
+
+
+def run(args) -> int:
+    rows = measure(args.size, args.frames, args.steps, args.mfu, args.backbones)
     print(f"GPU estimate at {args.size}x{args.size}: A100 bf16 peak {A100_BF16_PEAK / 1e12:.0f} TFLOP/s x MFU {args.mfu}, "
           f"{args.steps} steps, batch 1, inference (weights bf16 + peak live activations; VAE not included)")
     print("| backbone | task | frames | params (B) | TFLOP/step | A100 s (one run) | full G-buffer s (joint: 1 run) "

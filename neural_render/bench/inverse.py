@@ -126,8 +126,10 @@ def memory_probe(spec: str | None, mode: str, frames: int, size: int, steps: int
         f.write("5")
     before = _proc_status()["VmRSS"]
     chunks = 0
+    start = time.perf_counter()
     for _start, _stop, _chunk in pipe.stream(video, num_steps=steps, window=window, overlap=overlap, progress=False):
         chunks += 1
+    seconds = time.perf_counter() - start
     peak = _proc_status()["VmHWM"]
     plan = pipe._plan(video, None, None, window, overlap, True)
     c, (h, w) = int(pipe.codec.latent_channels), plan.latent_hw
@@ -135,24 +137,30 @@ def memory_probe(spec: str | None, mode: str, frames: int, size: int, steps: int
     blocks = 1 + (len(plan.run_passes) + 1 if mode == "per_pass" else len(pipe.passes))
     per_frame = 4 * c * h * w * blocks
     return {"frames": frames, "working": peak - before, "process_peak": peak, "latent_bytes": per_frame * frames,
-            "chunks": chunks}
+            "chunks": chunks, "seconds": seconds}
+
+
+def probe_in_subprocess(function: str, payload: list, threads: int = 1) -> dict:
+    """``neural_render.bench.<function>(*payload)`` in a fresh Python process; its JSON result."""
+    module, _, name = function.rpartition(".")
+    code = (f"import json, sys; from neural_render.bench.{module} import {name}; "
+            f"print('RESULT ' + json.dumps({name}(*json.loads(sys.argv[1]))))")
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    done = subprocess.run([sys.executable, "-c", code, json.dumps(payload)], capture_output=True, text=True, env=env,
+                          check=False)
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
+    if done.returncode != 0 or not lines:
+        from neural_render.errors import NeuralRenderError
+
+        raise NeuralRenderError(f"memory probe failed: {done.stderr.strip()[-800:]}")
+    return json.loads(lines[-1][7:])
 
 
 def _memory(args, spec, mode) -> list[dict]:
     results = []
     for frames in args.memory_frames:
-        code = ("import json, sys; from neural_render.bench.inverse import memory_probe; "
-                "print('RESULT ' + json.dumps(memory_probe(*json.loads(sys.argv[1]))))")
-        payload = json.dumps([spec, mode, frames, args.size, args.steps, args.window, args.overlap, args.threads])
-        env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-        done = subprocess.run([sys.executable, "-c", code, payload], capture_output=True, text=True, env=env,
-                              check=False)
-        lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
-        if done.returncode != 0 or not lines:
-            from neural_render.errors import NeuralRenderError
-
-            raise NeuralRenderError(f"memory probe failed: {done.stderr.strip()[-800:]}")
-        results.append(json.loads(lines[-1][7:]))
+        payload = [spec, mode, frames, args.size, args.steps, args.window, args.overlap, args.threads]
+        results.append(probe_in_subprocess("inverse.memory_probe", payload, args.threads))
     return results
 
 
@@ -185,7 +193,8 @@ def _metrics(pipe, clips, args) -> dict[str, float]:
     return {k: sum(v) / len(v) for k, v in sums.items()}
 
 
-def run(args) -> int:
+def measure(args) -> dict:
+    """Every number of the benchmark (speed, optional metrics, memory) as a dict; :func:`run` prints it."""
     import torch
 
     from neural_render.errors import NeuralRenderError
@@ -195,25 +204,47 @@ def run(args) -> int:
     torch.set_num_threads(args.threads)
     per_pass, joint = _load(args.model, "per_pass"), _load(args.joint_model, "joint")
     trained = per_pass.is_trained and joint.is_trained
-    label = "trained models" if trained else "UNTRAINED tiny pipelines (random weights: speed/memory only)"
     video = _video(args.frames, args.size)
-    print(f"bench inverse: {label}; video {args.frames} frames {args.size}x{args.size}, {args.steps} steps, window "
-          f"{args.window}/{args.overlap}, {args.threads} thread(s), denoisers {per_pass.denoiser.kind}/"
-          f"{joint.denoiser.kind}")
     _timed(per_pass, video[:, :2], args), _timed(joint, video[:, :2], args)  # warm-up
     times = {"per_pass": [], "joint": []}
     for _ in range(args.repeats):  # interleaved, so machine load hits both alike
         times["per_pass"].append(_timed(per_pass, video, args))
         times["joint"].append(_timed(joint, video, args))
     t_pp, t_joint = statistics.median(times["per_pass"]), statistics.median(times["joint"])
-    print(f"  5 per-pass runs: {t_pp:.3f} s   joint run: {t_joint:.3f} s   speed ratio {t_pp / t_joint:.2f}x "
-          f"(goal >= 3x: {'met' if t_pp / t_joint >= 3 else 'NOT met'})")
+    result = {"trained": trained, "frames": args.frames, "size": args.size, "steps": args.steps,
+              "window": args.window, "overlap": args.overlap, "threads": args.threads, "repeats": args.repeats,
+              "denoisers": [per_pass.denoiser.kind, joint.denoiser.kind], "per_pass_seconds": t_pp,
+              "joint_seconds": t_joint, "speed_ratio": t_pp / t_joint, "metrics": None, "memory": []}
     if args.data and trained:
         from neural_render.data.clip_dataset import find_clips
 
         clips = find_clips(args.data)
-        m_pp, m_joint = _metrics(per_pass, clips, args), _metrics(joint, clips, args)
-        print(f"  metrics on {len(clips)} clips ({args.data}):")
+        result["metrics"] = {"clips": len(clips), "per_pass": _metrics(per_pass, clips, args),
+                             "joint": _metrics(joint, clips, args)}
+    if args.memory_frames:
+        results = _memory(args, args.model, "per_pass")
+        result["memory"] = results
+        if len(results) >= 2:
+            a, b = results[0], results[-1]
+            result["memory_ratios"] = {
+                "frames": [a["frames"], b["frames"]],
+                "working": b["working"] / max(a["working"], 1),
+                "without_latents": (b["working"] - b["latent_bytes"]) / max(a["working"] - a["latent_bytes"], 1),
+                "process_peak": b["process_peak"] / max(a["process_peak"], 1)}
+    return result
+
+
+def run(args) -> int:
+    r = measure(args)
+    label = "trained models" if r["trained"] else "UNTRAINED tiny pipelines (random weights: speed/memory only)"
+    print(f"bench inverse: {label}; video {args.frames} frames {args.size}x{args.size}, {args.steps} steps, window "
+          f"{args.window}/{args.overlap}, {args.threads} thread(s), denoisers {r['denoisers'][0]}/{r['denoisers'][1]}")
+    t_pp, t_joint = r["per_pass_seconds"], r["joint_seconds"]
+    print(f"  5 per-pass runs: {t_pp:.3f} s   joint run: {t_joint:.3f} s   speed ratio {t_pp / t_joint:.2f}x "
+          f"(goal >= 3x: {'met' if t_pp / t_joint >= 3 else 'NOT met'})")
+    if r["metrics"] is not None:
+        m_pp, m_joint = r["metrics"]["per_pass"], r["metrics"]["joint"]
+        print(f"  metrics on {r['metrics']['clips']} clips ({args.data}):")
         print(f"    {'metric':<26}{'per-pass':>10}{'joint':>10}{'joint - per-pass':>18}")
         for key in m_pp:
             print(f"    {key:<26}{m_pp[key]:>10.3f}{m_joint.get(key, float('nan')):>10.3f}"
@@ -221,18 +252,17 @@ def run(args) -> int:
     else:
         print("  metrics: skipped (needs --model and --joint-model trained and --data with ground truth)")
     if args.memory_frames:
-        results = _memory(args, args.model, "per_pass")
+        results = r["memory"]
         print(f"  peak working memory, per-pass model, {args.size}x{args.size}, streamed output, fresh process per "
               f"length (VmHWM - VmRSS before the call, HWM reset via /proc/self/clear_refs):")
-        for r in results:
-            print(f"    {r['frames']:>5} frames: {r['working'] / 2**20:8.1f} MiB  (latents {r['latent_bytes'] / 2**20:6.1f}"
-                  f" MiB, without them {(r['working'] - r['latent_bytes']) / 2**20:8.1f} MiB; whole process peak "
-                  f"{r['process_peak'] / 2**20:.0f} MiB)")
+        for m in results:
+            print(f"    {m['frames']:>5} frames: {m['working'] / 2**20:8.1f} MiB  (latents {m['latent_bytes'] / 2**20:6.1f}"
+                  f" MiB, without them {(m['working'] - m['latent_bytes']) / 2**20:8.1f} MiB; whole process peak "
+                  f"{m['process_peak'] / 2**20:.0f} MiB)")
         if len(results) >= 2:
             a, b = results[0], results[-1]
-            total = b["working"] / max(a["working"], 1)
-            rest = (b["working"] - b["latent_bytes"]) / max(a["working"] - a["latent_bytes"], 1)
-            process = b["process_peak"] / max(a["process_peak"], 1)
+            ratios = r["memory_ratios"]
+            total, rest, process = ratios["working"], ratios["without_latents"], ratios["process_peak"]
 
             def verdict(ratio: float) -> str:
                 return "met" if ratio <= 1.1 else "NOT met"
