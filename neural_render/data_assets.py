@@ -41,6 +41,20 @@ def envmap_path(name_or_path: str | os.PathLike) -> Path:
     raise NeuralRenderError(f"no shipped env map named {str(name_or_path)!r}; shipped: {known}")
 
 
+def clip_path(name_or_path: str | os.PathLike) -> Path:
+    """A shipped example clip folder by name (``data/clips/<name>``, e.g. 'demo_lebombo') or an existing clip folder
+    (a folder holding meta.json); NeuralRenderError naming the shipped clips otherwise."""
+    path = Path(name_or_path)
+    if (path / "meta.json").is_file():
+        return path
+    folder = data_dir() / "clips"
+    if path.name == str(name_or_path) and (folder / path.name / "meta.json").is_file():
+        return folder / path.name
+    known = ", ".join(sorted(p.parent.name for p in folder.glob("*/meta.json"))) or "none"
+    raise NeuralRenderError(f"no clip folder (meta.json) and no shipped clip named {str(name_or_path)!r}; "
+                            f"shipped: {known}", path)
+
+
 def envmap_split() -> dict[str, list[str]]:
     """{'train': [...], 'test': [...]} names of the shipped env maps (test maps are never trained on)."""
     path = data_dir() / "envmaps" / "split.json"

@@ -49,7 +49,7 @@ def test_bad_input_exits_2_with_file_and_reason(tmp_path, capsys):
 
 
 def test_console_script_exit_code(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "neural_render", "demo", "--size", "3x3", "--out", str(tmp_path / "o")],
-                         capture_output=True, text=True)
-    assert out.returncode == EXIT_BAD_INPUT and "8x8" in out.stderr
+    out = subprocess.run([sys.executable, "-m", "neural_render", "demo", "--envmaps", "no_such_env", "kiara_1_dawn",
+                          "--out", str(tmp_path / "o")], check=False, capture_output=True, text=True)
+    assert out.returncode == EXIT_BAD_INPUT and "no_such_env" in out.stderr
     assert not (tmp_path / "o").exists()

@@ -1,29 +1,148 @@
-"""The README demo command end to end (small size), and its scene's exact G-buffers."""
+"""The README demo command end to end (shipped clip + tiny untrained models built here, classical and neural
+renderers), its bad inputs (exit 2, nothing written), the shipped clip, and the analytic scene's exact G-buffers."""
+
+import json
+import os
 
 import numpy as np
+import pytest
 import torch
 
-from neural_render.cli import main
-from neural_render.demo.scene import demo_scene, orbit_camera, ground_gbuffer
-from neural_render.io import read_clip, read_image, read_video
+from neural_render.cli import EXIT_BAD_INPUT, main
+from neural_render.demo.scene import demo_scene, ground_gbuffer, orbit_camera
+from neural_render.io import read_image, read_video
+
+OUTPUTS = ("input.mp4", "gbuffers.mp4", "relit_kiara_1_dawn.mp4", "relit_forest_slope.mp4", "edit.mp4", "insert.mp4",
+           "contact_sheet.png", "summary.json")
 
 
-def test_demo_writes_every_output(tmp_path, capsys):
-    out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--frames", "3", "--size", "48x32"]) == 0
-    printed = capsys.readouterr().out
-    for name in ("env_a.mp4", "env_b.mp4", "env_a_rotating.mp4", "edit_blue_metal.mp4", "contact_sheet.png"):
-        assert str(out / name) in printed
-    frames, _ = read_video(out / "env_a.mp4")
-    assert frames.shape == (3, 32, 48, 3)
-    relit, _ = read_video(out / "env_b.mp4")
-    assert np.abs(frames.astype(float) - relit.astype(float)).mean() > 5  # the second light really differs
-    edited, _ = read_video(out / "edit_blue_metal.mp4")
-    assert np.abs(frames.astype(float) - edited.astype(float)).mean() > 0.5
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """Untrained tiny inverse + forward pipelines (plumbing only; as tests/test_cli_forward.py builds them)."""
+    from neural_render.data.forward_data import forward_cond_channels
+    from neural_render.models.codec import PixelUnshuffleCodec
+    from neural_render.models.denoiser import Denoiser
+    from neural_render.pipelines.inverse import InverseRenderingPipeline
+    from neural_render.tasks.base import make_backbone
+    from neural_render.tasks.forward import ForwardTask
+
+    root = tmp_path_factory.mktemp("demo_models")
+    c = 12
+    backbone = make_backbone("svd", config={"in_channels": c, "out_channels": c}, tiny=True, seed=0,
+                             cond_channels=forward_cond_channels(c, True))
+    ForwardTask(backbone, Denoiser("x0"), PixelUnshuffleCodec(2), ema_decay=None, window=2, overlap=1,
+                zero_init_output=True).export(root / "forward")
+    inverse = make_backbone("svd", config={"in_channels": 5 * c, "out_channels": 5 * c}, tiny=True, seed=0,
+                            cond_channels=c)
+    InverseRenderingPipeline(inverse, Denoiser("x0"), PixelUnshuffleCodec(2), mode="joint").save_pretrained(
+        root / "inverse")
+    return root
+
+
+def _check_outputs(out, printed, frames, height, width):
+    for name in OUTPUTS:
+        assert (out / name).is_file() and str(out / name) in printed, name
+    assert sorted(os.listdir(out)) == sorted(OUTPUTS)  # complete, nothing else (no temporaries)
+    videos = {}
+    for name in OUTPUTS[:6]:
+        videos[name], _ = read_video(out / name)
+        want = (frames, height, 5 * width if name == "gbuffers.mp4" else width, 3)
+        assert videos[name].shape == want, (name, videos[name].shape)
+    a, b = (videos[n].astype(float) for n in OUTPUTS[2:4])
+    assert np.abs(a - b).mean() > 3  # the two relights really differ
+    source = videos["input.mp4"].astype(float)
+    for name in ("edit.mp4", "insert.mp4"):
+        changed = np.abs(videos[name].astype(float) - source).max(-1) > 30
+        assert 0.002 < changed.mean() < 0.6, name  # something, not everything, changed
     sheet = read_image(out / "contact_sheet.png")
-    assert sheet.shape[1] > 9 * 48 and sheet.shape[0] > 3 * 32
-    clip = read_clip(out / "scene_clip")
-    assert clip.rgb.shape == (1, 3, 3, 32, 48) and clip.gbuffer.normal is not None
+    assert sheet.shape[1] >= (1 + min(frames, 5)) * width and sheet.shape[0] >= 10 * height  # light + frames; 10 rows
+    return json.loads((out / "summary.json").read_text())
+
+
+def test_demo_on_the_shipped_clip_with_the_classical_shader(tmp_path, models, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--inverse-model", str(models / "inverse"), "--classical",
+                 "--frames", "4"]) == 0
+    printed = capsys.readouterr().out
+    assert "UNTRAINED" in printed and "classical split-sum shader" in printed and "wall time" in printed
+    summary = _check_outputs(out, printed, 4, 96, 128)
+    assert summary["renderer"] == "classical split-sum shader" and summary["forward_model"] is None
+    assert summary["edit"]["target"].endswith("(clip object ids)") and summary["frames"] == 4
+
+
+def test_demo_on_another_clip_with_a_forward_model(tmp_path, models, capsys):
+    """A clip without object ids or demo settings: edit mask and insert spot come from the estimated G-buffers."""
+    from neural_render.data_assets import envmap_path
+    from neural_render.io import Clip, ClipMeta, load_envmap, write_clip
+    from neural_render.render.shade import prepare_ibl, shade
+
+    scene = demo_scene(3, 32, 24)
+    env = load_envmap(envmap_path("kiara_1_dawn"))
+    rgb = shade(scene.gbuffer, scene.camera, prepare_ibl(env))
+    meta = ClipMeta.for_camera(scene.camera, fps=8.0, envmap={"path": str(envmap_path("kiara_1_dawn").resolve()),
+                                                              "rotation_deg": [0.0, 0.0, 0.0]})
+    write_clip(tmp_path / "clip", Clip(rgb, type(scene.gbuffer)(), scene.camera, meta), rgb_format="mp4")
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--clip", str(tmp_path / "clip"), "--inverse-model",
+                 str(models / "inverse"), "--model", str(models / "forward")]) == 0
+    printed = capsys.readouterr().out
+    assert "neural forward model forward" in printed
+    summary = _check_outputs(out, printed, 3, 24, 32)
+    assert summary["renderer"] == "neural forward model forward"
+    assert summary["edit"]["target"].startswith("nearest 30 %")
+
+
+def test_demo_bad_input_exits_2_and_writes_nothing(tmp_path, models, capsys, monkeypatch):
+    from neural_render.data_assets import data_dir
+
+    out = tmp_path / "demo"
+    inverse = str(models / "inverse")
+    cases = [
+        (["--inverse-model", str(tmp_path / "no_model")], "no_model"),
+        (["--inverse-model", inverse, "--envmaps", "no_such_env", "kiara_1_dawn"], "no_such_env"),
+        (["--inverse-model", inverse, "--envmaps", str(tmp_path / "sky.hdr"), "kiara_1_dawn"], "sky.hdr"),
+        (["--inverse-model", inverse, "--frames", "1"], "--frames"),
+        (["--inverse-model", inverse, "--clip", "no_such_clip"], "no_such_clip"),
+        (["--inverse-model", inverse, "--model", str(tmp_path / "no_forward")], "no_forward"),
+    ]
+    for extra, named in cases:
+        assert main(["demo", "--out", str(out), *extra]) == EXIT_BAD_INPUT, extra
+        err = capsys.readouterr().err
+        assert err.startswith("neural-render: error:") and named in err, (extra, err)
+    # a data folder without the shipped inverse model: the error names the folder and the training script
+    shipped = tmp_path / "data"
+    shipped.mkdir()
+    for name in ("envmaps", "clips"):
+        os.symlink(data_dir() / name, shipped / name)
+    monkeypatch.setenv("NEURAL_RENDER_DATA", str(shipped))
+    assert main(["demo", "--out", str(out)]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert str(shipped / "models" / "inverse_tiny") in err and "scripts/train_inverse_tiny.py" in err
+    assert not out.exists() and sorted(os.listdir(tmp_path)) == ["data"]
+
+
+def test_shipped_demo_clip_is_small_and_complete():
+    from neural_render.data_assets import clip_path, data_dir, envmap_split
+    from neural_render.demo.run import load_demo_clip
+
+    folder = clip_path("demo_lebombo")
+    assert folder == data_dir() / "clips" / "demo_lebombo"
+    assert sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) < 2_000_000
+    clip = load_demo_clip(folder)
+    assert clip.video.shape == (1, 16, 3, 96, 128) and clip.camera.num_frames == 16
+    assert clip.env is not None and clip.env.name in envmap_split()["test"]  # lit by a held-out env map
+    assert clip.object_ids.shape == (1, 16, 1, 96, 128) and clip.depth_scale > 0
+    target = clip.settings["edit_object_id"]
+    assert all(bool((clip.object_ids[0, t] == target).any()) for t in range(16))
+    assert len(clip.settings["insert"]["at"]) == 3 and clip.settings["insert"]["scale"] > 0
 
 
 def test_rotating_light_by_turning_the_camera_equals_turning_the_env():
@@ -31,8 +150,8 @@ def test_rotating_light_by_turning_the_camera_equals_turning_the_env():
 
     90 degrees of yaw is a whole number of env columns, so baking the turned sky resamples nothing.
     """
-    from neural_render.io import load_envmap
     from neural_render.data_assets import envmap_path
+    from neural_render.io import load_envmap
     from neural_render.render.rotation import euler_to_matrix
     from neural_render.render.shade import prepare_ibl, shade
     from neural_render.types import Camera

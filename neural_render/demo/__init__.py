@@ -1,1 +1,2 @@
-"""The one-command demo (``neural-render demo``) and the small analytic scene it renders."""
+"""The one-command demo (``neural-render demo``): its steps (``run``), its contact sheet (``sheet``), and the small
+analytic scene (``scene``) used by tests and the web demo."""

@@ -1,0 +1,243 @@
+"""The demo's steps on one clip: inverse rendering -> relight under two env maps -> material edit -> object insertion.
+
+All videos are (1, T, 3, H, W) float32 linear radiance; G-buffers (1, T, C, H, W) as in ``neural_render.types``
+(normals camera space, OpenGL axes; depth RELATIVE from the inverse model, 1 = farthest visible surface; the clip's
+``depth_scale`` (metres of relative depth 1) makes it metric for the insertion).
+
+Renderer: with a forward model (``forward`` given) relight and edit go through the neural
+:class:`~neural_render.pipelines.relight.RelightPipeline` and insertion through
+:func:`~neural_render.pipelines.insert.insert_object` (no cache injection, differential blend); without one the
+estimated G-buffers are shaded by the classical split-sum shader (``render/shade.py``) and the object is pasted by
+:func:`~neural_render.pipelines.insert.naive_composite`. Relighting uses the clip's per-frame cameras, so the new
+env map stays fixed in the world while the camera moves. The edit and the insertion keep the clip's own light (its
+env map with its rotation) and keep the input video outside the edited / inserted pixels.
+
+Clip-specific choices come from ``meta.extra["demo"]`` (written by scripts/make_demo_clip.py): ``edit_object_id``
+(object ids in ``frames/object_id_%06d.exr``) and ``insert`` {"at": [x, y, z] metres, "scale": metres}. A clip
+without them (any other clip folder) gets fallbacks from the estimated G-buffers (:func:`edit_mask`,
+:func:`insert_spot`).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from neural_render.errors import NeuralRenderError
+from neural_render.types import Camera, EnvMap, GBuffer
+
+#: the material edit: polished gold (linear basecolor, roughness, metallic in [0, 1])
+EDIT = {"basecolor": (1.0, 0.71, 0.29), "roughness": 0.1, "metallic": 1.0}
+EDIT_LABEL = "polished gold (metallic 1, roughness 0.1)"
+#: the inserted object: a glossy red sphere (icosphere mesh made with trimesh.creation)
+INSERT_MATERIAL = {"basecolor": (0.80, 0.04, 0.03), "roughness": 0.25, "metallic": 0.0}
+INSERT_LABEL = "glossy red sphere"
+
+
+@dataclass
+class DemoClip:
+    """video (1, T, 3, H, W) linear; camera (B=1, T frames); fps; env: the clip's own light (rotated) or None;
+    object_ids (1, T, 1, H, W) long or None; settings: meta.extra["demo"] ({} when absent); depth_scale: metres of
+    relative depth 1 (None when unknown); name: folder name."""
+
+    video: Tensor
+    camera: Camera
+    fps: float
+    env: EnvMap | None
+    object_ids: Tensor | None
+    settings: dict
+    depth_scale: float | None
+    name: str
+
+
+@dataclass
+class DemoResult:
+    """gbuffer: the inverse estimate; relit: {env name: video}; edited / inserted: videos; edit_mask / insert_mask
+    (1, T, 1, H, W) float; renderer: human-readable renderer name; notes: things the user should know."""
+
+    gbuffer: GBuffer
+    relit: dict[str, Tensor]
+    edited: Tensor
+    edit_mask: Tensor
+    edit_target: str
+    inserted: Tensor
+    insert_mask: Tensor
+    renderer: str
+    notes: list[str] = field(default_factory=list)
+
+
+def load_demo_clip(path: str | Path, frames: int | None = None) -> DemoClip:
+    """Read a clip folder's rgb, cameras, env map, object ids and demo settings (first ``frames`` frames)."""
+    import numpy as np
+
+    from neural_render.io import read_clip, read_clip_envmap, read_meta
+    from neural_render.synth.dataset import OBJECT_ID_FILE, read_object_ids
+
+    path = Path(path)
+    meta = read_meta(path)
+    if frames is not None and not 2 <= frames:
+        raise NeuralRenderError(f"--frames must be >= 2, got {frames}")
+    clip = read_clip(path, frames=slice(0, frames), passes=[])
+    if clip.rgb is None:
+        raise NeuralRenderError("the demo clip has no rgb", path)
+    t = clip.rgb.shape[1]
+    ids = None
+    if all((path / OBJECT_ID_FILE.format(i)).is_file() for i in range(t)):
+        ids = torch.from_numpy(np.stack([read_object_ids(path, i) for i in range(t)]))[None]
+    settings = dict((meta.extra or {}).get("demo") or {})
+    return DemoClip(clip.rgb, clip.camera, float(meta.fps), read_clip_envmap(path, meta), ids, settings,
+                    meta.depth_scale, path.name)
+
+
+class Renderer:
+    """Renders G-buffers under an env map: the neural forward pipeline (``forward``) or the split-sum shader."""
+
+    def __init__(self, forward=None, label: str = "classical split-sum shader", seed: int = 0):
+        self.forward, self.label, self.seed = forward, label, seed
+
+    @property
+    def neural(self) -> bool:
+        return self.forward is not None
+
+    def relight(self, video: Tensor, gbuffer: GBuffer, camera: Camera, envs: list[EnvMap]) -> list[Tensor]:
+        """One (1, T, 3, H, W) render of ``gbuffer`` per env map."""
+        if self.neural:
+            from neural_render.pipelines.relight import RelightPipeline
+
+            return RelightPipeline(None, self.forward).relight(video, envs, camera=camera, gbuffer=gbuffer,
+                                                               seed=self.seed).videos
+        from neural_render.render.shade import prepare_ibl, shade
+
+        return [shade(gbuffer, camera, prepare_ibl(env)) for env in envs]
+
+    def edit(self, video: Tensor, gbuffer: GBuffer, camera: Camera, env: EnvMap, mask: Tensor) -> Tensor:
+        """The video with :data:`EDIT` applied inside ``mask`` (1, T, 1, H, W), rendered under ``env``."""
+        if self.neural:
+            from neural_render.pipelines.relight import RelightPipeline
+
+            return RelightPipeline(None, self.forward).edit(video, mask, EDIT, env, camera=camera, gbuffer=gbuffer,
+                                                            seed=self.seed).video
+        from neural_render.pipelines.relight import apply_material_edit
+        from neural_render.render.shade import prepare_ibl, shade
+
+        rendered = shade(apply_material_edit(gbuffer, mask, EDIT), camera, prepare_ibl(env))
+        return mask * rendered + (1.0 - mask) * video.clamp(0.0, 1.0)
+
+
+def edit_mask(clip: DemoClip, gbuffer: GBuffer) -> tuple[Tensor, str]:
+    """(1, T, 1, H, W) float mask of the edited object and a description.
+
+    With object ids: the id in the demo settings (else the largest object, id >= 2). Without: the nearest 30 % of the
+    estimated foreground per frame (relative depth <= its 30th percentile; a depth-based segment).
+    """
+    if clip.object_ids is not None:
+        ids = clip.object_ids
+        target = clip.settings.get("edit_object_id")
+        if target is None:
+            counts = torch.bincount(ids.flatten())
+            counts[:2] = 0
+            target = int(counts.argmax())
+        mask = (ids == int(target)).float()
+        if bool(mask.any()):
+            return mask, f"object {int(target)} (clip object ids)"
+    fg = (gbuffer.mask > 0.5) if gbuffer.mask is not None else gbuffer.depth > 0
+    depth = gbuffer.depth
+    masks = []
+    for t in range(depth.shape[1]):
+        values = depth[0, t][fg[0, t]]
+        if values.numel() == 0:
+            masks.append(torch.zeros_like(depth[0, t]))
+            continue
+        masks.append(((depth[0, t] <= torch.quantile(values, 0.3)) & fg[0, t]).float())
+    return torch.stack(masks)[None], "nearest 30 % of the estimated surface (no object ids)"
+
+
+def insert_spot(clip: DemoClip, gbuffer: GBuffer) -> tuple[list[float], float]:
+    """(at: world position in metres of the object's centre, scale: its largest extent in metres).
+
+    From the demo settings when present; else the estimated surface under pixel (0.7 W, 0.75 H) of the middle
+    frame, pulled 30 % towards the camera, sized to ~20 % of the image width.
+    """
+    if "insert" in clip.settings:
+        spec = clip.settings["insert"]
+        return [float(v) for v in spec["at"]], float(spec["scale"])
+    from neural_render.pipelines.insert import DEFAULT_DEPTH_SCALE
+
+    cam = clip.camera
+    t, h, w = cam.num_frames // 2, cam.height, cam.width
+    y, x = int(0.75 * h), int(0.7 * w)
+    relative = float(gbuffer.depth[0, t, 0, y, x]) if gbuffer.depth is not None else 0.0
+    z = 0.7 * (relative if relative > 0 else 0.5) * (clip.depth_scale or DEFAULT_DEPTH_SCALE)
+    ray = cam.ray_directions()[0, 0, :, y, x]
+    point = cam.camera_to_world[0, t, :3, :3] @ (ray / -ray[2] * z) + cam.camera_to_world[0, t, :3, 3]
+    fx = float(cam.intrinsics[0, 0])
+    return [float(v) for v in point], 0.2 * z * w / fx
+
+
+def sphere_mesh(folder: Path) -> Path:
+    """A unit icosphere (trimesh.creation, subdivisions 3: 642 vertices) written as OBJ into ``folder``."""
+    import trimesh
+
+    path = folder / "sphere.obj"
+    trimesh.creation.icosphere(subdivisions=3, radius=0.5).export(path)
+    return path
+
+
+def insert(renderer: Renderer, clip: DemoClip, gbuffer: GBuffer, env: EnvMap, notes: list[str]) -> tuple[Tensor, Tensor]:
+    """Insert :data:`INSERT_LABEL` into the clip under ``env`` -> (video, visible object mask (1, T, 1, H, W))."""
+    from neural_render.pipelines.insert import (
+        DEFAULT_DEPTH_SCALE,
+        InsertedObject,
+        check_in_front,
+        composite_object,
+        insert_object,
+        metric_scene_gbuffer,
+        naive_composite,
+        object_cache,
+    )
+    from neural_render.raster import Material
+
+    at, scale = insert_spot(clip, gbuffer)
+    depth_scale = clip.depth_scale or DEFAULT_DEPTH_SCALE
+    material = Material(INSERT_MATERIAL["basecolor"], INSERT_MATERIAL["roughness"], INSERT_MATERIAL["metallic"])
+    with tempfile.TemporaryDirectory(prefix="neural_render_demo_") as tmp:
+        obj = InsertedObject(str(sphere_mesh(Path(tmp))), material, tuple(at), scale, name="sphere")
+        check_in_front(clip.camera, at, "demo insert")
+        if renderer.neural:
+            try:
+                out = insert_object(renderer.forward, clip.video, clip.camera, env, obj, gbuffer,
+                                    depth_scale=depth_scale, inject=False, seed=renderer.seed)
+            except NeuralRenderError as err:
+                if "hidden behind the scene" not in str(err):
+                    raise
+                notes.append("insert: the estimated depth hides the object everywhere; inserted without occlusion")
+                out = insert_object(renderer.forward, clip.video, clip.camera, env, obj, gbuffer,
+                                    depth_scale=1e3 * depth_scale, inject=False, seed=renderer.seed)
+            return out.rgb, out.object_mask
+        obj_gbuffer, ids, _ = object_cache(obj, clip.camera.num_frames).rasterize(clip.camera, "auto")
+        if obj_gbuffer is None or not bool((ids > 0).any()):
+            raise NeuralRenderError("the demo object is outside the view in every frame", clip.name)
+    merged, visible = composite_object(metric_scene_gbuffer(gbuffer, depth_scale), obj_gbuffer, ids)
+    if not bool(visible.any()):
+        notes.append("insert: the estimated depth hides the object everywhere; inserted without occlusion")
+        merged, visible = composite_object(metric_scene_gbuffer(gbuffer, 1e3 * depth_scale), obj_gbuffer, ids)
+    return naive_composite(clip.video, merged, clip.camera, env, visible), visible
+
+
+def run_demo(clip: DemoClip, inverse, renderer: Renderer, envs: dict[str, EnvMap], seed: int = 0) -> DemoResult:
+    """Every step on ``clip`` with the loaded inverse pipeline and ``renderer``; ``envs``: {name: EnvMap} (two)."""
+    notes: list[str] = []
+    gbuffer = inverse(clip.video, seed=seed, progress=False).gbuffer
+    relit = dict(zip(envs, renderer.relight(clip.video, gbuffer, clip.camera, list(envs.values()))))
+    own = clip.env
+    if own is None:
+        own = next(iter(envs.values()))
+        notes.append(f"the clip names no env map: edit and insert use {next(iter(envs))}")
+    mask, target = edit_mask(clip, gbuffer)
+    edited = renderer.edit(clip.video, gbuffer, clip.camera, own, mask)
+    inserted, insert_mask = insert(renderer, clip, gbuffer, own, notes)
+    return DemoResult(gbuffer, relit, edited, mask, target, inserted, insert_mask, renderer.label, notes)
