@@ -47,10 +47,11 @@ def models(tmp_path_factory):
     return root
 
 
-def _check_outputs(out, printed, frames, height, width):
+def _check_outputs(out, printed, frames, height, width, others=()):
     for name in OUTPUTS:
         assert (out / name).is_file() and str(out / name) in printed, name
-    assert sorted(os.listdir(out)) == sorted(OUTPUTS)  # complete, nothing else (no temporaries)
+    assert sorted(os.listdir(out)) == sorted([*OUTPUTS, *others])  # complete, nothing else (no temporaries)
+    assert [p.name for p in out.parent.iterdir() if p.name.startswith(".")] == []
     videos = {}
     for name in OUTPUTS[:6]:
         videos[name], _ = read_video(out / name)
@@ -69,11 +70,13 @@ def _check_outputs(out, printed, frames, height, width):
 
 def test_demo_on_the_shipped_clip_with_the_classical_shader(tmp_path, models, capsys):
     out = tmp_path / "demo"
+    out.mkdir()
+    (out / "keep.txt").write_text("a file of the user's: the demo leaves it alone")
     assert main(["demo", "--out", str(out), "--inverse-model", str(models / "inverse"), "--classical",
                  "--frames", "4"]) == 0
     printed = capsys.readouterr().out
     assert "UNTRAINED" in printed and "classical split-sum shader" in printed and "wall time" in printed
-    summary = _check_outputs(out, printed, 4, 96, 128)
+    summary = _check_outputs(out, printed, 4, 96, 128, others=["keep.txt"])
     assert summary["renderer"] == "classical split-sum shader" and summary["forward_model"] is None
     assert summary["edit"]["target"].endswith("(clip object ids)") and summary["frames"] == 4
 

@@ -9,7 +9,8 @@
 
 with the neural forward model ``data/models/forward_tiny`` when it is there (``--model DIR``) or else the classical
 split-sum shader (``--classical`` forces it); the summary and the contact sheet say which. Writes into ``--out``
-(atomically: the folder is replaced as a whole): input.mp4, gbuffers.mp4 (basecolor | normal | depth | roughness |
+(created if needed; other files in it are left alone; every file is written beside it first and moved in once all
+are done): input.mp4, gbuffers.mp4 (basecolor | normal | depth | roughness |
 metallic), relit_<A>.mp4, relit_<B>.mp4, edit.mp4, insert.mp4, contact_sheet.png (one labelled row per video) and
 summary.json; prints where they are and the wall time.
 """
@@ -27,7 +28,7 @@ GBUFFER_PASSES = ("basecolor", "normal", "depth", "roughness", "metallic")
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--out", default="demo_out", help="output folder (default: demo_out; replaced as a whole)")
+    parser.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     parser.add_argument("--clip", default=DEFAULT_CLIP, help=f"shipped clip name or clip folder (default {DEFAULT_CLIP})")
     parser.add_argument("--frames", type=int, default=None, help="use the first N frames (default: all)")
     parser.add_argument("--envmaps", nargs=2, default=list(DEFAULT_ENVMAPS), metavar=("A", "B"),
@@ -137,6 +138,9 @@ def write_outputs(folder, clip, result, envs, fps: float) -> list:
 
 def run(args) -> int:
     import json
+    import os
+    import shutil
+    import tempfile
     import time
     from pathlib import Path
 
@@ -151,7 +155,6 @@ def run(args) -> int:
         run_demo,
     )
     from neural_render.errors import NeuralRenderError
-    from neural_render.io.atomic import atomic_dir
     from neural_render.pipelines.inverse import InverseRenderingPipeline
 
     start = time.perf_counter()
@@ -179,7 +182,9 @@ def run(args) -> int:
     loaded = time.perf_counter()
     result = run_demo(clip, inverse, renderer, envs, seed=args.seed)
     computed = time.perf_counter()
-    with atomic_dir(out) as tmp:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{out.name}.demo-", dir=out.parent)
+    try:
         written = write_outputs(Path(tmp), clip, result, envs, clip.fps)
         summary = {"clip": str(clip_path(args.clip)), "frames": int(clip.video.shape[1]),
                    "size": [int(clip.video.shape[4]), int(clip.video.shape[3])], "inverse_model": str(inverse_dir),
@@ -190,6 +195,11 @@ def run(args) -> int:
                                "total": round(time.perf_counter() - start, 2)}}
         (Path(tmp) / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         written.append("summary.json")
+        out.mkdir(exist_ok=True)
+        for name in written:  # same file system: each move is atomic; files of an earlier run are replaced
+            os.replace(Path(tmp) / name, out / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     t, h, w = clip.video.shape[1], clip.video.shape[3], clip.video.shape[4]
     print(f"demo: {clip.name}, {t} frames of {w}x{h}; G-buffers by the inverse model {inverse_dir}; "
           f"rendered by the {result.renderer}")
