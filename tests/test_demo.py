@@ -12,7 +12,7 @@ from neural_render.cli import EXIT_BAD_INPUT, main
 from neural_render.demo.scene import demo_scene, ground_gbuffer, orbit_camera
 from neural_render.io import read_image, read_video
 
-OUTPUTS = ("input.mp4", "gbuffers.mp4", "relit_kiara_1_dawn.mp4", "relit_forest_slope.mp4", "edit.mp4", "insert.mp4",
+OUTPUTS = ("input.mp4", "gbuffers.mp4", "relit_kiara_1_dawn.mp4", "relit_st_fagans_interior.mp4", "edit.mp4", "insert.mp4",
            "contact_sheet.png", "summary.json")
 
 
@@ -181,3 +181,14 @@ def test_ground_disk_is_exact():
     # its camera-space normal is world +Y
     n_world = torch.einsum("tij,tjhw->tihw", cam.rotations()[0], g.normal[0])
     assert torch.allclose(n_world[:, 1][valid], torch.ones(int(valid.sum())), atol=1e-5)
+
+
+def test_anchored_depth_scale_recovers_the_metric_scale_of_relative_depth():
+    """Relative depth = metric / 5 on the analytic ground: a known ground point pins the scale back to ~5."""
+    from neural_render.demo.run import anchored_depth_scale
+
+    cam = orbit_camera(4, 64, 48)
+    g = ground_gbuffer(cam, (0.5, 0.5, 0.5), 0.8, 0.0, 2.0)
+    scale = anchored_depth_scale(cam, g.depth / 5.0, [0.3, 0.0, 0.8])
+    assert scale is not None and abs(scale - 5.0) < 0.25
+    assert anchored_depth_scale(cam, g.depth / 5.0, [0.0, 0.0, 50.0]) is None  # behind the camera: no frame

@@ -21,7 +21,7 @@ HELP = ("the demo: shipped clip -> inverse rendering -> relight under two env ma
         "object; MP4s + contact sheet")
 
 DEFAULT_CLIP = "demo_lebombo"
-DEFAULT_ENVMAPS = ("kiara_1_dawn", "forest_slope")
+DEFAULT_ENVMAPS = ("kiara_1_dawn", "st_fagans_interior")
 INVERSE_MODEL = "models/inverse_tiny"  # inside the shipped data folder
 FORWARD_MODEL = "models/forward_tiny"
 GBUFFER_PASSES = ("basecolor", "normal", "depth", "roughness", "metallic")
