@@ -31,11 +31,11 @@ def real_data(data: Path, train: Path, count: int) -> tuple[Path, str]:
     relabelled = data / "forward_real_64"
     if any(relabelled.glob("*/meta.json")):
         return relabelled, "relabelled by the inverse model (scripts/train_forward_tiny.py)"
-    from neural_render.data.forward_data import make_degraded_real_clips
+    from neural_render.data.degraded_real import make_degraded_real_clips
 
     degraded = data / "cache_real_64"
     make_degraded_real_clips(train, degraded, max_clips=count, seed=0)
-    return degraded, "degraded exact G-buffers (data.forward_data.degrade_gbuffer)"
+    return degraded, "degraded exact G-buffers (data.degraded_real.degrade_gbuffer)"
 
 
 class LossLog:

@@ -38,7 +38,7 @@ def ensure_train_data(data: Path) -> Path:
 
 def make_real_clips(train: Path, real: Path, count: int) -> str:
     """Real-domain stand-ins: train clips relabelled by the shipped inverse model (else degraded G-buffers)."""
-    from neural_render.data.forward_data import make_degraded_real_clips
+    from neural_render.data.degraded_real import make_degraded_real_clips
 
     inverse = ROOT / "data" / "models" / "inverse_tiny"
     if (inverse / "model_index.json").is_file():
