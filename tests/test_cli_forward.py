@@ -8,14 +8,18 @@ import pytest
 import torch
 
 from neural_render.cli import EXIT_BAD_INPUT, main
-from neural_render.data.forward_data import forward_cond_channels
 from neural_render.data_assets import envmap_path
 from neural_render.demo.scene import demo_scene
-from neural_render.io import Clip, ClipMeta, read_clip, read_video, write_clip, write_hdr, write_image, write_video
-from neural_render.models.codec import PixelUnshuffleCodec
-from neural_render.models.denoiser import Denoiser
-from neural_render.tasks.base import make_backbone
-from neural_render.tasks.forward import ForwardTask
+from neural_render.io import (
+    Clip,
+    ClipMeta,
+    read_clip,
+    read_video,
+    write_clip,
+    write_hdr,
+    write_image,
+    write_video,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -27,19 +31,10 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    from neural_render.pipelines.inverse import InverseRenderingPipeline
-
+def files(tmp_path_factory, untrained_pipelines):
     root = tmp_path_factory.mktemp("cli_forward")
-    c = 12
-    backbone = make_backbone("svd", config={"in_channels": c, "out_channels": c}, tiny=True, seed=0,
-                             cond_channels=forward_cond_channels(c, True))
-    ForwardTask(backbone, Denoiser("x0"), PixelUnshuffleCodec(2), ema_decay=None, window=2, overlap=1,
-                zero_init_output=True).export(root / "forward_model")
-    inverse = make_backbone("svd", config={"in_channels": 5 * c, "out_channels": 5 * c}, tiny=True, seed=0,
-                            cond_channels=c)
-    InverseRenderingPipeline(inverse, Denoiser("x0"), PixelUnshuffleCodec(2), mode="joint").save_pretrained(
-        root / "inverse_model")
+    for name in ("forward_model", "inverse_model"):  # the shared untrained pipelines (tests/conftest.py)
+        (root / name).symlink_to(untrained_pipelines / name, target_is_directory=True)
     scene = demo_scene(3, 16, 16)
     meta = ClipMeta.for_camera(scene.camera, envmap={"path": str(envmap_path("kiara_1_dawn").resolve()),
                                                      "rotation_deg": [0.0, 0.0, 0.0]})

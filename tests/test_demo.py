@@ -25,26 +25,9 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    """Untrained tiny inverse + forward pipelines (plumbing only; as tests/test_cli_forward.py builds them)."""
-    from neural_render.data.forward_data import forward_cond_channels
-    from neural_render.models.codec import PixelUnshuffleCodec
-    from neural_render.models.denoiser import Denoiser
-    from neural_render.pipelines.inverse import InverseRenderingPipeline
-    from neural_render.tasks.base import make_backbone
-    from neural_render.tasks.forward import ForwardTask
-
-    root = tmp_path_factory.mktemp("demo_models")
-    c = 12
-    backbone = make_backbone("svd", config={"in_channels": c, "out_channels": c}, tiny=True, seed=0,
-                             cond_channels=forward_cond_channels(c, True))
-    ForwardTask(backbone, Denoiser("x0"), PixelUnshuffleCodec(2), ema_decay=None, window=2, overlap=1,
-                zero_init_output=True).export(root / "forward")
-    inverse = make_backbone("svd", config={"in_channels": 5 * c, "out_channels": 5 * c}, tiny=True, seed=0,
-                            cond_channels=c)
-    InverseRenderingPipeline(inverse, Denoiser("x0"), PixelUnshuffleCodec(2), mode="joint").save_pretrained(
-        root / "inverse")
-    return root
+def models(untrained_pipelines):
+    """Untrained tiny inverse + forward pipelines (tests/conftest.py): plumbing only."""
+    return untrained_pipelines
 
 
 def _check_outputs(out, printed, frames, height, width, others=()):
@@ -72,7 +55,7 @@ def test_demo_on_the_shipped_clip_with_the_classical_shader(tmp_path, models, ca
     out = tmp_path / "demo"
     out.mkdir()
     (out / "keep.txt").write_text("a file of the user's: the demo leaves it alone")
-    assert main(["demo", "--out", str(out), "--inverse-model", str(models / "inverse"), "--classical",
+    assert main(["demo", "--out", str(out), "--inverse-model", str(models / "inverse_model"), "--classical",
                  "--frames", "4"]) == 0
     printed = capsys.readouterr().out
     assert "UNTRAINED" in printed and "classical split-sum shader" in printed and "wall time" in printed
@@ -95,11 +78,11 @@ def test_demo_on_another_clip_with_a_forward_model(tmp_path, models, capsys):
     write_clip(tmp_path / "clip", Clip(rgb, type(scene.gbuffer)(), scene.camera, meta), rgb_format="mp4")
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--clip", str(tmp_path / "clip"), "--inverse-model",
-                 str(models / "inverse"), "--model", str(models / "forward")]) == 0
+                 str(models / "inverse_model"), "--model", str(models / "forward_model")]) == 0
     printed = capsys.readouterr().out
     assert "neural forward model forward" in printed
     summary = _check_outputs(out, printed, 3, 24, 32)
-    assert summary["renderer"] == "neural forward model forward"
+    assert summary["renderer"] == "neural forward model forward_model"
     assert summary["edit"]["target"].startswith("nearest 30 %")
 
 
@@ -107,7 +90,7 @@ def test_demo_bad_input_exits_2_and_writes_nothing(tmp_path, models, capsys, mon
     from neural_render.data_assets import data_dir
 
     out = tmp_path / "demo"
-    inverse = str(models / "inverse")
+    inverse = str(models / "inverse_model")
     cases = [
         (["--inverse-model", str(tmp_path / "no_model")], "no_model"),
         (["--inverse-model", inverse, "--envmaps", "no_such_env", "kiara_1_dawn"], "no_such_env"),

@@ -135,26 +135,9 @@ def test_uploaded_video_without_models_says_so_and_renders_nothing(cfg, tmp_path
 
 
 @pytest.fixture(scope="module")
-def tiny_models(tmp_path_factory):
-    """Untrained tiny inverse + forward pipelines (as tests/test_cli_forward.py builds them): plumbing only."""
-    from neural_render.data.forward_data import forward_cond_channels
-    from neural_render.models.codec import PixelUnshuffleCodec
-    from neural_render.models.denoiser import Denoiser
-    from neural_render.pipelines.inverse import InverseRenderingPipeline
-    from neural_render.tasks.base import make_backbone
-    from neural_render.tasks.forward import ForwardTask
-
-    root = tmp_path_factory.mktemp("web_models")
-    c = 12
-    backbone = make_backbone("svd", config={"in_channels": c, "out_channels": c}, tiny=True, seed=0,
-                             cond_channels=forward_cond_channels(c, True))
-    ForwardTask(backbone, Denoiser("x0"), PixelUnshuffleCodec(2), ema_decay=None, window=2, overlap=1,
-                zero_init_output=True).export(root / "forward_model")
-    inverse = make_backbone("svd", config={"in_channels": 5 * c, "out_channels": 5 * c}, tiny=True, seed=0,
-                            cond_channels=c)
-    InverseRenderingPipeline(inverse, Denoiser("x0"), PixelUnshuffleCodec(2), mode="joint").save_pretrained(
-        root / "inverse_model")
-    return root
+def tiny_models(untrained_pipelines):
+    """Untrained tiny inverse + forward pipelines (tests/conftest.py): plumbing only."""
+    return untrained_pipelines
 
 
 def test_uploaded_video_goes_through_the_relight_and_edit_pipelines(tmp_path, tiny_models):
