@@ -22,6 +22,7 @@ Chunking (bounds memory; ``chunk_size`` None = all at once)
 from __future__ import annotations
 
 import hashlib
+import abc
 import json
 import os
 import re
@@ -35,7 +36,7 @@ from torch import nn
 from neural_render.errors import NeuralRenderError
 
 
-class LatentCodec(nn.Module):
+class LatentCodec(nn.Module, abc.ABC):
     """Interface: ``encode`` (B,T,3,H,W) in [-1,1] -> (B,T',C,h,w); ``decode`` back. Attributes below."""
 
     latent_channels: int
@@ -43,19 +44,21 @@ class LatentCodec(nn.Module):
     temporal_factor: int = 1
     temporal_rule: str = "any T >= 1; T' = T"
 
+    @abc.abstractmethod
     def encode(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        raise NotImplementedError
+        """(B, T, 3, H, W) in [-1, 1] -> latents (B, T', C, h, w); ``generator`` for stochastic encoders."""
 
+    @abc.abstractmethod
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """Latents (B, T', C, h, w) -> (B, T, 3, H, W) in about [-1, 1]."""
 
     def latent_frames(self, num_frames: int) -> int:
         """Video frame count T -> latent frame count T' (raises if T is not allowed)."""
         return num_frames
 
+    @abc.abstractmethod
     def signature(self) -> str:
         """String identifying this codec's config and weights (used as a latent-cache validity key)."""
-        raise NotImplementedError
 
     def _check_video(self, x: torch.Tensor) -> None:
         if not torch.is_tensor(x) or x.ndim != 5 or x.shape[2] != 3:

@@ -20,6 +20,7 @@ Attributes every adapter sets:
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import dataclasses
 from collections.abc import Callable
@@ -64,8 +65,9 @@ class FrameRule:
         return num_frames >= self.minimum and (num_frames - self.offset) % self.multiple == 0
 
 
-class VideoBackbone(torch.nn.Module):
-    """Base class of the SVD and Wan adapters. Subclasses implement ``_forward`` (same signature as ``forward``)."""
+class VideoBackbone(torch.nn.Module, abc.ABC):
+    """Base class of the SVD and Wan adapters. Subclasses implement ``_forward`` (same signature as ``forward``)
+    and the abstract methods below."""
 
     kind: str = ""
     ADDED_KEYS: tuple[str, ...] = ("token_add",)
@@ -102,20 +104,26 @@ class VideoBackbone(torch.nn.Module):
             out = self._forward(noisy, timestep, cond, context, dict(added or {}))
         return out.float()
 
+    @abc.abstractmethod
+    def _forward(self, noisy, timestep, cond, context, added: dict):
+        """The adapter's call on checked inputs (see :meth:`forward`) -> (B, T, C, h, w)."""
+
+    @abc.abstractmethod
     def token_grid(self, num_frames: int, height: int, width: int) -> tuple[int, int, int]:
         """Latent (T, h, w) -> (T', h', w') grid of the patch-embedded tokens."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def enable_gradient_checkpointing(self) -> None:
-        raise NotImplementedError
+        """Recompute activations in the backward pass (memory for time)."""
 
+    @abc.abstractmethod
     def disable_gradient_checkpointing(self) -> None:
-        raise NotImplementedError
+        """Back to storing activations."""
 
     @property
+    @abc.abstractmethod
     def model(self) -> torch.nn.Module:
         """The wrapped, unmodified diffusers module (its input projection may be zero-expanded)."""
-        raise NotImplementedError
 
     def autocast_context(self, device: torch.device):
         if self.autocast_dtype is None:
