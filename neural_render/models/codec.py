@@ -21,8 +21,8 @@ Chunking (bounds memory; ``chunk_size`` None = all at once)
 
 from __future__ import annotations
 
-import hashlib
 import abc
+import hashlib
 import json
 import os
 import re
