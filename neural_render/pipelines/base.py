@@ -142,6 +142,26 @@ class VideoDiffusionPipeline:
         frames = self.codec.decode(latents) if decode and self.codec is not None else None
         return VideoPipelineOutput(frames=frames, latents=latents)
 
+    # ------------------------------------------------------------------ settings shared by the task pipelines
+    #: training info of the weights ({"global_step": n, ...}) and the default sampler steps; pipelines with a
+    #: settings file (inverse, sim2real, propagation) set them in ``configure``
+    info: dict | None = None
+    num_steps: int | None = None
+
+    @property
+    def is_trained(self) -> bool:
+        """False when the weights never saw a training step (``info['global_step']`` missing or 0)."""
+        return int((self.info or {}).get("global_step", 0) or 0) > 0
+
+    @property
+    def stride(self) -> int:
+        """Pixel multiple of the processing size: codec spatial factor x backbone spatial multiple."""
+        return int(self.codec.spatial_factor) * int(self.backbone.spatial_multiple)
+
+    def default_steps(self) -> int:
+        """Sampler steps when none are given: the stored setting, else 1 for the x0 denoiser, else 20."""
+        return self.num_steps or (1 if self.denoiser.kind == "x0" else 20)
+
     # ------------------------------------------------------------------ persistence
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         """Write the pipeline folder (see module docstring) atomically."""

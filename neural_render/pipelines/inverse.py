@@ -207,19 +207,6 @@ class InverseRenderingPipeline(VideoDiffusionPipeline):
                 "processing_size": list(size) if isinstance(size, tuple) else size, "num_steps": self.num_steps,
                 "skip_passes": list(self.skip_passes), "info": self.info}
 
-    @property
-    def is_trained(self) -> bool:
-        """False when the weights never saw a training step (``info['global_step']`` missing or 0)."""
-        return int(self.info.get("global_step", 0) or 0) > 0
-
-    @property
-    def stride(self) -> int:
-        """Pixel multiple of the processing size: codec spatial factor x backbone spatial multiple."""
-        return int(self.codec.spatial_factor) * int(self.backbone.spatial_multiple)
-
-    def default_steps(self) -> int:
-        return self.num_steps or (1 if self.denoiser.kind == "x0" else 20)
-
     # ------------------------------------------------------------------ persistence
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         """The base pipeline folder + ``inverse_config.json``, written atomically as one folder."""

@@ -139,17 +139,6 @@ class Sim2RealPipeline(VideoDiffusionPipeline):
         return {"target": self.target, "adapter": self.adapter, "num_steps": self.num_steps, "window": self.window,
                 "overlap": self.overlap, "processing_size": list(size) if size else None, "info": self.info}
 
-    @property
-    def is_trained(self) -> bool:
-        return int(self.info.get("global_step", 0) or 0) > 0
-
-    @property
-    def stride(self) -> int:
-        return int(self.codec.spatial_factor) * int(self.backbone.spatial_multiple)
-
-    def default_steps(self) -> int:
-        return self.num_steps or (1 if self.denoiser.kind == "x0" else 20)
-
     # ------------------------------------------------------------------ persistence
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         self._save_with_settings(directory, SIM2REAL_CONFIG, self.sim2real_config())

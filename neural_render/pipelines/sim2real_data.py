@@ -84,14 +84,6 @@ class AnchorPropagationPipeline(VideoDiffusionPipeline):
         return {"conditioning": self.conditioning, "canny": list(self.canny) if self.canny else None,
                 "segment": self.segment, "num_steps": self.num_steps, "info": self.info}
 
-    @property
-    def stride(self) -> int:
-        return int(self.codec.spatial_factor) * int(self.backbone.spatial_multiple)
-
-    @property
-    def is_trained(self) -> bool:
-        return int(self.info.get("global_step", 0) or 0) > 0
-
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         self._save_with_settings(directory, PROPAGATION_CONFIG, self.propagation_config())
 
