@@ -11,19 +11,10 @@ import torch
 from torch import Tensor
 
 from neural_render.errors import NeuralRenderError
+from neural_render.viz.contact_sheet import common_shape_and_picks, label_strip
 
-LABEL_HEIGHT = 14
 GAP = 2
 BACKGROUND = (255, 255, 255)
-
-
-def label_strip(width: int, text: str) -> np.ndarray:
-    """Dark strip (LABEL_HEIGHT, width, 3) uint8 with ``text`` in PIL's default font."""
-    from PIL import Image, ImageDraw
-
-    strip = Image.new("RGB", (width, LABEL_HEIGHT), (24, 24, 24))
-    ImageDraw.Draw(strip).text((3, 1), text, fill=(235, 235, 235))
-    return np.asarray(strip)
 
 
 def env_thumbnail(image: Tensor, height: int, width: int) -> np.ndarray:
@@ -47,11 +38,7 @@ def demo_sheet(rows: list[tuple[str, Tensor, Tensor | None]], num_columns: int =
     """
     if not rows:
         raise NeuralRenderError("contact sheet needs at least one row")
-    shapes = {tuple(frames.shape) for _, frames, _ in rows}
-    if len(shapes) != 1:
-        raise NeuralRenderError(f"contact sheet rows disagree in shape: {sorted(shapes)}")
-    t, h, w, _ = shapes.pop()
-    picks = np.unique(np.linspace(0, t - 1, num=min(t, num_columns)).round().astype(int))
+    h, w, picks = common_shape_and_picks([frames for _, frames, _ in rows], num_columns, "rows")
     gap_v = np.full((h, GAP, 3), 255, np.uint8)
     lines = []
     for label, frames, env in rows:

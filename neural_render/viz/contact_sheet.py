@@ -41,13 +41,23 @@ def pass_to_display(name: str, x: Tensor, mask: Tensor | None = None, stops: flo
     return y.permute(0, 2, 3, 1).contiguous()
 
 
-def _label_strip(width: int, text: str) -> np.ndarray:
+def label_strip(width: int, text: str) -> np.ndarray:
     """Dark strip (LABEL_HEIGHT, width, 3) with ``text`` in PIL's default font."""
     from PIL import Image, ImageDraw
 
     strip = Image.new("RGB", (width, LABEL_HEIGHT), (24, 24, 24))
     ImageDraw.Draw(strip).text((3, 1), text, fill=(235, 235, 235))
     return np.asarray(strip)
+
+
+def common_shape_and_picks(images, count: int, what: str) -> tuple[int, int, np.ndarray]:
+    """uint8 (T, H, W, 3) videos that must share their shape -> (H, W, up to ``count`` frame indices spread evenly
+    over the T frames). what: "rows" / "columns" for the error message."""
+    shapes = {tuple(v.shape) for v in images}
+    if len(shapes) != 1:
+        raise NeuralRenderError(f"contact sheet {what} disagree in shape: {sorted(shapes)}")
+    t, h, w, _ = shapes.pop()
+    return h, w, np.unique(np.linspace(0, t - 1, num=min(t, count)).round().astype(int))
 
 
 def make_contact_sheet(columns: dict[str, Tensor], max_rows: int = 6, gap: int = 2) -> np.ndarray:
@@ -57,11 +67,7 @@ def make_contact_sheet(columns: dict[str, Tensor], max_rows: int = 6, gap: int =
     """
     if not columns:
         raise NeuralRenderError("contact sheet needs at least one column")
-    shapes = {tuple(v.shape) for v in columns.values()}
-    if len(shapes) != 1:
-        raise NeuralRenderError(f"contact sheet columns disagree in shape: {sorted(shapes)}")
-    t, h, w, _ = shapes.pop()
-    rows = np.unique(np.linspace(0, t - 1, num=min(t, max_rows)).round().astype(int))
+    h, w, rows = common_shape_and_picks(columns.values(), max_rows, "columns")
     pad_v = np.full((h, gap, 3), 255, np.uint8)
     lines = []
     for r in rows:
@@ -72,7 +78,7 @@ def make_contact_sheet(columns: dict[str, Tensor], max_rows: int = 6, gap: int =
     grid = np.concatenate([np.concatenate([ln, np.full((gap, ln.shape[1], 3), 255, np.uint8)]) for ln in lines])[:-gap]
     header_tiles = []
     for label in columns:
-        header_tiles += [_label_strip(w, label), np.full((LABEL_HEIGHT, gap, 3), 255, np.uint8)]
+        header_tiles += [label_strip(w, label), np.full((LABEL_HEIGHT, gap, 3), 255, np.uint8)]
     header = np.concatenate(header_tiles[:-1], axis=1)
     return np.concatenate([header, grid], axis=0)
 
