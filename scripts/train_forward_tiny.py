@@ -2,7 +2,7 @@
 """Train and ship the tiny forward renderer: ``data/models/forward_tiny`` (CPU, about an hour).
 
     python scripts/train_forward_tiny.py [--minutes 45] [--data data_cache] [--out data/models/forward_tiny]
-                                         [--realiz3d-minutes 0]
+                                         [--realiz3d-minutes 0] [--realiz3d-from DIR]
 
 1. Data: ``<data>/synth_train_64`` rendered with the TRAIN env maps by scripts/make_synth_datasets.sh (run here when
    the folder is missing; the held-out set uses the test env maps and is never read by this script).
@@ -13,7 +13,8 @@
 4. Optional Realiz3D (``--realiz3d-minutes`` > 0): "real" clips = train clips relabelled by the shipped inverse model
    (data/models/inverse_tiny; degraded exact G-buffers when it is missing) in ``<data>/forward_real_64``; stage 1
    (shifters on real + synthetic, control dropped, backbone frozen) then stage 2 (backbone on both, shifters frozen,
-   layer-aware freezing); the stage-2 model is exported to ``--out`` instead.
+   layer-aware freezing); the stage-2 model is exported to ``--out`` instead. ``--realiz3d-from DIR`` skips step 2
+   and starts the two Realiz3D stages from the exported plain model in DIR (e.g. the shipped forward_tiny).
 """
 
 from __future__ import annotations
@@ -110,6 +111,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--realiz3d-minutes", type=float, default=0.0, help="stage 1 + stage 2 budget (default 0)")
     parser.add_argument("--real-clips", type=int, default=64)
+    parser.add_argument("--realiz3d-from", default=None,
+                        help="exported plain forward model to start the Realiz3D stages from (skips plain training)")
     args = parser.parse_args()
 
     import torch
@@ -119,9 +122,17 @@ def main() -> int:
     out = Path(args.out)
     logs = ROOT / "out" / "forward_tiny"
     data_override = ["--data.init_args.train_roots", str(train)]
-    report = {"train_data": str(train), "plain": fit(["configs/trainer/cpu_smoke.yaml", "configs/data/synth_forward.yaml",
-                                                      "configs/task/forward.yaml"], data_override, args.minutes,
-                                                     args.max_steps, logs / "plain", out)}
+    report = {"train_data": str(train)}
+    base_model = out
+    if args.realiz3d_from:
+        base_model = Path(args.realiz3d_from)
+        if args.realiz3d_minutes <= 0 or not (base_model / "backbone").is_dir():
+            parser.error("--realiz3d-from needs --realiz3d-minutes > 0 and an exported forward model folder")
+        report["plain"] = {"from": str(base_model)}
+    else:
+        report["plain"] = fit(["configs/trainer/cpu_smoke.yaml", "configs/data/synth_forward.yaml",
+                               "configs/task/forward.yaml"], data_override, args.minutes, args.max_steps,
+                              logs / "plain", out)
     if args.realiz3d_minutes > 0:
         real = data / "forward_real_64"
         report["real_data"] = {"folder": str(real), "source": make_real_clips(train, real, args.real_clips)}
@@ -131,7 +142,7 @@ def main() -> int:
                     "--backbone.init_args.seed", "null"]
         real_override = data_override + ["--data.init_args.real_roots", str(real)]
         report["stage1"] = fit(base + ["configs/task/forward_stage1.yaml"], real_override + backbone + [
-            "--backbone.init_args.pretrained_dir", str(out / "backbone")], args.realiz3d_minutes / 2, args.max_steps,
+            "--backbone.init_args.pretrained_dir", str(base_model / "backbone")], args.realiz3d_minutes / 2, args.max_steps,
             logs / "stage1", stage1)
         report["stage2"] = fit(base + ["configs/task/forward_stage2.yaml"], real_override + backbone + [
             "--backbone.init_args.pretrained_dir", str(stage1 / "backbone"),

@@ -16,6 +16,8 @@ Batches (:mod:`neural_render.data.inverse_data`): ``rgb`` (B, T, 3, H, W) linear
 * loss mask: passes in ``masked_passes`` (undefined on background: basecolor, normal, roughness, metallic) are weighted
   by the ``mask`` pass max-pooled to latent cells (:func:`latent_mask`); depth (background = 0 = no surface) and mask
   are trained on every pixel, so predicted depth carries the foreground mask at inference.
+* ``pass_loss_weights``: optional per-pass factors on that loss (e.g. ``{basecolor: 3}``: the albedo correction is a
+  small residual whose error the normal and depth blocks would otherwise dominate); missing passes weigh 1.
 
 The denoiser kind (flow, edm, single-step x0) is whatever the config injects. :meth:`pipeline` /
 :meth:`export` give an :class:`~neural_render.pipelines.inverse.InverseRenderingPipeline` with the mode and passes.
@@ -68,15 +70,16 @@ class InverseTask(DiffusionSystem):
 
     mode: "per_pass" | "joint". passes: predicted passes in order (joint: the channel blocks' order).
     masked_passes: passes whose loss is restricted to valid pixels. skip_passes: passes predicted relative to the
-    input latent (module doc). zero_init_output: zero the backbone's output layer at construction. mask_threshold / processing_size / num_steps:
-    stored in exported pipelines (inference defaults). Other args: :class:`DiffusionSystem`.
+    input latent (module doc). pass_loss_weights: {pass: factor > 0} on the loss (module doc). zero_init_output: zero
+    the backbone's output layer at construction. mask_threshold / processing_size / num_steps: stored in exported
+    pipelines (inference defaults). Other args: :class:`DiffusionSystem`.
     """
 
     def __init__(self, *args, mode: str = "per_pass", passes: list[str] | tuple[str, ...] = PREDICTED_PASSES,
                  masked_passes: list[str] | tuple[str, ...] = MASKED_PASSES,
                  mask_threshold: float = DEFAULT_MASK_THRESHOLD, processing_size: int | list[int] | None = None,
                  num_steps: int | None = None, skip_passes: list[str] | tuple[str, ...] = (),
-                 zero_init_output: bool = False, **kwargs):
+                 zero_init_output: bool = False, pass_loss_weights: dict[str, float] | None = None, **kwargs):
         if zero_init_output:  # before the EMA copies the weights: a fresh model predicts x0 = 0
             zero_output_layer(kwargs.get("backbone", args[0] if args else None))
         super().__init__(*args, **kwargs)
@@ -90,6 +93,11 @@ class InverseTask(DiffusionSystem):
         self.mode, self.passes, self.masked_passes = mode, passes, masked_passes
         self.mask_threshold, self.processing_size, self.num_steps = mask_threshold, processing_size, num_steps
         self.skip_passes = [str(p) for p in skip_passes]
+        weights = {str(k): float(v) for k, v in (pass_loss_weights or {}).items()}
+        bad = {k: v for k, v in weights.items() if k not in passes or not v > 0 or v == float("inf")}
+        if bad:
+            raise NeuralRenderError(f"pass_loss_weights must map passes of {passes} to finite factors > 0, got {bad}")
+        self.pass_loss_weights = weights
         self._pass_draw = (-1, 0)  # (global step, draws within it) of the last training pass choice
         self._loaded_step = 0  # global step of a checkpoint loaded outside a Trainer (exported as training info)
         self.pipeline()  # validates codec / backbone / pass embedding against the mode (NeuralRenderError)
@@ -151,10 +159,11 @@ class InverseTask(DiffusionSystem):
             x0 = torch.cat([self.encode(pack_pass(p, passes[p], depth_scale)) - (cond if p in self.skip_passes else 0)
                             for p in self.passes], dim=2)
             masks = {}
-            if lat_mask is not None:
+            if lat_mask is not None or self.pass_loss_weights:
                 c = x0.shape[2] // len(self.passes)
-                blocks = [(lat_mask if p in self.masked_passes else torch.ones_like(lat_mask)).expand(-1, -1, c, -1, -1)
-                          for p in self.passes]
+                ones = torch.ones_like(cond[:, :, :1]) if lat_mask is None else torch.ones_like(lat_mask)
+                blocks = [((lat_mask if lat_mask is not None and p in self.masked_passes else ones)
+                           * self.pass_loss_weights.get(p, 1.0)).expand(-1, -1, c, -1, -1) for p in self.passes]
                 masks["loss_mask"] = torch.cat(blocks, dim=2)
             return x0, cond, None, masks
         index = self._choose_passes(batch, b)
@@ -166,9 +175,12 @@ class InverseTask(DiffusionSystem):
         x0 = torch.where(skip, x0 - cond, x0)
         context = self.embed_context(self.pass_embedding.ids(names, device=self.device))
         masks = {}
-        if lat_mask is not None:
-            use = torch.tensor([n in self.masked_passes for n in names], device=lat_mask.device).view(-1, 1, 1, 1, 1)
-            masks["loss_mask"] = torch.where(use, lat_mask, torch.ones_like(lat_mask))
+        if lat_mask is not None or self.pass_loss_weights:
+            ones = torch.ones_like(cond[:, :, :1]) if lat_mask is None else torch.ones_like(lat_mask)
+            use = torch.tensor([n in self.masked_passes and lat_mask is not None for n in names],
+                               device=ones.device).view(-1, 1, 1, 1, 1)
+            factor = torch.tensor([self.pass_loss_weights.get(n, 1.0) for n in names], device=ones.device)
+            masks["loss_mask"] = torch.where(use, ones if lat_mask is None else lat_mask, ones) * factor.view(-1, 1, 1, 1, 1)
         return x0, cond, context, masks
 
     # ------------------------------------------------------------------ hooks

@@ -95,6 +95,28 @@ def test_joint_batch_stacks_every_pass_and_masks_blocks():
     assert torch.equal(lm[:, :, :12], latent_mask(g.mask, 4, 8, 8).expand(-1, -1, 12, -1, -1))
 
 
+def test_pass_loss_weights_scale_each_pass_block_of_the_loss_mask():
+    batch = demo_batch()
+    plain, weighted = task("joint"), task("joint", pass_loss_weights={"basecolor": 3.0, "depth": 0.5})
+    _, _, _, m0 = plain.make_batch(batch)
+    _, _, _, m1 = weighted.make_batch(batch)
+    for i, name in enumerate(PREDICTED_PASSES):
+        block = slice(12 * i, 12 * (i + 1))
+        factor = {"basecolor": 3.0, "depth": 0.5}.get(name, 1.0)
+        assert torch.equal(m1["loss_mask"][:, :, block], m0["loss_mask"][:, :, block] * factor), name
+    batch["pass_id"] = torch.tensor([PREDICTED_PASSES.index("basecolor"), PREDICTED_PASSES.index("normal")])
+    per_pass = task(pass_loss_weights={"basecolor": 2.0})
+    lm = per_pass.make_batch(batch)[3]["loss_mask"]
+    ref = task().make_batch(batch)[3]["loss_mask"]
+    assert torch.equal(lm[0], 2.0 * ref[0]) and torch.equal(lm[1], ref[1])
+    no_mask = dict(batch, gbuffer=GBuffer(**{k: v for k, v in batch["gbuffer"].passes.items() if k != "mask"}))
+    lm = task("joint", pass_loss_weights={"normal": 4.0}).make_batch(no_mask)[3]["loss_mask"]
+    assert float(lm[:, :, 12:24].min()) == 4.0 and float(lm[:, :, :12].max()) == 1.0  # weights without a mask pass
+    for bad in ({"sky": 2.0}, {"normal": 0.0}, {"normal": float("inf")}):
+        with pytest.raises(NeuralRenderError, match="pass_loss_weights"):
+            task("joint", pass_loss_weights=bad)
+
+
 def test_skip_passes_are_targets_relative_to_the_input_and_the_pipeline_adds_it_back(tmp_path):
     system = task("joint", kind="x0", skip_passes=["basecolor"], zero_init_output=True, ema_decay=0.9)
     batch = demo_batch()
