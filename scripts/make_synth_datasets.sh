@@ -7,6 +7,8 @@
 #   ROOT/synth_train_64   train env maps only (--envmaps train), seed 1000, 512 clips x 8 frames, 64x64, 16 spp
 #   ROOT/synth_test_64    held-out: test env maps (--envmaps test), seed 2000 (unseen shape seeds), 24 clips x 8 frames
 #   ROOT/synth_long_64    held-out window test: test env maps, seed 3000, 2 clips x 64 frames
+#   ROOT/synth_test_64_spp256  the scenes of synth_test_64 path-traced at 256 spp (HELDOUT_SPP): the converged
+#                         reference of `neural-render eval forward` (16-spp noise alone caps PSNR near 29 dB)
 # Every clip stores RGB + G-buffers (frames/NNNNNN.exr), GT forward flow (frames/flow_NNNNNN.exr) and object ids.
 # Sizes can be overridden with env vars: TRAIN_CLIPS, TEST_CLIPS, LONG_CLIPS, SIZE, SPP, WORKERS.
 # Time on a 2-core CPU: about 3.5 frames/s per worker at 64x64 / 16 spp, i.e. ~20 min for the train set.
@@ -24,5 +26,7 @@ TAG="${SIZE%%x*}"
 mkdir -p "$ROOT"
 common=(--size "$SIZE" --spp "$SPP" --workers "$WORKERS" --no-progress)
 neural-render synth --out "$ROOT/synth_test_${TAG}" --envmaps test --seed 2000 --clips "$TEST_CLIPS" --frames 8 "${common[@]}"
+neural-render synth --out "$ROOT/synth_test_${TAG}_spp${HELDOUT_SPP:-256}" --envmaps test --seed 2000 --clips "$TEST_CLIPS" \
+  --frames 8 --size "$SIZE" --spp "${HELDOUT_SPP:-256}" --workers "$WORKERS" --no-progress
 neural-render synth --out "$ROOT/synth_long_${TAG}" --envmaps test --seed 3000 --clips "$LONG_CLIPS" --frames 64 "${common[@]}"
 neural-render synth --out "$ROOT/synth_train_${TAG}" --envmaps train --seed 1000 --clips "$TRAIN_CLIPS" --frames 8 "${common[@]}"

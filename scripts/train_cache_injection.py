@@ -10,7 +10,7 @@ LightningCLI). Data (no 3D ground truth needed): the synthetic TRAIN clips ``<da
 stand-ins of the same scenes, ``<data>/forward_real_64`` when scripts/train_forward_tiny.py made it (relabelled by
 the inverse model), else ``<data>/cache_real_64`` (degraded exact G-buffers, made here); the cache render of a sample
 is the exact normal map of one object of the synthetic source clip, perturbed (dilation, shift, noise) in training.
-The base model's forward_config (prior, residual, window) and Realiz3D shifters (frozen) are carried over.
+The base model's forward_config (prior, its pixel filter, residual, window) and Realiz3D shifters (frozen) are carried over.
 
 Output: a CacheForwardPipeline folder (EMA weights) + ``cache_training.json`` (base model, data, steps, time, loss).
 The held-out evaluation is ``neural-render eval insert`` (test env maps; never read here).
@@ -92,6 +92,7 @@ def main() -> int:
         "--backbone.init_args.lora_rank", str(args.lora_rank),
         "--model.init_args.with_prior", str(bool(forward_config.get("with_prior"))).lower(),
         "--model.init_args.residual", str(bool(forward_config.get("residual"))).lower(),
+        "--model.init_args.prior_filter_sigma", str(float(forward_config.get("prior_filter_sigma", 0.0))),
         "--model.init_args.window", str(int(forward_config.get("window", 4))),
         "--model.init_args.overlap", str(int(forward_config.get("overlap", 2))),
         "--data.init_args.train_roots", str(train), "--data.init_args.real_roots", str(real),

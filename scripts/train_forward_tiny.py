@@ -2,19 +2,23 @@
 """Train and ship the tiny forward renderer: ``data/models/forward_tiny`` (CPU, about an hour).
 
     python scripts/train_forward_tiny.py [--minutes 45] [--data data_cache] [--out data/models/forward_tiny]
-                                         [--realiz3d-minutes 0] [--realiz3d-from DIR]
+                                         [--realiz3d-minutes 0] [--realiz3d-from DIR] [--init-from DIR]
 
 1. Data: ``<data>/synth_train_64`` rendered with the TRAIN env maps by scripts/make_synth_datasets.sh (run here when
    the folder is missing; the held-out set uses the test env maps and is never read by this script).
 2. ``neural-render fit`` with configs/trainer/cpu_smoke.yaml + configs/data/synth_forward.yaml +
    configs/task/forward.yaml, stopped after ``--minutes`` of CPU time of this process (the machine may be shared) or
-   ``--max-steps`` (4 hours of wall clock at most); logs in out/forward_tiny.
+   ``--max-steps`` (4 hours of wall clock at most); logs in out/forward_tiny. ``--init-from DIR`` fine-tunes the
+   backbone of an exported forward model (e.g. a previous forward_tiny) instead of starting from random weights.
 3. Export (EMA weights) to ``--out`` (pipeline folder, safetensors).
 4. Optional Realiz3D (``--realiz3d-minutes`` > 0): "real" clips = train clips relabelled by the shipped inverse model
    (data/models/inverse_tiny; degraded exact G-buffers when it is missing) in ``<data>/forward_real_64``; stage 1
    (shifters on real + synthetic, control dropped, backbone frozen) then stage 2 (backbone on both, shifters frozen,
    layer-aware freezing); the stage-2 model is exported to ``--out`` instead. ``--realiz3d-from DIR`` skips step 2
    and starts the two Realiz3D stages from the exported plain model in DIR (e.g. the shipped forward_tiny).
+5. Held-out evaluation (unless ``--skip-eval``): ``neural-render eval forward`` on ``<data>/synth_test_64_spp256``
+   (test env maps, 256-spp reference; made by scripts/make_synth_datasets.sh) with relighting under the next test
+   env map (``<data>/synth_test_64_spp256_env2``, rendered by the eval when missing) -> ``<out>/eval_heldout.json``.
 """
 
 from __future__ import annotations
@@ -102,6 +106,12 @@ def fit(configs: list[str], overrides: list[str], minutes: float, max_steps: int
             "configs": configs, "overrides": overrides}
 
 
+def pretrained_backbone(model: Path) -> list[str]:
+    """fit overrides that load the backbone of the exported forward model folder ``model`` (instead of a tiny init)."""
+    return ["--backbone.init_args.tiny", "false", "--backbone.init_args.config", "null", "--backbone.init_args.seed",
+            "null", "--backbone.init_args.pretrained_dir", str(model / "backbone")]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--minutes", type=float, default=50.0, help="CPU-time training budget in minutes (default 50)")
@@ -111,6 +121,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--realiz3d-minutes", type=float, default=0.0, help="stage 1 + stage 2 budget (default 0)")
     parser.add_argument("--real-clips", type=int, default=64)
+    parser.add_argument("--skip-eval", action="store_true", help="do not run the held-out evaluation")
+    parser.add_argument("--init-from", default=None,
+                        help="exported forward model whose backbone the plain stage fine-tunes (default: random init)")
     parser.add_argument("--realiz3d-from", default=None,
                         help="exported plain forward model to start the Realiz3D stages from (skips plain training)")
     args = parser.parse_args()
@@ -130,26 +143,35 @@ def main() -> int:
             parser.error("--realiz3d-from needs --realiz3d-minutes > 0 and an exported forward model folder")
         report["plain"] = {"from": str(base_model)}
     else:
+        init = []
+        if args.init_from:
+            init = pretrained_backbone(Path(args.init_from)) + ["--model.init_args.zero_init_output", "false"]
         report["plain"] = fit(["configs/trainer/cpu_smoke.yaml", "configs/data/synth_forward.yaml",
-                               "configs/task/forward.yaml"], data_override, args.minutes, args.max_steps,
+                               "configs/task/forward.yaml"], data_override + init, args.minutes, args.max_steps,
                               logs / "plain", out)
+        if args.init_from:
+            report["plain"]["init_from"] = args.init_from
     if args.realiz3d_minutes > 0:
         real = data / "forward_real_64"
         report["real_data"] = {"folder": str(real), "source": make_real_clips(train, real, args.real_clips)}
         stage1 = logs / "stage1_export"
         base = ["configs/trainer/cpu_smoke.yaml", "configs/data/synth_forward_real.yaml", "configs/task/forward.yaml"]
-        backbone = ["--backbone.init_args.tiny", "false", "--backbone.init_args.config", "null",
-                    "--backbone.init_args.seed", "null"]
         real_override = data_override + ["--data.init_args.real_roots", str(real)]
-        report["stage1"] = fit(base + ["configs/task/forward_stage1.yaml"], real_override + backbone + [
-            "--backbone.init_args.pretrained_dir", str(base_model / "backbone")], args.realiz3d_minutes / 2, args.max_steps,
-            logs / "stage1", stage1)
-        report["stage2"] = fit(base + ["configs/task/forward_stage2.yaml"], real_override + backbone + [
-            "--backbone.init_args.pretrained_dir", str(stage1 / "backbone"),
-            "--model.init_args.domain_shifter", json.dumps({"pretrained": str(stage1 / "domain_shifters")})],
+        report["stage1"] = fit(base + ["configs/task/forward_stage1.yaml"], real_override + pretrained_backbone(
+            base_model), args.realiz3d_minutes / 2, args.max_steps, logs / "stage1", stage1)
+        report["stage2"] = fit(base + ["configs/task/forward_stage2.yaml"], real_override + pretrained_backbone(
+            stage1) + ["--model.init_args.domain_shifter", json.dumps({"pretrained": str(stage1 / "domain_shifters")})],
             args.realiz3d_minutes / 2, args.max_steps, logs / "stage2", out)
     print(json.dumps(report, indent=1))
     (logs / "report.json").write_text(json.dumps(report, indent=1))
+    if not args.skip_eval:
+        heldout = data / "synth_test_64_spp256"
+        if not (heldout / "synth.json").is_file():
+            subprocess.run(["bash", str(ROOT / "scripts" / "make_synth_datasets.sh"), str(data)], check=True, cwd=ROOT)
+        cmd = [sys.executable, "-m", "neural_render", "eval", "forward", "--data", str(heldout), "--relight-data",
+               str(data / "synth_test_64_spp256_env2"), "--model", str(out), "--json", str(out / "eval_heldout.json")]
+        print("+", " ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True, cwd=ROOT)
     return 0
 
 

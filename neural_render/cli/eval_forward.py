@@ -48,23 +48,6 @@ def _scores(pred, target) -> tuple[float, float]:
     return float(psnr(a, b).mean()), float(ssim(a, b).mean())
 
 
-PIXEL_FILTER_SIGMA = 0.5
-
-
-def pixel_filter(video, sigma: float = PIXEL_FILTER_SIGMA):
-    """Gaussian blur (5 x 5 taps, replicate border) of a (B, T, 3, H, W) video: an approximate pixel filter."""
-    import torch
-    import torch.nn.functional as F
-
-    x = torch.arange(5, dtype=torch.float32) - 2.0
-    g = torch.exp(-x * x / (2.0 * sigma * sigma))
-    g = g / g.sum()
-    b, t, c, h, w = video.shape
-    flat = F.pad(video.reshape(b * t * c, 1, h, w), (2, 2, 2, 2), mode="replicate")
-    flat = F.conv2d(F.conv2d(flat, g.view(1, 1, 5, 1)), g.view(1, 1, 1, 5))
-    return flat.reshape(b, t, c, h, w)
-
-
 def make_relight_dataset(heldout, out, shift: int = 1) -> list:
     """Render the scenes of synth dataset ``heldout`` under another env map: clip i keeps its scene, camera, motion,
     frame seeds and env rotation; its env map becomes the one ``shift`` places later in the dataset's env list.
@@ -126,6 +109,7 @@ def run(args) -> int:
     from neural_render.data.clip_dataset import find_clips
     from neural_render.errors import NeuralRenderError
     from neural_render.io import read_clip, read_clip_envmap
+    from neural_render.render.pixel_filter import pixel_filter
     from neural_render.render.shade import prepare_ibl, shade
     from neural_render.types import GBuffer
 

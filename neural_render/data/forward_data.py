@@ -147,9 +147,11 @@ def prepare_forward_inputs(gbuffer: GBuffer, camera: Camera, env: EnvMap | None,
     return inputs
 
 
-def forward_condition(encode, inputs: dict, with_prior: bool) -> tuple[Tensor, Tensor]:
+def forward_condition(encode, inputs: dict, with_prior: bool, prior_filter_sigma: float = 0.0) -> tuple[Tensor, Tensor]:
     """(cond (B, T', Cc, h, w), prior latents (B, T', C, h, w)) from forward inputs; ``encode``: video (B, T, 3, H, W)
-    in [-1, 1] -> latents (B, T', C, h, w). Channel layout in the module doc; prior latents are zeros where absent."""
+    in [-1, 1] -> latents (B, T', C, h, w). Channel layout in the module doc; prior latents are zeros where absent.
+    prior_filter_sigma: pixels of the :func:`~neural_render.render.pixel_filter.pixel_filter` applied to the
+    split-sum prior (its G-buffer is point-sampled, the path-traced target integrates each pixel); 0 = none."""
     gb, present = inputs["gbuffer"], inputs["present"].float()
     latents, masks = [], []
     for i, name in enumerate(FORWARD_PASSES):
@@ -166,7 +168,11 @@ def forward_condition(encode, inputs: dict, with_prior: bool) -> tuple[Tensor, T
     prior = torch.zeros_like(latents[0])
     if with_prior:
         keep = inputs["prior_present"].float().to(prior).view(-1, 1, 1, 1, 1)
-        prior = encode(display_pack(inputs["prior"])) * keep
+        shaded = inputs["prior"]
+        if prior_filter_sigma:
+            from neural_render.render.pixel_filter import pixel_filter
+            shaded = pixel_filter(shaded, prior_filter_sigma)
+        prior = encode(display_pack(shaded)) * keep
         parts += [prior, keep.expand_as(masks[0])]
     return torch.cat(parts, dim=2), prior
 

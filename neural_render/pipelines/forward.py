@@ -39,7 +39,8 @@ SHIFTERS_FOLDER = "domain_shifters"
 @dataclass
 class ForwardOutput:
     """rgb: (B, T, 3, H, W) linear radiance in [0, 1] (display-referred model); latents: (B, T', C, h, w) sampled
-    (the residual when the model is residual); prior: (B, T, 3, H, W) split-sum render fed to the model, or None."""
+    (the residual when the model is residual); prior: (B, T, 3, H, W) split-sum render fed to the model (after the
+    model's pixel filter, forward_config ``prior_filter_sigma``), or None."""
 
     rgb: Tensor
     latents: Tensor
@@ -115,7 +116,8 @@ class ForwardPipeline(VideoDiffusionPipeline):
         gbuffer, camera = _pad(gbuffer, camera, self.spatial_step)
         inputs = prepare_forward_inputs(gbuffer, camera, env, with_prior, depth_scale=depth_scale)
         inputs = _to(inputs, self.device)
-        cond, prior_latents = forward_condition(self._encode, inputs, with_prior)
+        prior_filter_sigma = float(config.get("prior_filter_sigma", 0.0))
+        cond, prior_latents = forward_condition(self._encode, inputs, with_prior, prior_filter_sigma)
         latent_channels = self.backbone.latent_channels
         if cond.shape[2] != self.backbone.cond_channels:
             raise NeuralRenderError(f"condition has {cond.shape[2]} channels but the backbone takes "
@@ -144,6 +146,9 @@ class ForwardPipeline(VideoDiffusionPipeline):
         video = full if self.codec is None else self.codec.decode(full)
         rgb = display_unpack(video)[..., :h, :w].float().cpu()
         prior = inputs.get("prior")
+        if prior is not None and prior_filter_sigma:
+            from neural_render.render.pixel_filter import pixel_filter
+            prior = pixel_filter(prior, prior_filter_sigma)
         return ForwardOutput(rgb=rgb, latents=latents.cpu(),
                              prior=None if prior is None or inputs["prior_present"].sum() == 0
                              else prior[..., :h, :w].cpu())

@@ -50,6 +50,7 @@ class ForwardTask(DiffusionSystem):
     """DiffusionSystem for forward rendering (module docstring). Other args: :class:`DiffusionSystem`.
 
     with_prior: add the split-sum prior to the condition. residual: predict the correction of the prior.
+    prior_filter_sigma: pixel filter (pixels, 0 = none) on the split-sum prior (:func:`forward_condition`).
     window / overlap: latent frames per window at inference (stored in the exported pipeline; default: 8 / 4).
     zero_init_output: zero the backbone's output layer at construction (fresh residual model == its prior).
     """
@@ -57,7 +58,7 @@ class ForwardTask(DiffusionSystem):
     def __init__(self, *args, with_prior: bool = True, residual: bool = True, stage: str = "plain",
                  domain_shifter: dict | None = None, real_cond_dropout: float = 1.0, reassign_prob: float = 0.5,
                  reassign_blocks: int | None = None, frozen_blocks: int | None = None, window: int = 8,
-                 overlap: int = 4, zero_init_output: bool = False, **kwargs):
+                 overlap: int = 4, zero_init_output: bool = False, prior_filter_sigma: float = 0.0, **kwargs):
         if stage not in STAGES:
             raise NeuralRenderError(f"stage must be one of {STAGES}, got {stage!r}")
         if residual and not with_prior:
@@ -89,6 +90,10 @@ class ForwardTask(DiffusionSystem):
             raise NeuralRenderError(f"the forward task needs a backbone with cond_channels={want} for {latent} latent "
                                     f"channels (with_prior={with_prior}), got {self.backbone.cond_channels}")
         self.with_prior, self.residual, self.stage = bool(with_prior), bool(residual), stage
+        if not 0.0 <= float(prior_filter_sigma) <= 4.0 or (prior_filter_sigma and not with_prior):
+            raise NeuralRenderError(f"prior_filter_sigma must be in [0, 4] pixels and needs with_prior, "
+                                    f"got {prior_filter_sigma}")
+        self.prior_filter_sigma = float(prior_filter_sigma)
         blocks = self.domain_shifters.num_blocks if self.domain_shifters is not None else 0
         self.reassign_blocks = blocks // 2 if reassign_blocks is None else int(reassign_blocks)
         self.frozen_blocks = blocks // 2 if frozen_blocks is None else int(frozen_blocks)
@@ -128,7 +133,7 @@ class ForwardTask(DiffusionSystem):
                 inputs["prior_present"] = inputs["prior_present"] * k
         x0 = self.encode(display_pack(inputs["rgb"]))
         with torch.no_grad():
-            cond, prior = forward_condition(self.encode, inputs, self.with_prior)
+            cond, prior = forward_condition(self.encode, inputs, self.with_prior, self.prior_filter_sigma)
         if self.residual:
             x0 = x0 - prior
         self._set_domains(domain, real, training)
@@ -157,7 +162,8 @@ class ForwardTask(DiffusionSystem):
     # ------------------------------------------------------------------ export
     def forward_config(self) -> dict:
         """Settings the inference pipeline needs (stored as forward_config.json)."""
-        return {"with_prior": self.with_prior, "residual": self.residual, "window": self.window,
+        return {"with_prior": self.with_prior, "residual": self.residual, "prior_filter_sigma": self.prior_filter_sigma,
+                "window": self.window,
                 "overlap": self.overlap, "stage": self.stage, "info": {"global_step": int(self.global_step)}}
 
     def pipeline(self):

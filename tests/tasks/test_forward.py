@@ -94,8 +94,9 @@ def test_env_encodings_follow_rotation_and_camera_motion():
     assert (sky["ldr"] - env_encodings(env, cams, 16, 32)["ldr"]).abs().max() < 1e-4
 
 
-def test_zero_init_residual_model_renders_its_prior(clips):
-    model = task(zero_init_output=True)
+@pytest.mark.parametrize("sigma", [0.0, 0.5])
+def test_zero_init_residual_model_renders_its_prior(clips, sigma):
+    model = task(zero_init_output=True, prior_filter_sigma=sigma)
     ds = ForwardClipDataset(clips, num_frames=4, random=False)
     item = ds[0]
     pipe = model.pipeline()
@@ -105,7 +106,12 @@ def test_zero_init_residual_model_renders_its_prior(clips):
     out = pipe.render(clip.gbuffer, clip.camera, read_clip_envmap(ds.clips[0]))
     assert isinstance(clip.camera, Camera) and out.prior is not None
     assert (out.rgb - out.prior.clamp(0, 1)).abs().max() < 1e-5
-    assert torch.allclose(out.prior, item["prior"], atol=1e-5)
+    assert model.pipeline().forward_config["prior_filter_sigma"] == sigma
+    from neural_render.render.pixel_filter import pixel_filter
+    fed = pixel_filter(item["prior"], sigma) if sigma else item["prior"]
+    assert torch.allclose(out.prior, fed, atol=1e-5)
+    if sigma:  # the filter changed what the model saw (edges of the split-sum render are blurred)
+        assert (fed - item["prior"]).abs().max() > 1e-3
 
 
 def test_fit_lowers_the_loss(clips):
@@ -171,6 +177,9 @@ def test_bad_settings_are_rejected():
         task(stage="backbone", domain_shifter={"rank": 2})
     with pytest.raises(NeuralRenderError, match="stage"):
         task(stage="everything")
+    for bad in (-0.5, 10.0):
+        with pytest.raises(NeuralRenderError, match="prior_filter_sigma"):
+            task(prior_filter_sigma=bad)
     assert display_pack(torch.tensor([2.0])).item() == pytest.approx(1.0, abs=1e-6)
 
 
