@@ -160,3 +160,33 @@ def test_plain_video_needs_an_envmap(assets, tmp_path, capsys):
     assert code == 2
     assert "--envmap" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
+def test_eval_insert_scores_every_method_and_a_fresh_injection_equals_none(assets, tmp_path, capsys):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from neural_render.cli.eval_insert import ground_contact, load_item
+
+    root = Path(__file__).resolve().parents[1]
+    data = tmp_path / "insert_eval"
+    subprocess.run([sys.executable, str(root / "scripts" / "make_insert_eval_data.py"), "--out", str(data), "--clips",
+                    "1", "--size", "32x24", "--frames", str(T), "--spp", "2", "--min-pixels", "4"], check=True,
+                   cwd=root, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    clip = next((data / "scene").glob("clip_*"))
+    obj = load_item(data, clip)[4]
+    contact = ground_contact(obj)
+    assert contact[0] == obj.at[0] and contact[2] == obj.at[2] and abs(contact[1]) < 1e-4  # rests on the y = 0 ground
+    out = tmp_path / "eval.json"
+    code = main(["eval", "insert", "--data", str(data), "--model", str(assets["model"]), "--base-model",
+                 str(assets["model"]), "--gbuffers", "clip", "--json", str(out)])
+    assert code == 0, capsys.readouterr().err
+    result = json.loads(out.read_text())
+    summary = result["summary"]
+    assert len(result["clips"]) == 1 and result["skipped"] == []
+    for region in ("object", "around", "frame"):  # zero-initialised injection: identical to no injection
+        assert summary["injection"][region] == summary["no injection (same model)"][region]
+        assert np.isfinite(summary["classical paste"][region])
+    assert summary["input video (no object)"]["object"] < summary["classical paste"]["object"]

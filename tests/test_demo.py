@@ -168,7 +168,7 @@ def test_ground_disk_is_exact():
 
 def test_anchored_depth_scale_recovers_the_metric_scale_of_relative_depth():
     """Relative depth = metric / 5 on the analytic ground: a known ground point pins the scale back to ~5."""
-    from neural_render.demo.run import anchored_depth_scale
+    from neural_render.pipelines.insert import anchored_depth_scale
 
     cam = orbit_camera(4, 64, 48)
     g = ground_gbuffer(cam, (0.5, 0.5, 0.5), 0.8, 0.0, 2.0)

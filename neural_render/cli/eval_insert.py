@@ -95,6 +95,17 @@ def load_item(data, clip_dir):
     return scene, read_clip_envmap(clip_dir, scene.meta), truth.rgb, mask, obj, record
 
 
+def ground_contact(obj) -> list[float]:
+    """World point (3,) below the object's centre at the height of its lowest vertex (as placed in frame 0): where it
+    rests, since the data places every object on the ground."""
+    from neural_render.pipelines.insert import object_cache
+
+    mesh = next(iter(object_cache(obj, 1).entities.values())).mesh
+    m = mesh.to_world.reshape(-1, 4, 4)[0]
+    world = mesh.vertices.float() @ m[:3, :3].T + m[:3, 3]
+    return [float(obj.at[0]), float(world[:, 1].min()), float(obj.at[2])]
+
+
 def run(args) -> int:
     import json
     import math
@@ -107,6 +118,7 @@ def run(args) -> int:
     from neural_render.errors import NeuralRenderError
     from neural_render.pipelines.insert import (
         CacheForwardPipeline,
+        anchored_depth_scale,
         insert_object,
         naive_composite,
     )
@@ -126,17 +138,25 @@ def run(args) -> int:
     inverse = load_model(args.inverse_model, device) if args.gbuffers == "inverse" else None
     methods = ["injection", "no injection (same model)", "base model", "injection, full", "no injection, full",
                "base model, full", "classical paste", "input video (no object)"]
-    per_clip = []
+    per_clip, skipped = [], []
     for clip_dir in clips:
         scene, env, truth, mask, obj, record = load_item(data, clip_dir)
         scale = float(scene.meta.depth_scale)
         if inverse is not None:
             gbuffer = inverse(scene.rgb, seed=args.seed, progress=False).gbuffer
+            # estimated depth is relative: pin it to metres at the object's ground contact (as a user placing the
+            # object on a surface would); the clip's true depth scale only when that point is never in view
+            scale = anchored_depth_scale(scene.camera, gbuffer.depth, ground_contact(obj)) or scale
         else:
             gbuffer = scene.gbuffer.replace(depth=scene.gbuffer.depth / scale)
         options = {"depth_scale": scale, "seed": args.seed, "domain": args.domain}
-        inj = insert_object(model, scene.rgb, scene.camera, env, obj, gbuffer, inject=True, strength=args.strength,
-                            **options)
+        try:
+            inj = insert_object(model, scene.rgb, scene.camera, env, obj, gbuffer, inject=True,
+                                strength=args.strength, **options)
+        except NeuralRenderError as e:  # e.g. hidden behind the estimated scene depth in every frame
+            skipped.append({"clip": clip_dir.name, "reason": str(e)})
+            print(f"{clip_dir.name}: skipped ({e})", flush=True)
+            continue
         plain = insert_object(model, scene.rgb, scene.camera, env, obj, gbuffer, inject=False, **options)
         basic = insert_object(base, scene.rgb, scene.camera, env, obj, gbuffer, inject=False, **options)
         naive = naive_composite(scene.rgb, inj.gbuffer, scene.camera, env, inj.object_mask)
@@ -156,8 +176,10 @@ def run(args) -> int:
         return sum(values) / len(values) if values else float("nan")
 
     summary = {m: {r: mean(m, r) for r in REGIONS} for m in methods}
-    print(f"\ninsertion PSNR (dB, display sRGB) over {len(per_clip)} clips, G-buffers: {args.gbuffers}, "
-          f"model {folder}")
+    if not per_clip:
+        raise NeuralRenderError(f"no clip could be evaluated: {skipped}", data)
+    print(f"\ninsertion PSNR (dB, display sRGB) over {len(per_clip)} clips ({len(skipped)} skipped), G-buffers: "
+          f"{args.gbuffers}, model {folder}")
     print(f"{'method':28s}" + "".join(f"{r:>10s}" for r in REGIONS))
     for m in methods:
         print(f"{m:28s}" + "".join(f"{summary[m][r]:10.2f}" for r in REGIONS))
@@ -165,7 +187,8 @@ def run(args) -> int:
         from neural_render.io.atomic import atomic_path
 
         result = {"data": str(data), "model": str(folder), "base_model": str(base_folder), "gbuffers": args.gbuffers,
-                  "ring": args.ring, "strength": args.strength, "summary": summary, "clips": per_clip}
+                  "ring": args.ring, "strength": args.strength, "summary": summary, "clips": per_clip,
+                  "skipped": skipped}
         with atomic_path(args.json) as tmp:
             Path(tmp).write_text(json.dumps(result, indent=1) + "\n")
     return 0

@@ -178,6 +178,32 @@ def object_cache(obj: InsertedObject, num_frames: int) -> Cache3D:
     return cache
 
 
+def anchored_depth_scale(camera: Camera, depth: Tensor, point) -> float | None:
+    """Metres per unit of estimated RELATIVE depth, anchored at a known world point (e.g. where the object rests).
+
+    camera: the clip's Camera (B=1, T frames); depth: (1, T, 1, H, W) estimated relative depth; point: (3,) world
+    metres. Per frame: the point's true planar depth / the estimated depth (median of 3 x 3 pixels) where it
+    projects; the median over frames where it is in view with depth > 0.02. None when no frame qualifies.
+    """
+    c2w = camera.camera_to_world[0].float()  # (T, 4, 4)
+    fx, fy, cx, cy = camera.intrinsics[0].tolist()
+    h, w = camera.height, camera.width
+    local = torch.einsum("tji,tj->ti", c2w[:, :3, :3], torch.as_tensor(point, dtype=torch.float32)[None] - c2w[:, :3, 3])
+    ratios = []
+    for t in range(local.shape[0]):
+        z = -float(local[t, 2])
+        if z <= 1e-3:
+            continue
+        u = round(fx * float(local[t, 0]) / z + cx - 0.5)
+        v = round(cy - fy * float(local[t, 1]) / z - 0.5)
+        if not (1 <= u < w - 1 and 1 <= v < h - 1):
+            continue
+        est = float(depth[0, t, 0, v - 1:v + 2, u - 1:u + 2].median())
+        if est > 0.02:
+            ratios.append(z / est)
+    return float(torch.tensor(ratios).median()) if ratios else None
+
+
 def metric_scene_gbuffer(scene: GBuffer, depth_scale: float) -> GBuffer:
     """Relative depth (1 = farthest visible surface) -> scene units; mask derived from depth when absent."""
     if scene.depth is None:

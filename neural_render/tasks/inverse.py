@@ -16,6 +16,11 @@ Batches (:mod:`neural_render.data.inverse_data`): ``rgb`` (B, T, 3, H, W) linear
 * loss mask: passes in ``masked_passes`` (undefined on background: basecolor, normal, roughness, metallic) are weighted
   by the ``mask`` pass max-pooled to latent cells (:func:`latent_mask`); depth (background = 0 = no surface) and mask
   are trained on every pixel, so predicted depth carries the foreground mask at inference.
+* ``basecolor_target``: ``"absolute"`` (the G-buffer's albedo) or ``"input_level"``: the albedo times the per-clip,
+  per-channel least-squares scale that best maps it onto the (clamped, linear) input video. Albedo is only defined
+  up to such a scale from a video whose lighting level and white balance are unknown (the scale-invariant metric
+  says the same); matching it to the input removes that unpredictable global part from the target, so the network
+  learns the spatial part: shading, shadows, highlights, noise. Predicted basecolor then has the input's level.
 * ``pass_loss_weights``: optional per-pass factors on that loss (e.g. ``{basecolor: 3}``: the albedo correction is a
   small residual whose error the normal and depth blocks would otherwise dominate); missing passes weigh 1.
 
@@ -65,12 +70,27 @@ def latent_mask(mask: Tensor, latent_frames: int, height: int, width: int) -> Te
     return y.transpose(1, 2)
 
 
+#: basecolor training targets (module doc)
+BASECOLOR_TARGETS = ("absolute", "input_level")
+
+
+def input_level_albedo(albedo: Tensor, rgb: Tensor, mask: Tensor | None = None) -> Tensor:
+    """albedo (B, T, 3, H, W) times the per-clip, per-channel least-squares scale s minimising |s albedo - rgb|^2 over
+    valid pixels (rgb: linear radiance, clamped to [0, 1] like the model's input; mask (B, T, 1, H, W) or None).
+    Clips with no valid or all-black albedo keep scale 1."""
+    from neural_render.metrics.gbuffer import least_squares_scale
+
+    scale = least_squares_scale(albedo.float(), rgb.float().clamp(0.0, 1.0), mask)
+    return albedo * torch.where(scale > 0, scale, torch.ones_like(scale))
+
+
 class InverseTask(DiffusionSystem):
     """DiffusionSystem for video -> G-buffers (module doc).
 
     mode: "per_pass" | "joint". passes: predicted passes in order (joint: the channel blocks' order).
     masked_passes: passes whose loss is restricted to valid pixels. skip_passes: passes predicted relative to the
-    input latent (module doc). pass_loss_weights: {pass: factor > 0} on the loss (module doc). zero_init_output: zero
+    input latent (module doc). pass_loss_weights: {pass: factor > 0} on the loss (module doc). basecolor_target:
+    "absolute" | "input_level" (module doc). zero_init_output: zero
     the backbone's output layer at construction. mask_threshold / processing_size / num_steps: stored in exported
     pipelines (inference defaults). Other args: :class:`DiffusionSystem`.
     """
@@ -79,7 +99,8 @@ class InverseTask(DiffusionSystem):
                  masked_passes: list[str] | tuple[str, ...] = MASKED_PASSES,
                  mask_threshold: float = DEFAULT_MASK_THRESHOLD, processing_size: int | list[int] | None = None,
                  num_steps: int | None = None, skip_passes: list[str] | tuple[str, ...] = (),
-                 zero_init_output: bool = False, pass_loss_weights: dict[str, float] | None = None, **kwargs):
+                 zero_init_output: bool = False, pass_loss_weights: dict[str, float] | None = None,
+                 basecolor_target: str = "absolute", **kwargs):
         if zero_init_output:  # before the EMA copies the weights: a fresh model predicts x0 = 0
             zero_output_layer(kwargs.get("backbone", args[0] if args else None))
         super().__init__(*args, **kwargs)
@@ -98,6 +119,9 @@ class InverseTask(DiffusionSystem):
         if bad:
             raise NeuralRenderError(f"pass_loss_weights must map passes of {passes} to finite factors > 0, got {bad}")
         self.pass_loss_weights = weights
+        if basecolor_target not in BASECOLOR_TARGETS:
+            raise NeuralRenderError(f"basecolor_target must be one of {BASECOLOR_TARGETS}, got {basecolor_target!r}")
+        self.basecolor_target = basecolor_target
         self._pass_draw = (-1, 0)  # (global step, draws within it) of the last training pass choice
         self._loaded_step = 0  # global step of a checkpoint loaded outside a Trainer (exported as training info)
         self.pipeline()  # validates codec / backbone / pass embedding against the mode (NeuralRenderError)
@@ -152,6 +176,8 @@ class InverseTask(DiffusionSystem):
         if "depth" in self.passes:
             depth_scale = depth_scale_of(passes["depth"], passes.get("mask"))
         mask = passes.get("mask")
+        if self.basecolor_target == "input_level" and "basecolor" in self.passes:
+            passes = dict(passes, basecolor=input_level_albedo(passes["basecolor"], rgb, mask))
         lat_mask = None
         if mask is not None and any(p in self.masked_passes for p in self.passes):
             lat_mask = latent_mask(mask, cond.shape[1], cond.shape[3], cond.shape[4])  # (B, T', 1, h, w)

@@ -12,7 +12,7 @@ from neural_render.pipelines.inverse import (
     rgb_to_model,
 )
 from neural_render.tasks.base import make_backbone
-from neural_render.tasks.inverse import InverseTask, latent_mask
+from neural_render.tasks.inverse import InverseTask, input_level_albedo, latent_mask
 from neural_render.types import GBuffer
 from neural_render.types.gbuffer import PREDICTED_PASSES, depth_scale_of, pack_pass
 
@@ -115,6 +115,23 @@ def test_pass_loss_weights_scale_each_pass_block_of_the_loss_mask():
     for bad in ({"sky": 2.0}, {"normal": 0.0}, {"normal": float("inf")}):
         with pytest.raises(NeuralRenderError, match="pass_loss_weights"):
             task("joint", pass_loss_weights=bad)
+
+
+def test_input_level_basecolor_target_is_the_albedo_rescaled_onto_the_input():
+    batch = demo_batch()
+    g = batch["gbuffer"]
+    scale = torch.tensor([0.5, 0.8, 0.3]).view(1, 1, 3, 1, 1)
+    lit = g.basecolor * scale * g.mask  # a clip lit by a uniform, tinted light: albedo x per-channel scale
+    assert torch.allclose(input_level_albedo(g.basecolor, lit, g.mask), g.basecolor * scale, atol=1e-5)
+    black = torch.zeros_like(g.basecolor)  # no albedo signal: scale 1, nothing changes
+    assert torch.equal(input_level_albedo(black, lit, g.mask), black)
+    system = task("joint", basecolor_target="input_level")
+    x0 = system.make_batch(batch)[0]
+    expect = CODEC.encode(pack_pass("basecolor", input_level_albedo(g.basecolor, batch["rgb"], g.mask)))
+    assert torch.equal(x0[:, :, :12], expect)
+    assert not torch.equal(x0[:, :, :12], task("joint").make_batch(batch)[0][:, :, :12])
+    with pytest.raises(NeuralRenderError, match="basecolor_target"):
+        task("joint", basecolor_target="relative")
 
 
 def test_skip_passes_are_targets_relative_to_the_input_and_the_pipeline_adds_it_back(tmp_path):
