@@ -90,9 +90,9 @@ class InverseTask(DiffusionSystem):
     mode: "per_pass" | "joint". passes: predicted passes in order (joint: the channel blocks' order).
     masked_passes: passes whose loss is restricted to valid pixels. skip_passes: passes predicted relative to the
     input latent (module doc). pass_loss_weights: {pass: factor > 0} on the loss (module doc). basecolor_target:
-    "absolute" | "input_level" (module doc). zero_init_output: zero
-    the backbone's output layer at construction. mask_threshold / processing_size / num_steps: stored in exported
-    pipelines (inference defaults). Other args: :class:`DiffusionSystem`.
+    "absolute" | "input_level" (module doc). zero_init_output: zero the backbone's output layer at construction.
+    mask_threshold / processing_size / num_steps: stored in exported pipelines (inference defaults). Other args:
+    :class:`DiffusionSystem`.
     """
 
     def __init__(self, *args, mode: str = "per_pass", passes: list[str] | tuple[str, ...] = PREDICTED_PASSES,
