@@ -128,6 +128,7 @@ def main() -> int:
     parser.add_argument("--realiz3d-stages", type=int, choices=(1, 2), default=2,
                         help="export after Realiz3D stage 1 or stage 2 (default 2)")
     parser.add_argument("--skip-eval", action="store_true", help="do not run the held-out evaluation")
+    parser.add_argument("--lr", type=float, default=None, help="learning rate of the plain stage (default: config's)")
     parser.add_argument("--init-from", default=None,
                         help="exported forward model whose backbone the plain stage fine-tunes (default: random init)")
     parser.add_argument("--realiz3d-from", default=None,
@@ -149,9 +150,9 @@ def main() -> int:
             parser.error("--realiz3d-from needs --realiz3d-minutes > 0 and an exported forward model folder")
         report["plain"] = {"from": str(base_model)}
     else:
-        init = []
+        init = [] if args.lr is None else ["--model.init_args.lr", str(args.lr)]
         if args.init_from:
-            init = pretrained_backbone(Path(args.init_from)) + ["--model.init_args.zero_init_output", "false"]
+            init += pretrained_backbone(Path(args.init_from)) + ["--model.init_args.zero_init_output", "false"]
         report["plain"] = fit(["configs/trainer/cpu_smoke.yaml", "configs/data/synth_forward.yaml",
                                "configs/task/forward.yaml"], data_override + init, args.minutes, args.max_steps,
                               logs / "plain", out)
