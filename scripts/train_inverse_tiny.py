@@ -13,7 +13,9 @@
 3. Export of the EMA weights to ``--out`` (pipeline folder, safetensors) + ``train_stats.json`` (mean roughness and
    metallic of the training set: the baseline of the evaluation) + ``training.json`` (steps, times, command).
 4. ``neural-render eval inverse --data <data>/synth_test_64 --long-data <data>/synth_long_64 --model <out>
-   --window 16 --overlap 4 --json <out>/eval_heldout.json`` (the metrics file shipped beside the weights).
+   --window 16 --overlap 8 --json <out>/eval_heldout.json`` (the metrics file shipped beside the weights), and the
+   same on ``<data>/synth_test_64_spp256`` (the held-out scenes path-traced at 256 spp, inputs without Monte-Carlo
+   noise) -> ``<out>/eval_heldout_spp256.json`` when that set exists (scripts/make_synth_datasets.sh makes it).
 
 Threads: on a shared 2-core machine two torch threads per process are ~10x SLOWER than one when other processes
 compete for the cores (OpenMP barriers wait for descheduled threads), so ``--threads auto`` takes 2 only when the
@@ -119,10 +121,16 @@ def main() -> int:
             Path(tmp).write_text(json.dumps(payload, indent=1) + "\n")
     if not args.skip_eval:
         cmd = [sys.executable, "-m", "neural_render", "eval", "inverse", "--data", str(sets["test"]), "--long-data",
-               str(sets["long"]), "--model", str(out), "--window", "16", "--overlap", "4", "--threads", str(threads),
+               str(sets["long"]), "--model", str(out), "--window", "16", "--overlap", "8", "--threads", str(threads),
                "--json", str(out / "eval_heldout.json")]
         print(" ".join(cmd), flush=True)
         subprocess.run(cmd, check=True, cwd=ROOT)
+        clean = Path(args.data) / "synth_test_64_spp256"  # the same scenes path-traced at 256 spp (no MC noise)
+        if (clean / "synth.json").is_file():
+            cmd = [sys.executable, "-m", "neural_render", "eval", "inverse", "--data", str(clean), "--model", str(out),
+                   "--threads", str(threads), "--json", str(out / "eval_heldout_spp256.json")]
+            print(" ".join(cmd), flush=True)
+            subprocess.run(cmd, check=True, cwd=ROOT)
     return 0
 
 

@@ -1,6 +1,6 @@
 """``neural-render eval <what>``: evaluations registered in :data:`EVALUATIONS` (one module per sub-command).
 
-    neural-render eval inverse --data HELDOUT --model DIR [--long-data DIR] [--json out.json] [--window 16 --overlap 4]
+    neural-render eval inverse --data HELDOUT --model DIR [--long-data DIR] [--json out.json] [--window 16 --overlap 8]
 
 Each evaluation module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int`` and imports
 heavy libraries lazily (``--help`` stays fast). Later features add theirs (forward, insert, sim2real) here.

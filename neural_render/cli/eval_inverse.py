@@ -38,7 +38,7 @@ def add_arguments(parser) -> None:
                              "in the model folder)")
     parser.add_argument("--json", default=None, help="write all numbers to this JSON file")
     parser.add_argument("--window", type=int, default=16, help="frames per window (default 16)")
-    parser.add_argument("--overlap", type=int, default=4, help="frames shared by neighbouring windows (default 4)")
+    parser.add_argument("--overlap", type=int, default=8, help="frames shared by neighbouring windows (default 8)")
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-clips", type=int, default=None, help="evaluate the first N clips of --data only")

@@ -28,7 +28,7 @@ def add_model_arguments(parser) -> None:
                         help="passes to predict (default: all the model predicts); the mask is always added")
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
     parser.add_argument("--window", type=int, default=16, help="frames per temporal window (default 16)")
-    parser.add_argument("--overlap", type=int, default=4, help="frames shared by neighbouring windows (default 4)")
+    parser.add_argument("--overlap", type=int, default=8, help="frames shared by neighbouring windows (default 8)")
     parser.add_argument("--size", default=None,
                         help="processing size: N (longer side) or HxW (default: the model's, else the input size)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")

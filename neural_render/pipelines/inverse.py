@@ -274,7 +274,7 @@ class InverseRenderingPipeline(VideoDiffusionPipeline):
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
     def sample_latents(self, video: Tensor, passes: Sequence[str] | None = None, num_steps: int | None = None,
-                       processing_size=None, window: int = 16, overlap: int = 4,
+                       processing_size=None, window: int = 16, overlap: int = 8,
                        generator: torch.Generator | None = None, seed: int | None = 0, progress: bool = False,
                        guidance_scale: float = 1.0, mask: bool = True) -> tuple[dict[str, Tensor], _Plan]:
         """Denoised latents {pass: (B, T', C, h, w)} of the passes the request needs, and the plan."""
@@ -363,7 +363,7 @@ class InverseRenderingPipeline(VideoDiffusionPipeline):
 
     @torch.no_grad()
     def __call__(self, video: Tensor, passes: Sequence[str] | None = None, num_steps: int | None = None,
-                 processing_size=None, window: int = 16, overlap: int = 4, generator: torch.Generator | None = None,
+                 processing_size=None, window: int = 16, overlap: int = 8, generator: torch.Generator | None = None,
                  seed: int | None = 0, progress: bool = True, guidance_scale: float = 1.0, mask: bool = True,
                  depth_scale=None, return_latents: bool = False) -> InverseRenderingOutput:
         """Estimate G-buffers of ``video`` (B, T, 3, H, W) linear float32 (any T >= 1, H, W >= :attr:`stride`).
