@@ -187,9 +187,7 @@ class InverseTask(DiffusionSystem):
             masks = {}
             if lat_mask is not None or self.pass_loss_weights:
                 c = x0.shape[2] // len(self.passes)
-                ones = torch.ones_like(cond[:, :, :1]) if lat_mask is None else torch.ones_like(lat_mask)
-                blocks = [((lat_mask if lat_mask is not None and p in self.masked_passes else ones)
-                           * self.pass_loss_weights.get(p, 1.0)).expand(-1, -1, c, -1, -1) for p in self.passes]
+                blocks = [self._pass_loss_mask(p, lat_mask, cond).expand(-1, -1, c, -1, -1) for p in self.passes]
                 masks["loss_mask"] = torch.cat(blocks, dim=2)
             return x0, cond, None, masks
         index = self._choose_passes(batch, b)
@@ -202,12 +200,15 @@ class InverseTask(DiffusionSystem):
         context = self.embed_context(self.pass_embedding.ids(names, device=self.device))
         masks = {}
         if lat_mask is not None or self.pass_loss_weights:
-            ones = torch.ones_like(cond[:, :, :1]) if lat_mask is None else torch.ones_like(lat_mask)
-            use = torch.tensor([n in self.masked_passes and lat_mask is not None for n in names],
-                               device=ones.device).view(-1, 1, 1, 1, 1)
-            factor = torch.tensor([self.pass_loss_weights.get(n, 1.0) for n in names], device=ones.device)
-            masks["loss_mask"] = torch.where(use, ones if lat_mask is None else lat_mask, ones) * factor.view(-1, 1, 1, 1, 1)
+            masks["loss_mask"] = torch.cat([self._pass_loss_mask(n, lat_mask, cond)[i:i + 1]
+                                            for i, n in enumerate(names)])
         return x0, cond, context, masks
+
+    def _pass_loss_mask(self, name: str, lat_mask: Tensor | None, cond: Tensor) -> Tensor:
+        """Loss weights (B, T', 1, h, w) of pass ``name``: the latent mask for masked passes (ones otherwise, or
+        without a mask pass) times the pass's loss weight."""
+        base = lat_mask if lat_mask is not None and name in self.masked_passes else torch.ones_like(cond[:, :, :1])
+        return base * self.pass_loss_weights.get(name, 1.0)
 
     # ------------------------------------------------------------------ hooks
     def on_load_checkpoint(self, checkpoint: dict) -> None:
