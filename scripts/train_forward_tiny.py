@@ -172,8 +172,10 @@ def main() -> int:
                 args.realiz3d_minutes / 2, args.max_steps, logs / "stage2", out)
     print(json.dumps(report, indent=1))
     (logs / "report.json").write_text(json.dumps(report, indent=1))
-    with open(out / "training.json", "w") as f:  # beside the exported weights: how they were made
-        json.dump(dict(report, argv=sys.argv[1:]), f, indent=1)
+    from neural_render.io.atomic import atomic_path
+
+    with atomic_path(out / "training.json") as tmp:  # beside the exported weights: how they were made
+        Path(tmp).write_text(json.dumps(dict(report, argv=sys.argv[1:]), indent=1) + "\n")
     if not args.skip_eval:
         heldout = data / "synth_test_64_spp256"
         if not (heldout / "synth.json").is_file():
