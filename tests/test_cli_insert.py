@@ -168,7 +168,8 @@ def test_eval_insert_scores_every_method_and_a_fresh_injection_equals_none(asset
     import sys
     from pathlib import Path
 
-    from neural_render.cli.eval_insert import ground_contact, load_item
+    from neural_render.cli.eval_insert import load_item
+    from neural_render.pipelines.insert import ground_contact
 
     root = Path(__file__).resolve().parents[1]
     data = tmp_path / "insert_eval"

@@ -95,17 +95,6 @@ def load_item(data, clip_dir):
     return scene, read_clip_envmap(clip_dir, scene.meta), truth.rgb, mask, obj, record
 
 
-def ground_contact(obj) -> list[float]:
-    """World point (3,) below the object's centre at the height of its lowest vertex (as placed in frame 0): where it
-    rests, since the data places every object on the ground."""
-    from neural_render.pipelines.insert import object_cache
-
-    mesh = next(iter(object_cache(obj, 1).entities.values())).mesh
-    m = mesh.to_world.reshape(-1, 4, 4)[0]
-    world = mesh.vertices.float() @ m[:3, :3].T + m[:3, 3]
-    return [float(obj.at[0]), float(world[:, 1].min()), float(obj.at[2])]
-
-
 def run(args) -> int:
     import json
     import math
@@ -119,6 +108,7 @@ def run(args) -> int:
     from neural_render.pipelines.insert import (
         CacheForwardPipeline,
         anchored_depth_scale,
+        ground_contact,
         insert_object,
         naive_composite,
     )

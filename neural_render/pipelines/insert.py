@@ -204,6 +204,15 @@ def anchored_depth_scale(camera: Camera, depth: Tensor, point) -> float | None:
     return float(torch.tensor(ratios).median()) if ratios else None
 
 
+def ground_contact(obj: InsertedObject) -> list[float]:
+    """World point (3,) below the object's centre at the height of its lowest vertex (as placed in frame 0): where an
+    object standing on a horizontal ground touches it (the anchor of :func:`anchored_depth_scale`)."""
+    mesh = next(iter(object_cache(obj, 1).entities.values())).mesh
+    m = mesh.to_world.reshape(-1, 4, 4)[0]
+    world = mesh.vertices.float() @ m[:3, :3].T + m[:3, 3]
+    return [float(obj.at[0]), float(world[:, 1].min()), float(obj.at[2])]
+
+
 def metric_scene_gbuffer(scene: GBuffer, depth_scale: float) -> GBuffer:
     """Relative depth (1 = farthest visible surface) -> scene units; mask derived from depth when absent."""
     if scene.depth is None:
