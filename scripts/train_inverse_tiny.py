@@ -4,8 +4,8 @@
     python scripts/train_inverse_tiny.py [--max-steps 4000] [--max-minutes 60] [--threads auto]
                                          [--data data_cache] [--out data/models/inverse_tiny]
 
-1. Data (``scripts/make_synth_datasets.sh <data>`` when missing): ``<data>/synth_train_64`` (TRAIN env maps only) is
-   trained on; ``<data>/synth_test_64`` (TEST env maps, unseen seeds) and ``<data>/synth_long_64`` (64-frame clips)
+1. Data (``scripts/make_synth_datasets.sh <data>`` when missing): ``<data>/synth_train_64`` (TRAIN env maps only)
+   and, unless ``--no-sky``, ``<data>/synth_train_64_sky`` (procedural skies: lighting variety) are trained on; ``<data>/synth_test_64`` (TEST env maps, unseen seeds) and ``<data>/synth_long_64`` (64-frame clips)
    are only read by the evaluation in step 4.
 2. ``neural-render fit`` (its LightningCLI, in this process) with configs/trainer/cpu_train.yaml +
    configs/experiment/inverse_tiny.yaml, ``--trainer.max_steps`` and a wall-clock cap ``--trainer.max_time``;
@@ -38,6 +38,7 @@ CONFIGS = ["configs/trainer/cpu_train.yaml", "configs/experiment/inverse_tiny.ya
 
 def ensure_data(data: Path) -> dict[str, Path]:
     sets = {name: data / f"synth_{name}_64" for name in ("train", "test", "long")}
+    sets["sky"] = data / "synth_train_64_sky"
     if not all((p / "synth.json").is_file() for p in sets.values()):
         print(f"datasets missing: running scripts/make_synth_datasets.sh {data}", flush=True)
         subprocess.run(["bash", str(ROOT / "scripts" / "make_synth_datasets.sh"), str(data)], check=True, cwd=ROOT)
@@ -81,6 +82,7 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "data" / "models" / "inverse_tiny"))
     parser.add_argument("--logs", default=str(ROOT / "out" / "inverse_tiny"))
     parser.add_argument("--skip-eval", action="store_true")
+    parser.add_argument("--no-sky", action="store_true", help="train on the env-map scenes only (no procedural skies)")
     parser.add_argument("--extra-config", action="append", default=[],
                         help="further config composed after the experiment's (e.g. its per-pass variant)")
     args = parser.parse_args()
@@ -97,9 +99,10 @@ def main() -> int:
     from neural_render.cli.fit import build_cli
     from neural_render.io.atomic import atomic_path
 
+    train_dirs = [str(sets["train"])] + ([] if args.no_sky else [str(sets["sky"])])
     hms = time.strftime("%H:%M:%S", time.gmtime(int(args.max_minutes * 60)))
     argv = [a for c in CONFIGS + args.extra_config for a in ("--config", str(ROOT / c))] + [
-        "--data.init_args.train_dir", str(sets["train"]), "--trainer.max_steps", str(args.max_steps),
+        "--data.init_args.train_dir", json.dumps(train_dirs), "--trainer.max_steps", str(args.max_steps),
         "--trainer.max_time", f"00:{hms}", "--trainer.default_root_dir", args.logs]
     print("neural-render fit " + " ".join(argv), flush=True)
     cli = build_cli(argv)
@@ -112,9 +115,9 @@ def main() -> int:
     print(f"trained {steps} steps in {seconds / 60:.1f} min wall ({cpu / 60:.1f} min CPU, {threads} thread(s)); "
           f"stopped by {stopped}", flush=True)
     cli.model.export(out)
-    stats = compute_train_stats(sets["train"])
+    stats = compute_train_stats(train_dirs)
     training = {"steps": steps, "stopped_by": stopped, "wall_seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1),
-                "threads": threads, "fit_argv": argv, "train_data": str(sets["train"]),
+                "threads": threads, "fit_argv": argv, "train_data": train_dirs,
                 "log_dir": str(cli.trainer.log_dir)}
     for name, payload in ((TRAIN_STATS, stats), ("training.json", training)):
         with atomic_path(out / name) as tmp:

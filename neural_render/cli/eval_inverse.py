@@ -45,14 +45,16 @@ def add_arguments(parser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
 
 
-def compute_train_stats(train_dir: str | os.PathLike) -> dict:
-    """Mean roughness and metallic over the foreground pixels of every frame of every clip under ``train_dir``."""
+def compute_train_stats(train_dir: str | os.PathLike | list) -> dict:
+    """Mean roughness and metallic over the foreground pixels of every frame of every clip under ``train_dir`` (one
+    folder or a list of folders, as the training data module takes them)."""
 
     from neural_render.data.clip_dataset import find_clips
     from neural_render.errors import NeuralRenderError
     from neural_render.io.clip import read_clip
 
-    clips = find_clips(train_dir)
+    dirs = [train_dir] if isinstance(train_dir, (str, os.PathLike)) else list(train_dir)
+    clips = [clip for d in dirs for clip in find_clips(d)]
     if not clips:
         raise NeuralRenderError("no clip folders found", train_dir)
     sums, count = {"roughness": 0.0, "metallic": 0.0}, 0
@@ -65,7 +67,7 @@ def compute_train_stats(train_dir: str | os.PathLike) -> dict:
     if count == 0:
         raise NeuralRenderError("training clips have no foreground pixel", train_dir)
     return {"roughness_mean": sums["roughness"] / count, "metallic_mean": sums["metallic"] / count,
-            "pixels": count, "clips": len(clips), "source": str(train_dir)}
+            "pixels": count, "clips": len(clips), "source": ", ".join(str(d) for d in dirs)}
 
 
 def _train_stats(args, model: Path) -> dict | None:

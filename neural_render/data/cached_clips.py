@@ -142,19 +142,25 @@ class CachedClipDataset(Dataset):
 class CachedInverseDataModule(pl.LightningDataModule):
     """Training batches for the inverse task from a packed dataset (module doc); no validation set.
 
-    train_dir: synth dataset folder; cache: packed file (default ``<train_dir>/.packed_inverse.safetensors``);
-    num_frames, crop ([h, w] or int), hflip, exposure_std, white_balance_std, batch_size, samples_per_clip, seed: as
+    train_dir: synth dataset folder, or a list of them (e.g. env-map scenes + procedural-sky scenes; each is packed
+    into its own default cache and the clips are concatenated: all must have the same size and length); cache:
+    packed file of a single folder (default ``<train_dir>/.packed_inverse.safetensors``); num_frames, crop ([h, w] or int), hflip, exposure_std, white_balance_std, batch_size, samples_per_clip, seed: as
     above; passes: packed passes.
     """
 
-    def __init__(self, train_dir: str, cache: str | None = None, num_frames: int = 8, crop=None, hflip: bool = True,
+    def __init__(self, train_dir: str | list[str], cache: str | None = None, num_frames: int = 8, crop=None,
+                 hflip: bool = True,
                  batch_size: int = 4, samples_per_clip: int = 1, seed: int = 0, passes=DEFAULT_PASSES,
                  exposure_std: float = 0.0, white_balance_std: float = 0.0):
         super().__init__()
         if batch_size < 1 or samples_per_clip < 1:
             raise NeuralRenderError(f"batch_size and samples_per_clip must be >= 1, got {batch_size}, {samples_per_clip}")
-        self.train_dir = train_dir
-        self.cache = cache or str(Path(train_dir) / ".packed_inverse.safetensors")
+        dirs = [str(train_dir)] if isinstance(train_dir, (str, os.PathLike)) else [str(d) for d in train_dir]
+        if not dirs or (cache is not None and len(dirs) > 1):
+            raise NeuralRenderError(f"train_dir must name one folder or a non-empty list (cache only with one), got "
+                                    f"{train_dir!r}")
+        self.train_dirs = dirs
+        self.caches = [cache] if cache else [str(Path(d) / ".packed_inverse.safetensors") for d in dirs]
         self.num_frames, self.hflip, self.batch_size = int(num_frames), bool(hflip), int(batch_size)
         self.crop = None if crop is None else (int(crop), int(crop)) if isinstance(crop, int) else tuple(int(c) for c in crop)
         self.samples_per_clip, self.seed, self.passes = int(samples_per_clip), int(seed), [str(p) for p in passes]
@@ -168,9 +174,12 @@ class CachedInverseDataModule(pl.LightningDataModule):
 
         from neural_render.data.clip_dataset import find_clips
 
-        path = pack_clips(self.train_dir, self.cache, self.passes)
-        tensors = load_file(str(path))
-        names = [str(c) for c in find_clips(self.train_dir)]
+        parts = [load_file(str(pack_clips(d, c, self.passes))) for d, c in zip(self.train_dirs, self.caches)]
+        shapes = {tuple(part["rgb"].shape[1:]) for part in parts}
+        if len(shapes) > 1:
+            raise NeuralRenderError(f"train folders {self.train_dirs} hold clips of different sizes/lengths {shapes}")
+        tensors = {k: torch.cat([part[k] for part in parts]) for k in parts[0]}
+        names = [str(c) for d in self.train_dirs for c in find_clips(d)]
         self.train_set = CachedClipDataset(tensors, names, self.num_frames, self.crop, self.hflip, self.seed,
                                            self.samples_per_clip, self.exposure_std, self.white_balance_std)
 

@@ -128,3 +128,23 @@ def test_bad_inputs(tmp_path, dataset):
     write_clip(root / "clip_000009", _clip(3, h=10), preview_mp4=False)
     with pytest.raises(NeuralRenderError):
         pack_clips(root, tmp_path / "y.safetensors")
+
+
+def test_several_train_folders_are_concatenated(dataset, tmp_path):
+    root, clips = dataset
+    other = tmp_path / "sky"
+    extra = [_clip(20 + i) for i in range(2)]
+    for i, clip in enumerate(extra):
+        write_clip(other / f"clip_{i:06d}", clip, preview_mp4=False)
+    dm = CachedInverseDataModule([str(root), str(other)], num_frames=5, hflip=False, batch_size=2)
+    dm.setup("fit")
+    ds = dm.train_set
+    assert len(ds) == 5 and (other / ".packed_inverse.safetensors").is_file()
+    for index, clip in enumerate(clips + extra):      # folder order, then clip order
+        assert torch.allclose(ds[index]["rgb"][0], clip.rgb[0].half().float())
+    small = tmp_path / "small"
+    write_clip(small / "clip_000000", _clip(30, h=4), preview_mp4=False)
+    with pytest.raises(NeuralRenderError, match="different sizes"):
+        CachedInverseDataModule([str(root), str(small)]).setup("fit")
+    with pytest.raises(NeuralRenderError, match="cache only with one"):
+        CachedInverseDataModule([str(root), str(other)], cache=str(tmp_path / "x.safetensors"))
