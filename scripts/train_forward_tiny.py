@@ -8,8 +8,10 @@
    the folder is missing; the held-out set uses the test env maps and is never read by this script).
 2. ``neural-render fit`` with configs/trainer/cpu_smoke.yaml + configs/data/synth_forward.yaml +
    configs/task/forward.yaml, stopped after ``--minutes`` of CPU time of this process (the machine may be shared) or
-   ``--max-steps`` (4 hours of wall clock at most); logs in out/forward_tiny. ``--init-from DIR`` fine-tunes the
-   backbone of an exported forward model (e.g. a previous forward_tiny) instead of starting from random weights.
+   ``--max-steps`` (4 hours of wall clock at most); logs in ``--log-dir`` (default out/forward_tiny).
+   ``--init-from DIR`` fine-tunes the backbone of an exported forward model (e.g. a previous forward_tiny) instead of
+   starting from random weights; that model's own training.json is kept under "init_from_training", so the whole
+   chain of runs behind the exported weights stays on record.
 3. Export (EMA weights) to ``--out`` (pipeline folder, safetensors).
 4. Optional Realiz3D (``--realiz3d-minutes`` > 0): "real" clips = train clips relabelled by the shipped inverse model
    (data/models/inverse_tiny; degraded exact G-buffers when it is missing) in ``<data>/forward_real_64``; stage 1
@@ -123,6 +125,8 @@ def main() -> int:
     parser.add_argument("--data", default=str(ROOT / "data_cache"))
     parser.add_argument("--out", default=str(ROOT / "data" / "models" / "forward_tiny"))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--log-dir", default=str(ROOT / "out" / "forward_tiny"),
+                        help="Lightning logs, report.json and the stage-1 export of a 2-stage run")
     parser.add_argument("--realiz3d-minutes", type=float, default=0.0, help="stage 1 + stage 2 budget (default 0)")
     parser.add_argument("--real-clips", type=int, default=64)
     parser.add_argument("--realiz3d-stages", type=int, choices=(1, 2), default=2,
@@ -140,7 +144,7 @@ def main() -> int:
     data = Path(args.data)
     train = ensure_train_data(data)
     out = Path(args.out)
-    logs = ROOT / "out" / "forward_tiny"
+    logs = Path(args.log_dir)
     data_override = ["--data.init_args.train_roots", str(train)]
     report = {"train_data": str(train)}
     base_model = out
@@ -151,6 +155,9 @@ def main() -> int:
         report["plain"] = {"from": str(base_model)}
     else:
         init = [] if args.lr is None else ["--model.init_args.lr", str(args.lr)]
+        # read before the fit: --out may be the --init-from folder, which the export replaces
+        record = Path(args.init_from or "") / "training.json"
+        previous = json.loads(record.read_text()) if args.init_from and record.is_file() else None
         if args.init_from:
             init += pretrained_backbone(Path(args.init_from)) + ["--model.init_args.zero_init_output", "false"]
         report["plain"] = fit(["configs/trainer/cpu_smoke.yaml", "configs/data/synth_forward.yaml",
@@ -158,6 +165,8 @@ def main() -> int:
                               logs / "plain", out)
         if args.init_from:
             report["plain"]["init_from"] = args.init_from
+            if previous is not None:
+                report["init_from_training"] = previous
     if args.realiz3d_minutes > 0:
         real = data / "forward_real_64"
         report["real_data"] = {"folder": str(real), "source": make_real_clips(train, real, args.real_clips)}
@@ -171,6 +180,7 @@ def main() -> int:
                 stage1) + ["--model.init_args.domain_shifter", json.dumps({"pretrained": str(stage1 / "domain_shifters")})],
                 args.realiz3d_minutes / 2, args.max_steps, logs / "stage2", out)
     print(json.dumps(report, indent=1))
+    logs.mkdir(parents=True, exist_ok=True)
     (logs / "report.json").write_text(json.dumps(report, indent=1))
     from neural_render.io.atomic import atomic_path
 
