@@ -18,6 +18,10 @@ the same scenes, seeds and env rotation rendered under the NEXT test env map of 
 and the classical shader fed with the inverse model's G-buffers under env2 are scored against the path-traced
 video under env2; the neural forward model on the exact G-buffers under env2 is printed as a reference.
 ``--json`` writes every per-clip number.
+
+Domain switch (models with Realiz3D domain shifters): each clip is also rendered with the OTHER domain embedding
+(e_real vs e_synthetic everywhere); the row "neural forward, other domain" scores it, and the mean / max absolute
+difference of the two renders (linear RGB) is printed: it is exactly 0 for untrained (zero-initialised) shifters.
 """
 
 from __future__ import annotations
@@ -130,19 +134,26 @@ def run(args) -> int:
             make_relight_dataset(args.data, args.relight_data)
         relight_clips = {c.name: c for c in find_clips(args.relight_data)}
     rows: dict[str, list] = {}
+    other_domain = "real" if args.domain == "synthetic" else "synthetic"
+    switch: list[tuple[float, float]] = []  # (mean, max) |render(domain) - render(other domain)| per clip
 
     def add(name, pred, target):
         rows.setdefault(name, []).append(_scores(pred, target))
 
-    def neural(gbuffer, camera, env):
+    def neural(gbuffer, camera, env, domain=args.domain):
         gen = torch.Generator().manual_seed(args.seed)
-        return pipe.render(gbuffer, camera, env, generator=gen, domain=args.domain).rgb
+        return pipe.render(gbuffer, camera, env, generator=gen, domain=domain).rgb
 
     for clip_dir in clips:
         clip = read_clip(clip_dir)
         env = read_clip_envmap(clip_dir, clip.meta)
         gb, cam, gt, ibl = clip.gbuffer, clip.camera, clip.rgb, prepare_ibl(env)
-        add("neural forward, all passes", neural(gb.replace(mask=None), cam, env), gt)
+        rendered = neural(gb.replace(mask=None), cam, env)
+        add("neural forward, all passes", rendered, gt)
+        if pipe.domain_shifters is not None:
+            other = neural(gb.replace(mask=None), cam, env, other_domain)
+            add(f"neural forward, all passes, e_{other_domain} everywhere", other, gt)
+            switch.append((float((other - rendered).abs().mean()), float((other - rendered).abs().max())))
         classical = shade(gb, cam, ibl)
         add("classical split-sum, exact G-buffers", classical, gt)
         add("classical split-sum + pixel filter (sigma 0.5 px)", pixel_filter(classical), gt)
@@ -174,11 +185,18 @@ def run(args) -> int:
     gap = means["neural forward, all passes"][0] - means["classical split-sum, exact G-buffers"][0]
     filtered = means["neural forward, all passes"][0] - means["classical split-sum + pixel filter (sigma 0.5 px)"][0]
     print(f"neural - classical: {gap:+.2f} dB (goal >= +2 dB); neural - pixel-filtered classical: {filtered:+.2f} dB")
+    domain_switch = None
+    if switch:
+        domain_switch = {"domains": [args.domain, other_domain], "mean_abs": sum(m for m, _ in switch) / len(switch),
+                         "max_abs": max(m for _, m in switch)}
+        print(f"domain switch e_{args.domain} -> e_{other_domain}: mean |difference| {domain_switch['mean_abs']:.3g}, "
+              f"max {domain_switch['max_abs']:.3g} (linear RGB; 0 for untrained shifters)")
     if args.json:
         from neural_render.io.atomic import atomic_path
 
         with atomic_path(args.json) as tmp:
             Path(tmp).write_text(json.dumps({"data": str(args.data), "clips": [c.name for c in clips],
-                                             "per_clip": rows, "mean": means, "neural_minus_classical_db": gap},
+                                             "per_clip": rows, "mean": means, "neural_minus_classical_db": gap,
+                                             "domain_switch": domain_switch},
                                             indent=1))
     return 0
