@@ -124,8 +124,8 @@ def test_eval_forward_measures_the_domain_switch(files, tmp_path, capsys, traine
     import json
 
     from neural_render.data.forward_data import forward_cond_channels
-    from neural_render.models.denoiser import Denoiser
     from neural_render.models.codec import PixelUnshuffleCodec
+    from neural_render.models.denoiser import Denoiser
     from neural_render.tasks.base import make_backbone
     from neural_render.tasks.forward import ForwardTask
 
