@@ -17,7 +17,8 @@
    (data/models/inverse_tiny; degraded exact G-buffers when it is missing) in ``<data>/forward_real_64``; stage 1
    (shifters on real + synthetic, control dropped, backbone frozen) then stage 2 (backbone on both, shifters frozen,
    layer-aware freezing); the stage-2 model is exported to ``--out`` instead. ``--realiz3d-from DIR`` skips step 2
-   and starts the two Realiz3D stages from the exported plain model in DIR (e.g. the shipped forward_tiny).
+   and starts the two Realiz3D stages from the exported plain model in DIR (e.g. the shipped forward_tiny); DIR's
+   training.json is kept under "plain_training".
    ``--realiz3d-stages 1`` exports the stage-1 model (trained shifters, plain backbone) instead: with "real" clips
    that are path-traced renders too, stage 2 (control dropped on them) cost 0.4 dB on the synthetic held-out set
    (measured: 26.77 vs 27.19 dB), so the shipped model stops after stage 1. Each stage gets half of
@@ -53,16 +54,30 @@ def make_real_clips(train: Path, real: Path, count: int) -> str:
 
     inverse = ROOT / "data" / "models" / "inverse_tiny"
     if (inverse / "model_index.json").is_file():
+        import hashlib
+        import shutil
         import tempfile
 
         from neural_render.data.clip_dataset import find_clips
+        from neural_render.io.atomic import atomic_path
+
+        # labels of another inverse model (or other settings) are never reused: autolabel resumes finished clips
+        weights = sorted(inverse.rglob("*.safetensors"))
+        stamp = {"model": str(inverse), "weights_sha256": hashlib.sha256(b"".join(
+            hashlib.sha256(p.read_bytes()).digest() for p in weights)).hexdigest(), "clips": count}
+        record = real / ".labelled_by.json"
+        if real.exists() and (not record.is_file() or json.loads(record.read_text()) != stamp):
+            print(f"{real}: labelled by another inverse model or settings; relabelling", flush=True)
+            shutil.rmtree(real)
         with tempfile.TemporaryDirectory() as tmp:
             for clip in find_clips(train)[:count]:
                 (Path(tmp) / clip.name).symlink_to(clip.resolve())
             cmd = [sys.executable, "-m", "neural_render", "autolabel", tmp, "--out", str(real), "--model", str(inverse),
                    "--no-progress"]
             subprocess.run(cmd, check=True, cwd=ROOT)
-        return f"relabelled by {inverse}"
+        with atomic_path(record) as tmp:
+            Path(tmp).write_text(json.dumps(stamp))
+        return f"relabelled by {inverse} (weights sha256 {stamp['weights_sha256'][:12]})"
     make_degraded_real_clips(train, real, max_clips=count, seed=0)
     return "degraded exact G-buffers (no inverse model shipped)"
 
@@ -153,6 +168,9 @@ def main() -> int:
         if args.realiz3d_minutes <= 0 or not (base_model / "backbone").is_dir():
             parser.error("--realiz3d-from needs --realiz3d-minutes > 0 and an exported forward model folder")
         report["plain"] = {"from": str(base_model)}
+        record = base_model / "training.json"
+        if record.is_file():  # how the plain model itself was trained (the chain stays on record)
+            report["plain_training"] = json.loads(record.read_text())
     else:
         init = [] if args.lr is None else ["--model.init_args.lr", str(args.lr)]
         # read before the fit: --out may be the --init-from folder, which the export replaces
