@@ -117,7 +117,10 @@ class ForwardPipeline(VideoDiffusionPipeline):
         inputs = prepare_forward_inputs(gbuffer, camera, env, with_prior, depth_scale=depth_scale)
         inputs = _to(inputs, self.device)
         prior_filter_sigma = float(config.get("prior_filter_sigma", 0.0))
-        cond, prior_latents = forward_condition(self._encode, inputs, with_prior, prior_filter_sigma)
+        if inputs.get("prior") is not None and prior_filter_sigma:  # filtered once: condition and returned prior
+            from neural_render.render.pixel_filter import pixel_filter
+            inputs["prior"] = pixel_filter(inputs["prior"], prior_filter_sigma)
+        cond, prior_latents = forward_condition(self._encode, inputs, with_prior)
         latent_channels = self.backbone.latent_channels
         if cond.shape[2] != self.backbone.cond_channels:
             raise NeuralRenderError(f"condition has {cond.shape[2]} channels but the backbone takes "
@@ -146,9 +149,6 @@ class ForwardPipeline(VideoDiffusionPipeline):
         video = full if self.codec is None else self.codec.decode(full)
         rgb = display_unpack(video)[..., :h, :w].float().cpu()
         prior = inputs.get("prior")
-        if prior is not None and prior_filter_sigma:
-            from neural_render.render.pixel_filter import pixel_filter
-            prior = pixel_filter(prior, prior_filter_sigma)
         return ForwardOutput(rgb=rgb, latents=latents.cpu(),
                              prior=None if prior is None or inputs["prior_present"].sum() == 0
                              else prior[..., :h, :w].cpu())
