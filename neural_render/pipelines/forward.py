@@ -112,7 +112,7 @@ class ForwardPipeline(VideoDiffusionPipeline):
             raise NeuralRenderError("render needs a GBuffer and a Camera")
         if env is not None and not isinstance(env, EnvMap):
             raise NeuralRenderError(f"env must be an EnvMap or None, got {type(env).__name__}")
-        b, t, h, w = gbuffer.shape
+        h, w = gbuffer.shape[2:]
         gbuffer, camera = _pad(gbuffer, camera, self.spatial_step)
         inputs = prepare_forward_inputs(gbuffer, camera, env, with_prior, depth_scale=depth_scale)
         inputs = _to(inputs, self.device)
