@@ -8,13 +8,15 @@
 #   ROOT/synth_test_64    held-out: test env maps (--envmaps test), seed 2000 (unseen shape seeds), 24 clips x 8 frames
 #   ROOT/synth_long_64    held-out window test: test env maps, seed 3000, 2 clips x 64 frames
 #   ROOT/synth_train_64_sky   procedural HDR skies (--sky: random sun, sky and ground colours; no env map file),
-#                         seed 5000, SKY_CLIPS clips x 8 frames (only when SKY_CLIPS > 0; default 0): extra lighting variety, for
-#                         `scripts/train_inverse_tiny.py --sky` (an experiment; the shipped model does not use it)
+#                         seed 5000, SKY_CLIPS clips x 8 frames (only when SKY_CLIPS > 0; default 0): extra
+#                         lighting variety for `scripts/train_inverse_tiny.py --sky` (an experiment; the shipped
+#                         model does not use it)
 #   ROOT/synth_test_64_spp256  the scenes of synth_test_64 path-traced at 256 spp (HELDOUT_SPP): the converged
 #                         reference of `neural-render eval forward` (16-spp noise alone caps PSNR near 29 dB)
 # Every clip stores RGB + G-buffers (frames/NNNNNN.exr), GT forward flow (frames/flow_NNNNNN.exr) and object ids.
 # Sizes can be overridden with env vars: TRAIN_CLIPS, SKY_CLIPS, TEST_CLIPS, LONG_CLIPS, SIZE, SPP, WORKERS.
-# Time on a 2-core CPU: about 3.5 frames/s per worker at 64x64 / 16 spp, i.e. ~20 min for the train set and ~10 min for the sky set.
+# Time on a 2-core CPU: about 3.5 frames/s per worker at 64x64 / 16 spp, i.e. ~20 min for the train set (the simpler
+# sky scenes: ~11 frames/s, ~3 min for 256 clips on one worker).
 set -euo pipefail
 
 ROOT="${1:-data_cache}"

@@ -7,8 +7,9 @@
 1. Data (``scripts/make_synth_datasets.sh <data>`` when missing): ``<data>/synth_train_64`` (TRAIN env maps only)
    is trained on, with ``--sky`` also ``<data>/synth_train_64_sky`` (256 clips under procedural skies: more
    lighting variety; measured with the 60-minute budget it did NOT help on the held-out test env maps: albedo
-   19.77 vs 19.93 dB, normal 10.97 vs 10.47 deg, so the shipped model is trained without it); ``<data>/synth_test_64`` (TEST env maps, unseen seeds) and ``<data>/synth_long_64`` (64-frame clips)
-   are only read by the evaluation in step 4.
+   19.77 vs 19.93 dB, normal 10.97 vs 10.47 deg, so the shipped model is trained without it);
+   ``<data>/synth_test_64`` (TEST env maps, unseen seeds) and ``<data>/synth_long_64`` (64-frame clips) are only read
+   by the evaluation in step 4.
 2. ``neural-render fit`` (its LightningCLI, in this process) with configs/trainer/cpu_train.yaml +
    configs/experiment/inverse_tiny.yaml, ``--trainer.max_steps`` and a wall-clock cap ``--trainer.max_time``;
    logs in out/inverse_tiny/lightning_logs/version_N (config.yaml, metrics.csv, checkpoints/last.ckpt).

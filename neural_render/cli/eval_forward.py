@@ -20,8 +20,9 @@ video under env2; the neural forward model on the exact G-buffers under env2 is 
 ``--json`` writes every per-clip number.
 
 Domain switch (models with Realiz3D domain shifters): each clip is also rendered with the OTHER domain embedding
-(e_real vs e_synthetic everywhere); the row "neural forward, other domain" scores it, and the mean / max absolute
-difference of the two renders (linear RGB) is printed: it is exactly 0 for untrained (zero-initialised) shifters.
+(e_real vs e_synthetic everywhere); the row "neural forward, all passes, e_<other> everywhere" scores it, and the
+mean / max absolute difference of the two renders (linear RGB) is printed: exactly 0 for untrained (zero-initialised)
+shifters.
 """
 
 from __future__ import annotations
@@ -61,13 +62,19 @@ def make_relight_dataset(heldout, out, shift: int = 1) -> list:
     import json
     from pathlib import Path
 
-    from neural_render.cli.synth import resolve_envmaps
     from neural_render.data.clip_dataset import find_clips
     from neural_render.data_assets import envmap_path
     from neural_render.errors import NeuralRenderError
     from neural_render.io.atomic import atomic_path
     from neural_render.io.clip import is_complete_clip
-    from neural_render.synth.dataset import SPEC_NAME, SynthJob, clip_name, load_inputs, prepare_output, write_synth_clip
+    from neural_render.synth.dataset import (
+        SPEC_NAME,
+        SynthJob,
+        clip_name,
+        load_inputs,
+        prepare_output,
+        write_synth_clip,
+    )
     from neural_render.synth.render import render_clip
     from neural_render.synth.scene import SynthConfig, generate_scene
     from neural_render.types import EnvMap
@@ -153,7 +160,8 @@ def run(args) -> int:
         if pipe.domain_shifters is not None:
             other = neural(gb.replace(mask=None), cam, env, other_domain)
             add(f"neural forward, all passes, e_{other_domain} everywhere", other, gt)
-            switch.append((float((other - rendered).abs().mean()), float((other - rendered).abs().max())))
+            difference = (other - rendered).abs()
+            switch.append((float(difference.mean()), float(difference.max())))
         classical = shade(gb, cam, ibl)
         add("classical split-sum, exact G-buffers", classical, gt)
         add("classical split-sum + pixel filter (sigma 0.5 px)", pixel_filter(classical), gt)

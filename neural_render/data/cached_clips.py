@@ -144,13 +144,13 @@ class CachedInverseDataModule(pl.LightningDataModule):
 
     train_dir: synth dataset folder, or a list of them (e.g. env-map scenes + procedural-sky scenes; each is packed
     into its own default cache and the clips are concatenated: all must have the same size and length); cache:
-    packed file of a single folder (default ``<train_dir>/.packed_inverse.safetensors``); num_frames, crop ([h, w] or int), hflip, exposure_std, white_balance_std, batch_size, samples_per_clip, seed: as
-    above; passes: packed passes.
+    packed file of a single folder (default ``<train_dir>/.packed_inverse.safetensors``); num_frames, crop ([h, w]
+    or int), hflip, exposure_std, white_balance_std, batch_size, samples_per_clip, seed: as above; passes: packed
+    passes.
     """
 
     def __init__(self, train_dir: str | list[str], cache: str | None = None, num_frames: int = 8, crop=None,
-                 hflip: bool = True,
-                 batch_size: int = 4, samples_per_clip: int = 1, seed: int = 0, passes=DEFAULT_PASSES,
+                 hflip: bool = True, batch_size: int = 4, samples_per_clip: int = 1, seed: int = 0, passes=DEFAULT_PASSES,
                  exposure_std: float = 0.0, white_balance_std: float = 0.0):
         super().__init__()
         if batch_size < 1 or samples_per_clip < 1:
