@@ -57,6 +57,25 @@ def test_task_config_overrides_denoiser_and_order_is_left_to_right(capsys):
     assert printed["model"]["class_path"] == "neural_render.tasks.toy.ToyTask"
 
 
+def test_per_pass_variant_keeps_the_joint_backbone_except_channel_counts(capsys):
+    """configs/experiment/inverse_tiny_per_pass.yaml composed on inverse_tiny.yaml (scripts/compare_inverse_modes.py):
+    a nested ``config`` dict replaces the base one, so a missing entry would silently shrink the per-pass network."""
+    printed = {}
+    for name, extra in (("joint", []), ("per_pass", ["inverse_tiny_per_pass.yaml"])):
+        files = ["inverse_tiny.yaml", *extra]
+        with pytest.raises(SystemExit) as exit_info:
+            main(["fit", "--config", str(CONFIGS / "trainer" / "cpu_train.yaml"),
+                  *[a for f in files for a in ("--config", str(CONFIGS / "experiment" / f))], "--print_config"])
+        assert exit_info.value.code == 0
+        printed[name] = yaml.safe_load(capsys.readouterr().out)["backbone"]["init_args"]
+    joint, per_pass = printed["joint"], printed["per_pass"]
+    assert (joint["config"]["in_channels"], per_pass["config"]["in_channels"]) == (240, 48)
+    channels = ("in_channels", "out_channels")
+    assert {k: v for k, v in joint["config"].items() if k not in channels} == \
+        {k: v for k, v in per_pass["config"].items() if k not in channels}
+    assert {k: v for k, v in joint.items() if k != "config"} == {k: v for k, v in per_pass.items() if k != "config"}
+
+
 def test_cpu_smoke_saves_config_next_to_checkpoints_and_exports(tmp_path):
     root, export_dir = tmp_path / "run", tmp_path / "exported"
     assert main(["fit", *configs(), "--trainer.default_root_dir", str(root), "--export_dir", str(export_dir)]) == 0
