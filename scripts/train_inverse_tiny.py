@@ -102,6 +102,7 @@ def main() -> int:
     from neural_render.cli.eval_inverse import TRAIN_STATS, compute_train_stats
     from neural_render.cli.fit import build_cli
     from neural_render.io.atomic import atomic_path
+    from neural_render.pipelines.defaults import INVERSE_OVERLAP, INVERSE_WINDOW
 
     train_dirs = [str(sets["train"])] + ([str(sets["sky"])] if args.sky else [])
     hms = time.strftime("%H:%M:%S", time.gmtime(int(args.max_minutes * 60)))
@@ -128,7 +129,8 @@ def main() -> int:
             Path(tmp).write_text(json.dumps(payload, indent=1) + "\n")
     if not args.skip_eval:
         cmd = [sys.executable, "-m", "neural_render", "eval", "inverse", "--data", str(sets["test"]), "--long-data",
-               str(sets["long"]), "--model", str(out), "--window", "16", "--overlap", "8", "--threads", str(threads),
+               str(sets["long"]), "--model", str(out), "--window", str(INVERSE_WINDOW), "--overlap",
+               str(INVERSE_OVERLAP), "--threads", str(threads),
                "--json", str(out / "eval_heldout.json")]
         print(" ".join(cmd), flush=True)
         subprocess.run(cmd, check=True, cwd=ROOT)

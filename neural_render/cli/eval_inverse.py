@@ -24,6 +24,8 @@ import math
 import os
 from pathlib import Path
 
+from neural_render.pipelines.defaults import INVERSE_OVERLAP, INVERSE_WINDOW
+
 HELP = "evaluate an inverse rendering model on held-out synthetic clips beside trivial baselines (table + JSON)"
 TRAIN_STATS = "train_stats.json"
 PASSES_ORDER = ("basecolor", "normal", "depth", "roughness", "metallic")
@@ -37,8 +39,10 @@ def add_arguments(parser) -> None:
                         help=f"training dataset to compute the baseline means from (default: {TRAIN_STATS} "
                              "in the model folder)")
     parser.add_argument("--json", default=None, help="write all numbers to this JSON file")
-    parser.add_argument("--window", type=int, default=16, help="frames per window (default 16)")
-    parser.add_argument("--overlap", type=int, default=8, help="frames shared by neighbouring windows (default 8)")
+    parser.add_argument("--window", type=int, default=INVERSE_WINDOW,
+                        help=f"frames per window (default {INVERSE_WINDOW})")
+    parser.add_argument("--overlap", type=int, default=INVERSE_OVERLAP,
+                        help=f"frames shared by neighbouring windows (default {INVERSE_OVERLAP})")
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-clips", type=int, default=None, help="evaluate the first N clips of --data only")

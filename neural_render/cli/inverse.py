@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from neural_render.pipelines.defaults import INVERSE_OVERLAP, INVERSE_WINDOW
+
 HELP = "estimate G-buffers (basecolor, normal, depth, roughness, metallic, mask) of a video with a diffusion model"
 DEFAULT_MODEL = "models/inverse_tiny"   # inside the shipped data folder
 PREVIEW_DIR = "previews"
@@ -27,8 +29,10 @@ def add_model_arguments(parser) -> None:
     parser.add_argument("--passes", nargs="+", default=None, metavar="PASS",
                         help="passes to predict (default: all the model predicts); the mask is always added")
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
-    parser.add_argument("--window", type=int, default=16, help="frames per temporal window (default 16)")
-    parser.add_argument("--overlap", type=int, default=8, help="frames shared by neighbouring windows (default 8)")
+    parser.add_argument("--window", type=int, default=INVERSE_WINDOW,
+                        help=f"frames per temporal window (default {INVERSE_WINDOW})")
+    parser.add_argument("--overlap", type=int, default=INVERSE_OVERLAP,
+                        help=f"frames shared by neighbouring windows (default {INVERSE_OVERLAP})")
     parser.add_argument("--size", default=None,
                         help="processing size: N (longer side) or HxW (default: the model's, else the input size)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")

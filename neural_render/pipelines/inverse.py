@@ -43,6 +43,7 @@ from torch import Tensor
 
 from neural_render.errors import NeuralRenderError
 from neural_render.pipelines.base import VideoDiffusionPipeline
+from neural_render.pipelines.defaults import INVERSE_OVERLAP, INVERSE_WINDOW
 from neural_render.pipelines.windows import (
     Span,
     fit_windows,
@@ -274,7 +275,7 @@ class InverseRenderingPipeline(VideoDiffusionPipeline):
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
     def sample_latents(self, video: Tensor, passes: Sequence[str] | None = None, num_steps: int | None = None,
-                       processing_size=None, window: int = 16, overlap: int = 8,
+                       processing_size=None, window: int = INVERSE_WINDOW, overlap: int = INVERSE_OVERLAP,
                        generator: torch.Generator | None = None, seed: int | None = 0, progress: bool = False,
                        guidance_scale: float = 1.0, mask: bool = True) -> tuple[dict[str, Tensor], _Plan]:
         """Denoised latents {pass: (B, T', C, h, w)} of the passes the request needs, and the plan."""
@@ -363,7 +364,7 @@ class InverseRenderingPipeline(VideoDiffusionPipeline):
 
     @torch.no_grad()
     def __call__(self, video: Tensor, passes: Sequence[str] | None = None, num_steps: int | None = None,
-                 processing_size=None, window: int = 16, overlap: int = 8, generator: torch.Generator | None = None,
+                 processing_size=None, window: int = INVERSE_WINDOW, overlap: int = INVERSE_OVERLAP, generator: torch.Generator | None = None,
                  seed: int | None = 0, progress: bool = True, guidance_scale: float = 1.0, mask: bool = True,
                  depth_scale=None, return_latents: bool = False) -> InverseRenderingOutput:
         """Estimate G-buffers of ``video`` (B, T, 3, H, W) linear float32 (any T >= 1, H, W >= :attr:`stride`).

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from neural_render.errors import NeuralRenderError
+from neural_render.pipelines.defaults import INVERSE_OVERLAP, INVERSE_WINDOW
 from neural_render.types import Camera, EnvMap, GBuffer
 
 EDITABLE = {"basecolor": 3, "roughness": 1, "metallic": 1}
@@ -124,8 +125,8 @@ class RelightPipeline:
         return cls(InverseRenderingPipeline.from_pretrained(inverse_dir, device=device),
                    ForwardPipeline.from_pretrained(forward_dir, device=device))
 
-    def decompose(self, video: Tensor, seed: int = 0, window: int = 16, overlap: int = 4,
-                  progress: bool = False) -> GBuffer:
+    def decompose(self, video: Tensor, seed: int = 0, window: int = INVERSE_WINDOW,
+                  overlap: int = INVERSE_OVERLAP, progress: bool = False) -> GBuffer:
         """Estimated G-buffers (B, T, C, H, W) of a linear video, mask included."""
         check_video(video)
         if self.inverse is None:
