@@ -127,6 +127,12 @@ def fit(configs: list[str], overrides: list[str], minutes: float, max_steps: int
             "configs": configs, "overrides": overrides}
 
 
+def training_record(model: Path) -> dict | None:
+    """The training.json of an exported model folder (how it was made), None when it has none."""
+    record = model / "training.json"
+    return json.loads(record.read_text()) if record.is_file() else None
+
+
 def pretrained_backbone(model: Path) -> list[str]:
     """fit overrides that load the backbone of the exported forward model folder ``model`` (instead of a tiny init)."""
     return ["--backbone.init_args.tiny", "false", "--backbone.init_args.config", "null", "--backbone.init_args.seed",
@@ -168,14 +174,12 @@ def main() -> int:
         if args.realiz3d_minutes <= 0 or not (base_model / "backbone").is_dir():
             parser.error("--realiz3d-from needs --realiz3d-minutes > 0 and an exported forward model folder")
         report["plain"] = {"from": str(base_model)}
-        record = base_model / "training.json"
-        if record.is_file():  # how the plain model itself was trained (the chain stays on record)
-            report["plain_training"] = json.loads(record.read_text())
+        if (previous := training_record(base_model)) is not None:  # the chain of runs stays on record
+            report["plain_training"] = previous
     else:
         init = [] if args.lr is None else ["--model.init_args.lr", str(args.lr)]
         # read before the fit: --out may be the --init-from folder, which the export replaces
-        record = Path(args.init_from or "") / "training.json"
-        previous = json.loads(record.read_text()) if args.init_from and record.is_file() else None
+        previous = training_record(Path(args.init_from)) if args.init_from else None
         if args.init_from:
             init += pretrained_backbone(Path(args.init_from)) + ["--model.init_args.zero_init_output", "false"]
         report["plain"] = fit(["configs/trainer/cpu_smoke.yaml", "configs/data/synth_forward.yaml",
