@@ -62,6 +62,13 @@ def test_untrained_model_end_to_end(dataset, tiny_model, tmp_path, capsys):
         for key in ("normal_mean_deg", "albedo_si_psnr_db", "roughness_rmse", "metallic_rmse", "depth_absrel"):
             assert isinstance(result["accuracy"][column][key], float), (column, key)
     assert set(result["accuracy"]["temporal"]["model"]) == {"basecolor", "normal", "depth", "roughness", "metallic"}
+    comparison = result["accuracy"]["comparison"]  # per-clip paired test of each metric against its baseline
+    assert set(comparison) == {"normal_mean_deg", "albedo_si_psnr_db", "roughness_rmse", "metallic_rmse",
+                               "depth_absrel"}
+    for key, c in comparison.items():
+        assert c["clips"] == 2 and c["verdict"] in ("better", "worse", "tie") and c["ci95"][0] <= c["ci95"][1], key
+        assert c["verdict"] != "better" or c["ci95"][0] > 0
+    assert "clearly (per-clip 95% CI)" in io.out
     win = result["windows"]
     assert win["windows_blended"][0] == [0, 4] and win["windows_blended"][-1][1] == 10
     for run in ("blended", "independent", "ground_truth"):

@@ -159,7 +159,29 @@ def evaluate_accuracy(pipe, clips, args, stats: dict | None) -> dict:
         return {k: nanmean(torch.cat([e.reshape(-1) for e in v])) for k, v in d.items()}
 
     return {"model": aggregate_accuracy(model_rec), "baseline": aggregate_accuracy(base_rec),
+            "comparison": compare_per_clip(model_rec, base_rec),
             "temporal": {"model": merge(temporal), "ground_truth": merge(temporal_gt)}, "per_clip": per_clip}
+
+
+#: metrics with a per-clip paired comparison: (summary key, per-clip record key, higher is better)
+PAIRED = (("normal_mean_deg", "normal_angles", False), ("albedo_si_psnr_db", "albedo_si_psnr", True),
+          ("roughness_rmse", "roughness_rmse", False), ("metallic_rmse", "metallic_rmse", False),
+          ("depth_absrel", "depth_absrel", False))
+
+
+def compare_per_clip(model_rec: list[dict], base_rec: list[dict]) -> dict:
+    """{summary key: :func:`~neural_render.metrics.inverse.paired_comparison`} of the model vs the baseline over the
+    clips (one record per clip; the normal's per-clip value is the clip's mean angle)."""
+    from neural_render.metrics.inverse import paired_comparison
+
+    def per_clip(records, key):
+        if key == "normal_angles":
+            return [float(r[key].double().mean()) if r[key].numel() else math.nan for r in records]
+        return [r[key][0] for r in records]
+
+    return {name: paired_comparison(per_clip(model_rec, key), per_clip(base_rec, key), higher)
+            for name, key, higher in PAIRED
+            if all(key in r for r in model_rec) and all(key in r for r in base_rec) and model_rec}
 
 
 def evaluate_windows(pipe, clips, args) -> dict:
@@ -211,6 +233,7 @@ def _fmt(value, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+CLEARLY = {"better": "yes", "worse": "NO", "tie": "tie", "n/a": "n/a"}
 ROWS = (  # (key, label, higher is better, baseline description)
     ("normal_mean_deg", "normal mean angle (deg)", False, "constant (0,0,1)"),
     ("normal_median_deg", "normal median angle (deg)", False, "constant (0,0,1)"),
@@ -231,7 +254,7 @@ def format_report(result: dict) -> str:
               f"  (trained steps: {result['model_info'].get('global_step', 'unknown')})")]
     if not result["model_trained"]:
         lines.append("WARNING: this model was never trained (global_step 0): its numbers are those of random weights")
-    lines.append(f"{'metric':28s} {'model':>9s} {'baseline':>9s}  better  baseline")
+    lines.append(f"{'metric':28s} {'model':>9s} {'baseline':>9s}  better  {'clearly (per-clip 95% CI)':31s} baseline")
     for key, label, higher, what in ROWS:
         m, b = acc["model"].get(key), acc["baseline"].get(key)
         if m is None and b is None:
@@ -239,7 +262,14 @@ def format_report(result: dict) -> str:
         better = "-"
         if m is not None and b is not None and not (math.isnan(m) or math.isnan(b)):
             better = "yes" if (m > b if higher else m < b) else "NO"
-        lines.append(f"{label:28s} {_fmt(m):>9s} {_fmt(b):>9s}  {better:6s}  {what if b is not None else 'n/a'}")
+        c = acc.get("comparison", {}).get(key)
+        clearly = "" if c is None else (f"{CLEARLY[c['verdict']]:4s} [{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}] "
+                                         f"{c['wins']}/{c['clips']}")
+        lines.append(f"{label:28s} {_fmt(m):>9s} {_fmt(b):>9s}  {better:6s}  {clearly:31s} "
+                     f"{what if b is not None else 'n/a'}")
+    if acc.get("comparison"):
+        lines.append("(clearly: 'yes' when the 95% bootstrap interval of the per-clip improvement over the baseline is "
+                     "above 0; the interval in the metric's unit, then clips won / clips)")
     if result.get("train_stats"):
         s = result["train_stats"]
         lines.append(f"(train means: roughness {s['roughness_mean']:.4f}, metallic {s['metallic_mean']:.4f})")

@@ -115,3 +115,48 @@ def nanmean(values) -> float:
     x = torch.as_tensor(values, dtype=torch.float64).reshape(-1)
     x = x[~torch.isnan(x)]
     return float(x.mean()) if x.numel() else math.nan
+
+
+#: error metrics of :func:`aggregate_accuracy` (lower = better) that :func:`baseline_relative_error` averages
+RELATIVE_ERROR_KEYS = ("normal_mean_deg", "roughness_rmse", "metallic_rmse", "depth_absrel")
+
+
+def baseline_relative_error(model: dict, baseline: dict) -> float:
+    """One number for a model's :func:`aggregate_accuracy` (``model``) against the trivial baselines' (``baseline``):
+    the mean over the five passes of model error / baseline error -- normal mean angle, roughness and metallic RMSE,
+    depth AbsRel, and albedo MSE from si-PSNR (10^(-PSNR/10)). Lower is better; 1.0 = no better than the baselines on
+    average. Used to select a checkpoint on a validation set (scripts/train_inverse_tiny.py)."""
+    missing = [k for k in (*RELATIVE_ERROR_KEYS, "albedo_si_psnr_db") if k not in model or k not in baseline]
+    if missing:
+        raise NeuralRenderError(f"accuracy records lack {missing}")
+    ratios = [float(model[k]) / float(baseline[k]) for k in RELATIVE_ERROR_KEYS]
+    ratios.append(10 ** ((float(baseline["albedo_si_psnr_db"]) - float(model["albedo_si_psnr_db"])) / 10))
+    return sum(ratios) / len(ratios)
+
+
+def paired_comparison(model: list[float], baseline: list[float], higher_is_better: bool, resamples: int = 10000,
+                      seed: int = 0) -> dict:
+    """Is a model CLEARLY better than a baseline? Per-clip paired test of one metric.
+
+    model / baseline: the metric per clip (same clips, same order). The improvement per clip is model - baseline
+    (``higher_is_better``) or baseline - model; pairs with a non-finite value are dropped. Returns {"clips": pairs
+    used, "wins": clips where the model is better, "mean_improvement", "ci95": [low, high] (percentile bootstrap of
+    the mean over clips, ``resamples`` resamples, seeded), "verdict": "better" (the whole interval above 0), "worse"
+    (below 0), "tie" (contains 0) or "n/a" (fewer than 2 pairs)}.
+    """
+    if len(model) != len(baseline):
+        raise NeuralRenderError(f"paired comparison needs equal lengths, got {len(model)} and {len(baseline)}")
+    m = torch.as_tensor(model, dtype=torch.float64).reshape(-1)
+    b = torch.as_tensor(baseline, dtype=torch.float64).reshape(-1)
+    d = (m - b) if higher_is_better else (b - m)
+    d = d[torch.isfinite(d)]
+    n = int(d.numel())
+    if n < 2:
+        return {"clips": n, "wins": int((d > 0).sum()), "mean_improvement": float(d.mean()) if n else math.nan,
+                "ci95": [math.nan, math.nan], "verdict": "n/a"}
+    generator = torch.Generator().manual_seed(int(seed))
+    means = d[torch.randint(0, n, (int(resamples), n), generator=generator)].mean(dim=1)
+    low, high = (float(q) for q in torch.quantile(means, torch.tensor([0.025, 0.975], dtype=torch.float64)))
+    verdict = "better" if low > 0 else "worse" if high < 0 else "tie"
+    return {"clips": n, "wins": int((d > 0).sum()), "mean_improvement": float(d.mean()), "ci95": [low, high],
+            "verdict": verdict}
