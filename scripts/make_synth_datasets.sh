@@ -4,7 +4,9 @@
 #   scripts/make_synth_datasets.sh [ROOT]          ROOT defaults to data_cache/ (gitignored)
 #
 # Writes (each a `neural-render synth` dataset folder; re-running skips finished clips, so it is resumable):
-#   ROOT/synth_train_64   train env maps only (--envmaps train), seed 1000, 512 clips x 8 frames, 64x64, 16 spp
+#   ROOT/synth_train_64   train env maps only (--envmaps train), seed 1000, 2048 clips x 8 frames, 64x64, 16 spp
+#   ROOT/synth_val_64     validation: train env maps, seed 4000 (unseen shape seeds), 24 clips x 8 frames: model
+#                         selection (early stopping) of scripts/train_inverse_tiny.py; never trained on
 #   ROOT/synth_test_64    held-out: test env maps (--envmaps test), seed 2000 (unseen shape seeds), 24 clips x 8 frames
 #   ROOT/synth_long_64    held-out window test: test env maps, seed 3000, 2 clips x 64 frames
 #   ROOT/synth_train_64_sky   procedural HDR skies (--sky: random sun, sky and ground colours; no env map file),
@@ -14,7 +16,7 @@
 #   ROOT/synth_test_64_spp256  the scenes of synth_test_64 path-traced at 256 spp (HELDOUT_SPP): the converged
 #                         reference of `neural-render eval forward` (16-spp noise alone caps PSNR near 29 dB)
 # Every clip stores RGB + G-buffers (frames/NNNNNN.exr), GT forward flow (frames/flow_NNNNNN.exr) and object ids.
-# Sizes can be overridden with env vars: TRAIN_CLIPS, SKY_CLIPS, TEST_CLIPS, LONG_CLIPS, SIZE, SPP, WORKERS.
+# Sizes can be overridden with env vars: TRAIN_CLIPS, SKY_CLIPS, VAL_CLIPS, TEST_CLIPS, LONG_CLIPS, SIZE, SPP, WORKERS.
 # Time on a 2-core CPU: about 3.5 frames/s per worker at 64x64 / 16 spp, i.e. ~20 min for the train set (the simpler
 # sky scenes: ~11 frames/s, ~3 min for 256 clips on one worker).
 set -euo pipefail
@@ -23,9 +25,10 @@ ROOT="${1:-data_cache}"
 SIZE="${SIZE:-64x64}"
 SPP="${SPP:-16}"
 WORKERS="${WORKERS:-2}"
-TRAIN_CLIPS="${TRAIN_CLIPS:-512}"
+TRAIN_CLIPS="${TRAIN_CLIPS:-2048}"
 SKY_CLIPS="${SKY_CLIPS:-0}"
 TEST_CLIPS="${TEST_CLIPS:-24}"
+VAL_CLIPS="${VAL_CLIPS:-24}"
 LONG_CLIPS="${LONG_CLIPS:-2}"
 TAG="${SIZE%%x*}"
 
@@ -35,6 +38,7 @@ neural-render synth --out "$ROOT/synth_test_${TAG}" --envmaps test --seed 2000 -
 neural-render synth --out "$ROOT/synth_test_${TAG}_spp${HELDOUT_SPP:-256}" --envmaps test --seed 2000 --clips "$TEST_CLIPS" \
   --frames 8 --size "$SIZE" --spp "${HELDOUT_SPP:-256}" --workers "$WORKERS" --no-progress
 neural-render synth --out "$ROOT/synth_long_${TAG}" --envmaps test --seed 3000 --clips "$LONG_CLIPS" --frames 64 "${common[@]}"
+neural-render synth --out "$ROOT/synth_val_${TAG}" --envmaps train --seed 4000 --clips "$VAL_CLIPS" --frames 8 "${common[@]}"
 neural-render synth --out "$ROOT/synth_train_${TAG}" --envmaps train --seed 1000 --clips "$TRAIN_CLIPS" --frames 8 "${common[@]}"
 if [ "$SKY_CLIPS" -gt 0 ]; then
   neural-render synth --out "$ROOT/synth_train_${TAG}_sky" --sky --seed 5000 --clips "$SKY_CLIPS" --frames 8 "${common[@]}"
