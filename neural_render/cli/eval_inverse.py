@@ -5,7 +5,9 @@ through the inverse pipeline (all passes; windows ``--window`` / ``--overlap``; 
 on the ground-truth foreground pixels with :mod:`neural_render.metrics.inverse`, beside the trivial baselines in the
 same table: constant camera-facing normal (0, 0, 1); input RGB (clamped to [0, 1]) as albedo; the TRAINING-set mean
 roughness / metallic (read from ``train_stats.json`` in the model folder, or computed from ``--train-data``);
-a constant depth.
+a constant depth. The passes are scored as predicted (``zero_background=False``): a ground-truth foreground pixel
+that the model's own mask calls background keeps its predicted value instead of 0, exactly as the baselines are
+scored; the predicted mask is scored on its own (foreground mask IoU).
 
 Temporal consistency (clips with the synth engine's flow files): warp error of each predicted pass between frames
 t and t+1 with the ground-truth forward flow, on pixels where the flow is valid, the ground-truth mask is set and the
@@ -140,7 +142,7 @@ def evaluate_accuracy(pipe, clips, args, stats: dict | None) -> dict:
     for clip_dir in clips:
         rgb, gt, aux = _load_clip(clip_dir)
         pred = pipe(rgb, num_steps=args.steps, window=args.window, overlap=args.overlap, seed=args.seed,
-                    progress=False).gbuffer
+                    progress=False, zero_background=False).gbuffer
         rec = clip_accuracy(pred, gt)
         model_rec.append(rec)
         base_rec.append(clip_accuracy(baseline_gbuffer(rgb, gt, rough, metal), gt))
@@ -203,7 +205,8 @@ def evaluate_windows(pipe, clips, args) -> dict:
         mask = gt.mask > 0.5
         spans_of = {}
         for run, overlap in runs.items():
-            out = pipe(rgb, num_steps=args.steps, window=args.window, overlap=overlap, seed=args.seed, progress=False)
+            out = pipe(rgb, num_steps=args.steps, window=args.window, overlap=overlap, seed=args.seed, progress=False,
+                       zero_background=False)
             spans_of[run] = out.windows
             boundary = boundary_pairs(rgb.shape[1], out.windows)
             for name, err in temporal_errors(out.gbuffer, *aux, mask).items():

@@ -17,7 +17,9 @@ RELATIVE: 1 = the farthest visible surface, 0 = no surface. ``depth_scale`` (def
 Mask: from a predicted ``mask`` pass when the model has one (> 0.5), else from depth: relative depth >
 ``mask_threshold`` (background is trained to depth 0 on every pixel, so depth carries the foreground); when the mask
 needs depth and depth was not requested it is predicted anyway (and not returned). Background pixels (mask 0) are set
-to 0 in every pass, as in the synthetic data. Normals are re-normalised to unit length.
+to 0 in every pass, as in the synthetic data (``zero_background=False`` keeps the predicted values there, e.g. to
+score each pass on ground-truth foreground independently of the predicted mask). Normals are re-normalised to unit
+length.
 
 Any size: frames are resized (bilinear, antialiased: kornia) to a processing size whose sides are multiples of
 :attr:`InverseRenderingPipeline.stride` (codec spatial factor x backbone spatial multiple), outputs resized back.
@@ -135,6 +137,7 @@ class _Plan:
     spans: list[Span]           # in latent frames
     run_passes: list[str]       # passes the model is run for
     out_passes: list[str]       # passes returned (without mask)
+    zero_background: bool = True  # set the passes to 0 outside the predicted mask
 
 
 class InverseRenderingPipeline(VideoDiffusionPipeline):
@@ -221,7 +224,8 @@ class InverseRenderingPipeline(VideoDiffusionPipeline):
                                        required=False, adopt=True, device=device)
 
     # ------------------------------------------------------------------ planning
-    def _plan(self, video: Tensor, passes, processing_size, window: int, overlap: int, mask: bool) -> _Plan:
+    def _plan(self, video: Tensor, passes, processing_size, window: int, overlap: int, mask: bool,
+              zero_background: bool = True) -> _Plan:
         if not torch.is_tensor(video) or video.ndim != 5 or video.shape[2] != 3:
             raise NeuralRenderError(f"video must be a (B, T, 3, H, W) tensor, got {tuple(getattr(video, 'shape', ()))}")
         if not video.is_floating_point():
@@ -241,7 +245,8 @@ class InverseRenderingPipeline(VideoDiffusionPipeline):
         proc = processing_shape(h, w, self.stride, processing_size if processing_size is not None else self.processing_size)
         padded, latent_t, spans = fit_windows(t, self.codec, self.backbone.frame_rule, window, overlap)
         return _Plan(b, t, padded, latent_t, (h, w), proc, (proc[0] // self.codec.spatial_factor,
-                     proc[1] // self.codec.spatial_factor), spans, [p for p in self.passes if p in run], out_passes)
+                     proc[1] // self.codec.spatial_factor), spans, [p for p in self.passes if p in run], out_passes,
+                     bool(zero_background))
 
     def _video_span(self, plan: _Plan, a: int, c: int) -> Span:
         return video_span(a, c, int(getattr(self.codec, "temporal_factor", 1)), plan.frames)
@@ -277,9 +282,10 @@ class InverseRenderingPipeline(VideoDiffusionPipeline):
     def sample_latents(self, video: Tensor, passes: Sequence[str] | None = None, num_steps: int | None = None,
                        processing_size=None, window: int = INVERSE_WINDOW, overlap: int = INVERSE_OVERLAP,
                        generator: torch.Generator | None = None, seed: int | None = 0, progress: bool = False,
-                       guidance_scale: float = 1.0, mask: bool = True) -> tuple[dict[str, Tensor], _Plan]:
+                       guidance_scale: float = 1.0, mask: bool = True, zero_background: bool = True
+                       ) -> tuple[dict[str, Tensor], _Plan]:
         """Denoised latents {pass: (B, T', C, h, w)} of the passes the request needs, and the plan."""
-        plan = self._plan(video, passes, processing_size, window, overlap, mask)
+        plan = self._plan(video, passes, processing_size, window, overlap, mask, zero_background)
         steps = int(num_steps or self.default_steps())
         cond = self._condition(video, plan)
         c = int(self.codec.latent_channels)
@@ -349,7 +355,7 @@ class InverseRenderingPipeline(VideoDiffusionPipeline):
             elif name == "normal":  # a vector that decoded to exactly zero faces the camera (+Z)
                 facing = torch.tensor([0.0, 0.0, 1.0]).view(1, 1, 3, 1, 1)
                 x = torch.where((x.norm(dim=2, keepdim=True) > 0.5), x, facing)
-            out[name] = x if mask is None else x * mask
+            out[name] = x * mask if mask is not None and plan.zero_background else x
         if mask is not None:
             out["mask"] = mask
         return GBuffer(**out)
@@ -366,17 +372,18 @@ class InverseRenderingPipeline(VideoDiffusionPipeline):
     def __call__(self, video: Tensor, passes: Sequence[str] | None = None, num_steps: int | None = None,
                  processing_size=None, window: int = INVERSE_WINDOW, overlap: int = INVERSE_OVERLAP, generator: torch.Generator | None = None,
                  seed: int | None = 0, progress: bool = True, guidance_scale: float = 1.0, mask: bool = True,
-                 depth_scale=None, return_latents: bool = False) -> InverseRenderingOutput:
+                 depth_scale=None, return_latents: bool = False, zero_background: bool = True) -> InverseRenderingOutput:
         """Estimate G-buffers of ``video`` (B, T, 3, H, W) linear float32 (any T >= 1, H, W >= :attr:`stride`).
 
         passes: subset of :attr:`passes` (default all); num_steps: sampler steps (default :meth:`default_steps`);
         processing_size: int (longer side) | (h, w) | None (input size); window / overlap: video frames per window
         and overlap (converted to latent frames, fitted to the codec and backbone frame rules); generator or seed
         (per-pass seeds ``seed + 7919 * pass index``); mask: add the foreground mask (see module doc);
+        zero_background: set every pass to 0 outside that mask (default; False keeps the predicted values);
         depth_scale: (B,) or float multiplying the relative depth (default 1).
         """
         latents, plan = self.sample_latents(video, passes, num_steps, processing_size, window, overlap, generator,
-                                            seed, progress, guidance_scale, mask)
+                                            seed, progress, guidance_scale, mask, zero_background)
         out: dict[str, Tensor] = {}
         for start, stop, chunk in self.decode_chunks(latents, plan, depth_scale):
             for name, x in chunk.passes.items():

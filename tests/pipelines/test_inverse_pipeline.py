@@ -137,6 +137,13 @@ def test_outputs_are_valid_gbuffers_with_mask_unit_normals_and_zero_background()
     assert torch.equal(g.mask, (g.depth > 0).float())  # mask from depth: background is depth 0
     only = pipe(video(3, 10, 6), passes=["normal"], num_steps=2, progress=False).gbuffer
     assert set(only.passes) == {"normal", "mask"}
+    # zero_background=False: same mask, same values on the foreground, the predicted values kept on the background
+    kept = pipe(video(3, 10, 6), num_steps=2, progress=False, zero_background=False).gbuffer
+    assert torch.equal(kept.mask, g.mask) and bool((~fg).any())
+    for name in PREDICTED_PASSES:
+        a, b = g.passes[name], kept.passes[name]
+        assert torch.equal(a * fg, b * fg), name
+        assert float((b * (~fg)).abs().max()) > 0.0, name
 
 
 def test_per_pass_runs_differ_by_pass_and_seeds_are_reproducible():
