@@ -30,6 +30,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--fps", type=float, default=12.0)
     parser.add_argument("--env-height", type=int, default=128,
                         help="env maps taller than this are shrunk to HxH*2 (energy-preserving); sky resolution")
+    parser.add_argument("--roughness-variant", type=int, default=0,
+                        help="k > 0: the same scenes as variant 0 with every surface's roughness re-drawn (clips that "
+                             "differ only in roughness)")
     parser.add_argument("--env-tilt", type=float, default=0.0,
                         help="max |pitch| and |roll| of the per-clip env rotation in degrees (yaw is uniform)")
     parser.add_argument("--spawn-prob", type=float, default=0.2,
@@ -82,7 +85,8 @@ def run(args) -> int:
     width, height = parse_size(args.size)
     config = SynthConfig(width=width, height=height, num_frames=args.frames, spp=args.spp, max_depth=args.max_depth,
                          fps=args.fps, min_objects=args.min_objects, max_objects=args.max_objects, sky=args.sky,
-                         env_height=args.env_height, env_tilt_deg=args.env_tilt, spawn_prob=args.spawn_prob)
+                         env_height=args.env_height, env_tilt_deg=args.env_tilt, spawn_prob=args.spawn_prob,
+                         roughness_variant=args.roughness_variant)
     config.validate()
     envmaps = [] if args.sky else resolve_envmaps(args.envmaps)
     job = SynthJob(out=args.out, config=config, seed=args.seed, envmap_paths=envmaps, mesh_paths=list(args.meshes),

@@ -3,7 +3,9 @@
 ``generate_scene(config, seed, clip_index, envs, user_meshes)`` is a pure function of its arguments: every random
 draw comes from ``numpy.random.default_rng(SeedSequence([seed, clip_index]))``, so clip ``i`` of a dataset is the
 same whichever worker renders it, in whatever order, after however many restarts. Mesh index 0 is the ground when
-there is one; object ids in the G-buffer AOV are mesh index + 1 (0 = background).
+there is one; object ids in the G-buffer AOV are mesh index + 1 (0 = background). ``config.roughness_variant`` k > 0
+re-draws every surface's roughness from a separate stream after the scene is drawn (:func:`redraw_roughness`): the
+same clip, with other roughness only.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import torch
 from torch import Tensor
 
 from neural_render.errors import NeuralRenderError
+from neural_render.raster.material import Material
 from neural_render.raster.mesh import Mesh
 from neural_render.render.rotation import euler_to_matrix
 from neural_render.synth import shapes
@@ -48,6 +51,7 @@ class SynthConfig:
     env_tilt_deg: float = 0.0     # max |pitch|, |roll| of the env rotation (yaw is uniform in [0, 360))
     sky: bool = False             # procedural sky instead of env map files
     env_height: int = 128         # rows of the procedural sky; taller env map files are shrunk to this
+    roughness_variant: int = 0    # k > 0: the same scene with every surface's roughness re-drawn (module doc)
 
     def validate(self) -> "SynthConfig":
         if not (isinstance(self.num_frames, int) and self.num_frames >= 1):
@@ -63,10 +67,15 @@ class SynthConfig:
                 raise NeuralRenderError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
         if self.env_height < 2 or not 0.0 <= self.env_tilt_deg <= 90.0 or self.fps <= 0:
             raise NeuralRenderError("env_height must be >= 2, env_tilt_deg in [0, 90] and fps > 0")
+        if not (isinstance(self.roughness_variant, int) and self.roughness_variant >= 0):
+            raise NeuralRenderError(f"roughness_variant must be an integer >= 0, got {self.roughness_variant!r}")
         return self
 
     def to_dict(self) -> dict:
-        return dict(self.__dict__)
+        out = dict(self.__dict__)
+        if not out["roughness_variant"]:  # absent when 0: datasets made before the option keep their spec
+            del out["roughness_variant"]
+        return out
 
 
 @dataclass
@@ -226,10 +235,32 @@ def generate_scene(config: SynthConfig, seed: int, clip_index: int, envs: list[E
     angles = (float(rng.uniform(0.0, 360.0)), float(rng.uniform(-1, 1) * config.env_tilt_deg),
               float(rng.uniform(-1, 1) * config.env_tilt_deg))
     env = env.rotated(*angles)
+    if config.roughness_variant:
+        redraw_roughness(meshes, objects, seed, clip_index, config.roughness_variant)
     for i, info in enumerate(objects):
         info["id"] = i + 1
     return SynthScene(config, int(seed), int(clip_index), meshes, objects, camera, env, angles, env_info,
                       frame_seeds(seed, clip_index, t), params.to_dict())
+
+
+#: roughness range of each surface kind's draws (synth/materials.py): objects, ground
+ROUGHNESS_RANGES = {"object": (0.05, 0.95), "ground": (0.3, 0.95)}
+
+
+def redraw_roughness(meshes: list[Mesh], objects: list[dict], seed: int, clip_index: int, variant: int) -> None:
+    """Roughness variant ``variant`` of a drawn scene, in place: every mesh's roughness map is shifted so that its
+    mean is a fresh uniform draw from that surface kind's range (a constant map becomes exactly that draw; a textured
+    one keeps its pattern), clamped to the range. The draws come from their own stream (seed, clip_index, variant),
+    so geometry, colours, metallic, camera, motion and lighting stay exactly those of the base scene: clips that
+    differ ONLY in roughness, whose gloss is then the only cue a model can learn roughness from."""
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(clip_index), 0x2006, int(variant)]))
+    for mesh, info in zip(meshes, objects):
+        low, high = ROUGHNESS_RANGES["ground" if info.get("kind") == "ground" else "object"]
+        old = mesh.material
+        value = float(rng.uniform(low, high))
+        rough = (old.roughness - old.roughness.mean() + value).clamp(low, high)
+        mesh.material = Material(old.basecolor, rough, old.metallic, filter=old.filter, name=old.name)
+        info["material"] = mesh.material.summary()
 
 
 def _environment(config: SynthConfig, rng: np.random.Generator, envs: list[EnvMap] | None) -> tuple[EnvMap, dict]:

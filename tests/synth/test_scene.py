@@ -46,6 +46,32 @@ def test_generation_is_a_pure_function_of_seed_and_clip_index():
     assert 1 <= min(counts) and max(counts) <= 6 and len(set(counts)) > 1
 
 
+def test_roughness_variant_changes_only_roughness():
+    import dataclasses
+
+    base_cfg = SynthConfig(width=32, height=24, num_frames=4)
+    assert "roughness_variant" not in base_cfg.to_dict()  # older datasets' synth.json specs stay valid
+    envs = [tiny_env(1.0), tiny_env(2.0)]
+    for clip in range(6):
+        base = generate_scene(base_cfg, 5, clip, envs)
+        variants = [generate_scene(dataclasses.replace(base_cfg, roughness_variant=k), 5, clip, envs) for k in (1, 1, 2)]
+        assert scene_signature(variants[0]) == scene_signature(base)  # geometry, colours, camera, env, seeds
+        assert variants[0].config.to_dict()["roughness_variant"] == 1
+        for a, b, again, c in zip(base.meshes, *(v.meshes for v in variants)):
+            assert torch.equal(a.material.metallic, b.material.metallic)
+            assert torch.equal(b.material.roughness, again.material.roughness)  # deterministic
+            low, high = (0.3, 0.95) if a.name == "ground" else (0.05, 0.95)
+            assert low - 1e-6 <= float(b.material.roughness.min()) <= float(b.material.roughness.max()) <= high + 1e-6
+            assert not torch.equal(a.material.roughness, b.material.roughness)
+            assert not torch.equal(b.material.roughness, c.material.roughness)
+            pattern = a.material.roughness - a.material.roughness.mean()  # a texture keeps its pattern (if unclamped)
+            shifted = b.material.roughness - b.material.roughness.mean()
+            if float(b.material.roughness.min()) > low + 1e-6 and float(b.material.roughness.max()) < high - 1e-6:
+                assert torch.allclose(pattern, shifted, atol=1e-5)
+    with pytest.raises(NeuralRenderError, match="roughness_variant"):
+        SynthConfig(roughness_variant=-1).validate()
+
+
 def test_spawned_objects_appear_mid_clip():
     cfg = SynthConfig(num_frames=5, spawn_prob=1.0, min_objects=3, max_objects=3, ground_prob=0.0)
     scene = generate_scene(cfg, 0, 0, [tiny_env()])
