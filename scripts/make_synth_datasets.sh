@@ -13,10 +13,14 @@
 #                         seed 5000, SKY_CLIPS clips x 8 frames (only when SKY_CLIPS > 0; default 0): extra
 #                         lighting variety for `scripts/train_inverse_tiny.py --sky` (an experiment; the shipped
 #                         model does not use it)
+#   ROOT/synth_train_64_rvar1  the first RVAR_CLIPS scenes of synth_train_64 with every surface's roughness re-drawn
+#                         (--roughness-variant 1; only when RVAR_CLIPS > 0, default 0): pairs of clips that differ
+#                         only in roughness, for `scripts/train_inverse_tiny.py --roughness-variants` (an experiment)
 #   ROOT/synth_test_64_spp256  the scenes of synth_test_64 path-traced at 256 spp (HELDOUT_SPP): the converged
 #                         reference of `neural-render eval forward` (16-spp noise alone caps PSNR near 29 dB)
 # Every clip stores RGB + G-buffers (frames/NNNNNN.exr), GT forward flow (frames/flow_NNNNNN.exr) and object ids.
-# Sizes can be overridden with env vars: TRAIN_CLIPS, SKY_CLIPS, VAL_CLIPS, TEST_CLIPS, LONG_CLIPS, SIZE, SPP, WORKERS.
+# Sizes can be overridden with env vars: TRAIN_CLIPS, SKY_CLIPS, RVAR_CLIPS, VAL_CLIPS, TEST_CLIPS, LONG_CLIPS, SIZE,
+# SPP, WORKERS.
 # Time on a 2-core CPU with the llvm_ad_rgb variant: 26 frames/s with 2 workers at 64x64 / 16 spp (measured
 # 2026-11-24: 1536 clips x 8 frames in 7.8 min), so ~3 min for the 512-clip train set (scalar_rgb: not timed).
 set -euo pipefail
@@ -27,6 +31,7 @@ SPP="${SPP:-16}"
 WORKERS="${WORKERS:-2}"
 TRAIN_CLIPS="${TRAIN_CLIPS:-512}"
 SKY_CLIPS="${SKY_CLIPS:-0}"
+RVAR_CLIPS="${RVAR_CLIPS:-0}"
 TEST_CLIPS="${TEST_CLIPS:-24}"
 VAL_CLIPS="${VAL_CLIPS:-24}"
 LONG_CLIPS="${LONG_CLIPS:-2}"
@@ -40,6 +45,10 @@ neural-render synth --out "$ROOT/synth_test_${TAG}_spp${HELDOUT_SPP:-256}" --env
 neural-render synth --out "$ROOT/synth_long_${TAG}" --envmaps test --seed 3000 --clips "$LONG_CLIPS" --frames 64 "${common[@]}"
 neural-render synth --out "$ROOT/synth_val_${TAG}" --envmaps train --seed 4000 --clips "$VAL_CLIPS" --frames 8 "${common[@]}"
 neural-render synth --out "$ROOT/synth_train_${TAG}" --envmaps train --seed 1000 --clips "$TRAIN_CLIPS" --frames 8 "${common[@]}"
+if [ "$RVAR_CLIPS" -gt 0 ]; then
+  neural-render synth --out "$ROOT/synth_train_${TAG}_rvar1" --envmaps train --seed 1000 --roughness-variant 1 \
+    --clips "$RVAR_CLIPS" --frames 8 "${common[@]}"
+fi
 if [ "$SKY_CLIPS" -gt 0 ]; then
   neural-render synth --out "$ROOT/synth_train_${TAG}_sky" --sky --seed 5000 --clips "$SKY_CLIPS" --frames 8 "${common[@]}"
 fi

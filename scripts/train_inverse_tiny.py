@@ -50,12 +50,13 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ["configs/trainer/cpu_train.yaml", "configs/experiment/inverse_tiny.yaml"]
 
 
-def ensure_data(data: Path, sky: bool = False) -> dict[str, Path]:
+def ensure_data(data: Path, sky: bool = False, rvar: bool = False) -> dict[str, Path]:
     sets = {name: data / f"synth_{name}_64" for name in ("train", "val", "test", "long")}
-    sets["sky"] = data / "synth_train_64_sky"
+    sets["sky"], sets["rvar"] = data / "synth_train_64_sky", data / "synth_train_64_rvar1"
     script = ["bash", str(ROOT / "scripts" / "make_synth_datasets.sh"), str(data)]
-    env = dict(os.environ, SKY_CLIPS="256") if sky else None
-    if not all((sets[p] / "synth.json").is_file() for p in ("train", "val", "test", "long", *(["sky"] if sky else []))):
+    env = dict(os.environ, **({"SKY_CLIPS": "256"} if sky else {}), **({"RVAR_CLIPS": "512"} if rvar else {}))
+    extra = (["sky"] if sky else []) + (["rvar"] if rvar else [])
+    if not all((sets[p] / "synth.json").is_file() for p in ("train", "val", "test", "long", *extra)):
         print(f"datasets missing: running scripts/make_synth_datasets.sh {data}", flush=True)
         subprocess.run(script, check=True, cwd=ROOT, env=env)
     else:  # resumable: finishes partially written datasets (finished clips are skipped)
@@ -141,6 +142,10 @@ def main() -> int:
     parser.add_argument("--logs", default=str(ROOT / "out" / "inverse_tiny"))
     parser.add_argument("--skip-eval", action="store_true")
     parser.add_argument("--sky", action="store_true", help="also train on the procedural-sky scenes (synth_train_64_sky)")
+    parser.add_argument("--roughness-variants", action="store_true",
+                        help="also train on synth_train_64_rvar1: the train scenes with re-drawn roughness only")
+    parser.add_argument("--extra-train", action="append", default=[],
+                        help="a further train dataset folder (same clip size and length; repeatable)")
     parser.add_argument("--snapshot-minutes", type=float, default=0.0,
                         help="early stopping: export a candidate every N wall-clock minutes and ship the candidate "
                              "(or final model) with the best validation score (default 0: ship the final model)")
@@ -153,7 +158,7 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(threads)
-    sets = ensure_data(Path(args.data), args.sky)
+    sets = ensure_data(Path(args.data), args.sky, args.roughness_variants)
     out = Path(args.out)
 
     from neural_render.cli.eval_inverse import TRAIN_STATS, compute_train_stats
@@ -161,7 +166,8 @@ def main() -> int:
     from neural_render.io.atomic import atomic_dir, atomic_path
     from neural_render.pipelines.defaults import INVERSE_OVERLAP, INVERSE_WINDOW
 
-    train_dirs = [str(sets["train"])] + ([str(sets["sky"])] if args.sky else [])
+    train_dirs = [str(sets["train"])] + ([str(sets["sky"])] if args.sky else []) + (
+        [str(sets["rvar"])] if args.roughness_variants else []) + [str(Path(d).resolve()) for d in args.extra_train]
     hms = time.strftime("%H:%M:%S", time.gmtime(int(args.max_minutes * 60)))
     argv = [a for c in CONFIGS + args.extra_config for a in ("--config", str(ROOT / c))] + [
         "--data.init_args.train_dir", json.dumps(train_dirs), "--trainer.max_steps", str(args.max_steps),
