@@ -95,7 +95,7 @@ def progress_callback(every: int = 100):
 
 def snapshot_callback(directory: Path, every_minutes: float):
     """Export the EMA pipeline to ``directory/step_NNNNNN`` every ``every_minutes`` of wall clock (candidates of
-    the validation-based selection, module doc step 4)."""
+    the validation-based selection, module doc step 3)."""
     import lightning.pytorch as pl
 
     class Snapshots(pl.Callback):
@@ -126,8 +126,9 @@ def select_on_validation(candidates: list[Path], val: Path, stats: dict, threads
         cmd = [sys.executable, "-m", "neural_render", "eval", "inverse", "--data", str(val), "--model", str(path),
                "--threads", str(threads), "--json", str(report)]
         subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
-        accuracy = json.loads(report.read_text())["accuracy"]
-        row = {"model": str(path), "step": json.loads(report.read_text())["model_info"].get("global_step"),
+        result = json.loads(report.read_text())
+        accuracy = result["accuracy"]
+        row = {"model": str(path), "step": result["model_info"].get("global_step"),
                "score": round(baseline_relative_error(accuracy["model"], accuracy["baseline"]), 5),
                **{k: round(v, 4) for k, v in accuracy["model"].items() if k != "clips"}}
         print("validation " + json.dumps(row), flush=True)

@@ -15,6 +15,9 @@ import torch
 from neural_render.raster.material import Material
 
 PATTERNS = ("checker", "stripes", "blocks")
+#: uniform ranges of the roughness draws: objects (constants and texture values), the ground
+OBJECT_ROUGHNESS = (0.05, 0.95)
+GROUND_ROUGHNESS = (0.3, 0.95)
 
 
 def random_color(rng: np.random.Generator, saturation=(0.1, 0.9), value=(0.15, 0.9)) -> np.ndarray:
@@ -49,7 +52,7 @@ def random_material(rng: np.random.Generator, textured_prob: float = 0.4, name: 
     follow a procedural pattern."""
     kind = rng.choice(["dielectric", "metal", "mixed"], p=[0.6, 0.25, 0.15])
     metallic = {"dielectric": 0.0, "metal": 1.0, "mixed": float(rng.uniform(0.0, 1.0))}[kind]
-    roughness = float(rng.uniform(0.05, 0.95))
+    roughness = float(rng.uniform(*OBJECT_ROUGHNESS))
     color = random_color(rng, value=(0.4, 1.0) if kind == "metal" else (0.15, 0.9))
     if rng.uniform() >= textured_prob:
         return Material(color, roughness, metallic, name=name)
@@ -58,7 +61,7 @@ def random_material(rng: np.random.Generator, textured_prob: float = 0.4, name: 
     labels = pattern_mask(rng, pattern, size)
     k = int(labels.max()) + 1
     colors = np.stack([color] + [random_color(rng) for _ in range(k - 1)])
-    rough = np.array([[roughness]] + [[rng.uniform(0.05, 0.95)] for _ in range(k - 1)], np.float32)
+    rough = np.array([[roughness]] + [[rng.uniform(*OBJECT_ROUGHNESS)] for _ in range(k - 1)], np.float32)
     metal = np.full((k, 1), metallic, np.float32)
     if rng.uniform() < 0.3:  # metal / dielectric pattern
         metal = np.array([[float(i % 2)] for i in range(k)], np.float32)
@@ -70,7 +73,7 @@ def random_material(rng: np.random.Generator, textured_prob: float = 0.4, name: 
 
 def ground_material(rng: np.random.Generator) -> Material:
     """Dielectric ground: a constant colour or a two-colour checker (tiled by the ground's uv)."""
-    roughness = float(rng.uniform(0.3, 0.95))
+    roughness = float(rng.uniform(*GROUND_ROUGHNESS))
     color = random_color(rng, saturation=(0.0, 0.5), value=(0.2, 0.8))
     if rng.uniform() < 0.5:
         return Material(color, roughness, 0.0, name="ground")

@@ -23,7 +23,7 @@ from neural_render.raster.mesh import Mesh
 from neural_render.render.rotation import euler_to_matrix
 from neural_render.synth import shapes
 from neural_render.synth.cameras import TrajectoryParams, trajectory
-from neural_render.synth.materials import ground_material, random_material
+from neural_render.synth.materials import GROUND_ROUGHNESS, OBJECT_ROUGHNESS, ground_material, random_material
 from neural_render.synth.motion import MotionParams, object_transforms, visibility
 from neural_render.synth.sky import procedural_sky, random_sky_params
 from neural_render.types import Camera, EnvMap
@@ -243,10 +243,6 @@ def generate_scene(config: SynthConfig, seed: int, clip_index: int, envs: list[E
                       frame_seeds(seed, clip_index, t), params.to_dict())
 
 
-#: roughness range of each surface kind's draws (synth/materials.py): objects, ground
-ROUGHNESS_RANGES = {"object": (0.05, 0.95), "ground": (0.3, 0.95)}
-
-
 def redraw_roughness(meshes: list[Mesh], objects: list[dict], seed: int, clip_index: int, variant: int) -> None:
     """Roughness variant ``variant`` of a drawn scene, in place: every mesh's roughness map is shifted so that its
     mean is a fresh uniform draw from that surface kind's range (a constant map becomes exactly that draw; a textured
@@ -255,7 +251,7 @@ def redraw_roughness(meshes: list[Mesh], objects: list[dict], seed: int, clip_in
     differ ONLY in roughness, whose gloss is then the only cue a model can learn roughness from."""
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(clip_index), 0x2006, int(variant)]))
     for mesh, info in zip(meshes, objects):
-        low, high = ROUGHNESS_RANGES["ground" if info.get("kind") == "ground" else "object"]
+        low, high = GROUND_ROUGHNESS if info.get("kind") == "ground" else OBJECT_ROUGHNESS
         old = mesh.material
         value = float(rng.uniform(low, high))
         rough = (old.roughness - old.roughness.mean() + value).clamp(low, high)
