@@ -1,4 +1,5 @@
-"""baseline_relative_error: the checkpoint-selection score of scripts/train_inverse_tiny.py."""
+"""Model-vs-baseline comparisons of the inverse eval: baseline_relative_error (the checkpoint-selection score of
+scripts/train_inverse_tiny.py) and paired_comparison (the "clearly" column of `eval inverse`)."""
 
 import pytest
 
