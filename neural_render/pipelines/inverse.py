@@ -11,6 +11,10 @@ file decoded to linear and back gives its original pixels), concatenated to the 
 ``skip_passes`` (e.g. basecolor): the model predicts these passes RELATIVE to the condition latent (target = pass
 latent - input latent; the pipeline adds the input back). Albedo = input / shading, so the residual is smooth and
 the input's full-resolution texture reaches the output through the (exact, for pixel unshuffle) codec.
+``skip_filter_sigma`` > 0: the base added back is the latent of the input pixel-filtered at the processing size
+(:func:`neural_render.render.pixel_filter.pixel_filter`, Gaussian of that many pixels) instead of the input itself, so
+per-pixel Monte-Carlo / sensor noise of the input does not pass straight into the albedo (the network still sees the
+unfiltered input as its condition and can restore sharp texture edges).
 
 Depth is trained normalised per clip window (depth / max visible depth, :func:`depth_scale_of`), so predicted depth is
 RELATIVE: 1 = the farthest visible surface, 0 = no surface. ``depth_scale`` (default 1) multiplies it back to units.
@@ -36,6 +40,7 @@ mode inferred from the channel counts.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +57,7 @@ from neural_render.pipelines.windows import (
     video_span,
     windowed_sample,
 )
+from neural_render.render.pixel_filter import pixel_filter
 from neural_render.types.gbuffer import (
     PASS_CHANNELS,
     PREDICTED_PASSES,
@@ -153,14 +159,15 @@ class InverseRenderingPipeline(VideoDiffusionPipeline):
     def __init__(self, backbone, denoiser, codec=None, pass_embedding=None, mode: str | None = None,
                  passes: Sequence[str] | None = None, mask_threshold: float = DEFAULT_MASK_THRESHOLD,
                  processing_size: int | Sequence[int] | None = None, num_steps: int | None = None,
-                 info: dict | None = None, skip_passes: Sequence[str] = ()):
+                 info: dict | None = None, skip_passes: Sequence[str] = (), skip_filter_sigma: float = 0.0):
         super().__init__(backbone, denoiser, codec, pass_embedding)
         self.configure(mode=mode, passes=passes, mask_threshold=mask_threshold, processing_size=processing_size,
-                       num_steps=num_steps, info=info, skip_passes=skip_passes)
+                       num_steps=num_steps, info=info, skip_passes=skip_passes, skip_filter_sigma=skip_filter_sigma)
 
     # ------------------------------------------------------------------ configuration
     def configure(self, mode=None, passes=None, mask_threshold=DEFAULT_MASK_THRESHOLD, processing_size=None,
-                  num_steps=None, info=None, skip_passes=(), source=None) -> InverseRenderingPipeline:
+                  num_steps=None, info=None, skip_passes=(), skip_filter_sigma=0.0, source=None
+                  ) -> InverseRenderingPipeline:
         """Set and validate the inverse settings against the components (NeuralRenderError naming ``source``)."""
         codec, backbone = self.codec, self.backbone
         if codec is None:
@@ -196,8 +203,12 @@ class InverseRenderingPipeline(VideoDiffusionPipeline):
         skip_passes = [str(p) for p in (skip_passes or ())]
         if any(p not in passes or PASS_CHANNELS[p] != 3 for p in skip_passes):
             raise NeuralRenderError(f"skip_passes must be 3-channel passes among {passes}, got {skip_passes}", source)
+        sigma = float(skip_filter_sigma or 0.0)
+        if not (math.isfinite(sigma) and sigma >= 0.0):
+            raise NeuralRenderError(f"skip_filter_sigma must be a finite number of pixels >= 0, got {skip_filter_sigma}",
+                                    source)
         self.mode, self.passes, self.mask_threshold = mode, passes, float(mask_threshold)
-        self.skip_passes = skip_passes
+        self.skip_passes, self.skip_filter_sigma = skip_passes, sigma
         self.processing_size = (None if processing_size is None else
                                 int(processing_size) if isinstance(processing_size, int) else
                                 tuple(int(s) for s in processing_size))
@@ -209,7 +220,7 @@ class InverseRenderingPipeline(VideoDiffusionPipeline):
         size = self.processing_size
         return {"mode": self.mode, "passes": list(self.passes), "mask_threshold": self.mask_threshold,
                 "processing_size": list(size) if isinstance(size, tuple) else size, "num_steps": self.num_steps,
-                "skip_passes": list(self.skip_passes), "info": self.info}
+                "skip_passes": list(self.skip_passes), "skip_filter_sigma": self.skip_filter_sigma, "info": self.info}
 
     # ------------------------------------------------------------------ persistence
     def save_pretrained(self, directory: str | os.PathLike) -> None:
@@ -219,7 +230,8 @@ class InverseRenderingPipeline(VideoDiffusionPipeline):
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device | None = None):
         """Load a pipeline folder (any malformed folder -> NeuralRenderError naming it)."""
-        allowed = {"mode", "passes", "mask_threshold", "processing_size", "num_steps", "skip_passes", "info"}
+        allowed = {"mode", "passes", "mask_threshold", "processing_size", "num_steps", "skip_passes",
+                   "skip_filter_sigma", "info"}
         return cls._load_with_settings(directory, INVERSE_CONFIG, allowed, "an inverse rendering pipeline",
                                        required=False, adopt=True, device=device)
 
@@ -253,12 +265,14 @@ class InverseRenderingPipeline(VideoDiffusionPipeline):
 
     # ------------------------------------------------------------------ condition
     @torch.no_grad()
-    def _condition(self, video: Tensor, plan: _Plan) -> Tensor:
-        """(B, T', Cc, h, w) condition latents, encoded chunk by chunk for frame-independent codecs."""
+    def _condition(self, video: Tensor, plan: _Plan, filter_sigma: float = 0.0) -> Tensor:
+        """(B, T', Cc, h, w) condition latents, encoded chunk by chunk for frame-independent codecs; with
+        ``filter_sigma`` > 0 of the video pixel-filtered at the processing size (the skip passes' base)."""
         device, (ph, pw) = self.device, plan.proc
 
         def encode(frames: Tensor) -> Tensor:
-            return self.codec.encode(rgb_to_model(resize_video(frames.to(device, torch.float32), ph, pw)))
+            frames = resize_video(frames.to(device, torch.float32), ph, pw)
+            return self.codec.encode(rgb_to_model(pixel_filter(frames, filter_sigma) if filter_sigma else frames))
 
         if int(getattr(self.codec, "temporal_factor", 1)) == 1:
             chunk = max(b - a for a, b in plan.spans)
@@ -314,9 +328,11 @@ class InverseRenderingPipeline(VideoDiffusionPipeline):
             for name in plan.run_passes:
                 ids = self.pass_embedding.ids([name] * plan.batch, device=device)
                 latents[name] = run(c, self.pass_embedding(ids), gen_for(self.passes.index(name)), name)
-        for name in self.skip_passes:  # the model predicted the pass relative to the input video's latents
-            if name in latents:
-                latents[name] = latents[name] + cond
+        skipped = [name for name in self.skip_passes if name in latents]
+        if skipped:  # the model predicted these passes relative to the (pixel-filtered) input video's latents
+            base = self._condition(video, plan, self.skip_filter_sigma) if self.skip_filter_sigma else cond
+            for name in skipped:
+                latents[name] = latents[name] + base
         return latents, plan
 
     # ------------------------------------------------------------------ decoding

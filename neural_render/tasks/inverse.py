@@ -12,7 +12,9 @@ Batches (:mod:`neural_render.data.inverse_data`): ``rgb`` (B, T, 3, H, W) linear
   the pass embedding's tokens of that pass are the context.
 * ``joint``: target = the latents of all passes stacked in channels (backbone latent channels = len(passes) x codec
   channels), no context; one denoising run predicts everything.
-* ``skip_passes``: those passes' targets are their latents MINUS the condition latent (the pipeline adds it back).
+* ``skip_passes``: those passes' targets are their latents MINUS the condition latent (the pipeline adds it back);
+  with ``skip_filter_sigma`` > 0 minus the latent of the input pixel-filtered by that Gaussian (pixels) instead, so
+  the input's per-pixel noise is not part of the base (the condition itself stays unfiltered).
 * loss mask: passes in ``masked_passes`` (undefined on background: basecolor, normal, roughness, metallic) are weighted
   by the ``mask`` pass max-pooled to latent cells (:func:`latent_mask`); depth (background = 0 = no surface) and mask
   are trained on every pixel, so predicted depth carries the foreground mask at inference.
@@ -38,6 +40,7 @@ from torch import Tensor
 
 from neural_render.errors import NeuralRenderError
 from neural_render.pipelines.inverse import DEFAULT_MASK_THRESHOLD, MODES, rgb_to_model
+from neural_render.render.pixel_filter import pixel_filter
 from neural_render.tasks.base import DiffusionSystem, zero_output_layer
 from neural_render.types.gbuffer import (
     PASS_CHANNELS,
@@ -89,8 +92,8 @@ class InverseTask(DiffusionSystem):
 
     mode: "per_pass" | "joint". passes: predicted passes in order (joint: the channel blocks' order).
     masked_passes: passes whose loss is restricted to valid pixels. skip_passes: passes predicted relative to the
-    input latent (module doc). pass_loss_weights: {pass: factor > 0} on the loss (module doc). basecolor_target:
-    "absolute" | "input_level" (module doc). zero_init_output: zero the backbone's output layer at construction.
+    input latent, pixel-filtered first when skip_filter_sigma (pixels) > 0 (module doc). pass_loss_weights:
+    {pass: factor > 0} on the loss (module doc). basecolor_target: "absolute" | "input_level" (module doc). zero_init_output: zero the backbone's output layer at construction.
     mask_threshold / processing_size / num_steps: stored in exported pipelines (inference defaults). Other args:
     :class:`DiffusionSystem`.
     """
@@ -100,7 +103,7 @@ class InverseTask(DiffusionSystem):
                  mask_threshold: float = DEFAULT_MASK_THRESHOLD, processing_size: int | list[int] | None = None,
                  num_steps: int | None = None, skip_passes: list[str] | tuple[str, ...] = (),
                  zero_init_output: bool = False, pass_loss_weights: dict[str, float] | None = None,
-                 basecolor_target: str = "absolute", **kwargs):
+                 basecolor_target: str = "absolute", skip_filter_sigma: float = 0.0, **kwargs):
         if zero_init_output:  # before the EMA copies the weights: a fresh model predicts x0 = 0
             zero_output_layer(kwargs.get("backbone", args[0] if args else None))
         super().__init__(*args, **kwargs)
@@ -114,6 +117,7 @@ class InverseTask(DiffusionSystem):
         self.mode, self.passes, self.masked_passes = mode, passes, masked_passes
         self.mask_threshold, self.processing_size, self.num_steps = mask_threshold, processing_size, num_steps
         self.skip_passes = [str(p) for p in skip_passes]
+        self.skip_filter_sigma = float(skip_filter_sigma)
         weights = {str(k): float(v) for k, v in (pass_loss_weights or {}).items()}
         bad = {k: v for k, v in weights.items() if k not in passes or not v > 0 or v == float("inf")}
         if bad:
@@ -136,7 +140,8 @@ class InverseTask(DiffusionSystem):
         return InverseRenderingPipeline(self.backbone, self.denoiser, self.codec, self.pass_embedding, mode=self.mode,
                                         passes=self.passes, mask_threshold=self.mask_threshold,
                                         processing_size=self.processing_size, num_steps=self.num_steps,
-                                        skip_passes=self.skip_passes, info={"global_step": step, "task": type(self).__name__})
+                                        skip_passes=self.skip_passes, skip_filter_sigma=self.skip_filter_sigma,
+                                        info={"global_step": step, "task": type(self).__name__})
 
     # ------------------------------------------------------------------ batches
     def _choose_passes(self, batch: dict, b: int) -> list[int]:
@@ -172,6 +177,9 @@ class InverseTask(DiffusionSystem):
             raise NeuralRenderError(f"inverse batch lacks G-buffer passes {missing}")
         b = rgb.shape[0]
         cond = self.encode(rgb_to_model(rgb))
+        base = cond  # what skip passes are predicted relative to
+        if self.skip_passes and self.skip_filter_sigma:
+            base = self.encode(rgb_to_model(pixel_filter(rgb, self.skip_filter_sigma)))
         depth_scale = None
         if "depth" in self.passes:
             depth_scale = depth_scale_of(passes["depth"], passes.get("mask"))
@@ -182,7 +190,7 @@ class InverseTask(DiffusionSystem):
         if mask is not None and any(p in self.masked_passes for p in self.passes):
             lat_mask = latent_mask(mask, cond.shape[1], cond.shape[3], cond.shape[4])  # (B, T', 1, h, w)
         if self.mode == "joint":
-            x0 = torch.cat([self.encode(pack_pass(p, passes[p], depth_scale)) - (cond if p in self.skip_passes else 0)
+            x0 = torch.cat([self.encode(pack_pass(p, passes[p], depth_scale)) - (base if p in self.skip_passes else 0)
                             for p in self.passes], dim=2)
             masks = {}
             if lat_mask is not None or self.pass_loss_weights:
@@ -196,7 +204,7 @@ class InverseTask(DiffusionSystem):
                             for i, n in enumerate(names)])
         x0 = self.encode(packed)
         skip = torch.tensor([n in self.skip_passes for n in names], device=x0.device).view(-1, 1, 1, 1, 1)
-        x0 = torch.where(skip, x0 - cond, x0)
+        x0 = torch.where(skip, x0 - base, x0)
         context = self.embed_context(self.pass_embedding.ids(names, device=self.device))
         masks = {}
         if lat_mask is not None or self.pass_loss_weights:

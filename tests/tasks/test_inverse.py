@@ -152,6 +152,27 @@ def test_skip_passes_are_targets_relative_to_the_input_and_the_pipeline_adds_it_
         task("joint", skip_passes=["roughness"])  # one channel: not comparable with the RGB latent
 
 
+def test_skip_filter_sigma_makes_the_base_the_pixel_filtered_input_in_training_and_inference(tmp_path):
+    from neural_render.render.pixel_filter import pixel_filter
+
+    system = task("joint", kind="x0", skip_passes=["basecolor"], skip_filter_sigma=0.6, zero_init_output=True,
+                  ema_decay=0.9)
+    batch = demo_batch()
+    x0, cond, _, _ = system.make_batch(batch)
+    base = CODEC.encode(rgb_to_model(pixel_filter(batch["rgb"], 0.6)))
+    assert not torch.equal(base, cond)
+    assert torch.equal(cond, CODEC.encode(rgb_to_model(batch["rgb"])))  # the condition itself stays unfiltered
+    assert torch.equal(x0[:, :, :12], CODEC.encode(pack_pass("basecolor", batch["gbuffer"].basecolor)) - base)
+    pipe = system.pipeline()
+    with system.ema_weights():  # zero output: basecolor = the filtered input exactly
+        latents, _ = pipe.sample_latents(batch["rgb"], window=4, overlap=0)
+    assert torch.allclose(latents["basecolor"], base, atol=1e-6)
+    pipe.save_pretrained(tmp_path / "m")
+    assert InverseRenderingPipeline.from_pretrained(tmp_path / "m").skip_filter_sigma == 0.6
+    with pytest.raises(NeuralRenderError, match="skip_filter_sigma"):
+        task("joint", skip_passes=["basecolor"], skip_filter_sigma=-1.0)
+
+
 def test_pass_choice_is_random_in_training_and_fixed_in_evaluation():
     system, batch = task(), demo_batch()
     chosen = set()
