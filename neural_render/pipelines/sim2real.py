@@ -5,7 +5,10 @@ backbone sees ``[reference | target]`` (2L frames, :mod:`neural_render.models.ic
 latents of the rendered frames in display space (:func:`to_model_space`), clean at sigma 0; the target = the latents
 being denoised. ``target`` says what the target latents are: ``"direct"`` the realistic clip's latents, or
 ``"residual"`` realistic minus reference latents (the output is reference + prediction, so everything the model does
-not change is passed through exactly).
+not change is passed through exactly). ``residual_filter_sigma`` > 0 (residual only): the base the residual is
+added to is the rendered clip pixel-filtered at the processing size by a Gaussian of that many pixels
+(:func:`neural_render.render.pixel_filter.pixel_filter`: the footprint integration of a path tracer's pixel, which
+point-sampled game / rasterizer renders lack), while the in-context reference stays the unfiltered render.
 
 Any length: overlapping windows blended in latent space at every denoising step
 (:func:`neural_render.pipelines.windows.windowed_sample`); each window's reference is the matching slice of the
@@ -102,13 +105,14 @@ class Sim2RealPipeline(VideoDiffusionPipeline):
 
     def __init__(self, backbone, denoiser, codec=None, pass_embedding=None, target: str = "residual",
                  adapter: str | None = None, num_steps: int | None = None, window: int = 8, overlap: int = 2,
-                 processing_size: Sequence[int] | None = None, info: dict | None = None):
+                 processing_size: Sequence[int] | None = None, info: dict | None = None,
+                 residual_filter_sigma: float = 0.0):
         super().__init__(backbone, denoiser, codec, pass_embedding)
         self.configure(target=target, adapter=adapter, num_steps=num_steps, window=window, overlap=overlap,
-                       processing_size=processing_size, info=info)
+                       processing_size=processing_size, info=info, residual_filter_sigma=residual_filter_sigma)
 
     def configure(self, target="residual", adapter=None, num_steps=None, window=8, overlap=2, processing_size=None,
-                  info=None, source=None) -> Sim2RealPipeline:
+                  info=None, residual_filter_sigma=0.0, source=None) -> Sim2RealPipeline:
         from neural_render.models.lora import lora_adapter_names
 
         if self.codec is None:
@@ -127,7 +131,11 @@ class Sim2RealPipeline(VideoDiffusionPipeline):
             raise NeuralRenderError(f"need window >= 1 and 0 <= overlap < window, got {window}, {overlap}", source)
         if num_steps is not None and int(num_steps) < 1:
             raise NeuralRenderError(f"num_steps must be >= 1, got {num_steps}", source)
-        self.target, self.adapter = target, adapter
+        sigma = float(residual_filter_sigma or 0.0)
+        if not (math.isfinite(sigma) and sigma >= 0.0) or (sigma and target != "residual"):
+            raise NeuralRenderError(f"residual_filter_sigma must be a finite number of pixels >= 0 (and only with the "
+                                    f"residual target), got {residual_filter_sigma} with target {target!r}", source)
+        self.target, self.adapter, self.residual_filter_sigma = target, adapter, sigma
         self.num_steps = None if num_steps is None else int(num_steps)
         self.window, self.overlap = int(window), int(overlap)
         self.processing_size = None if processing_size is None else tuple(int(s) for s in processing_size)
@@ -137,7 +145,8 @@ class Sim2RealPipeline(VideoDiffusionPipeline):
     def sim2real_config(self) -> dict:
         size = self.processing_size
         return {"target": self.target, "adapter": self.adapter, "num_steps": self.num_steps, "window": self.window,
-                "overlap": self.overlap, "processing_size": list(size) if size else None, "info": self.info}
+                "overlap": self.overlap, "processing_size": list(size) if size else None,
+                "residual_filter_sigma": self.residual_filter_sigma, "info": self.info}
 
     # ------------------------------------------------------------------ persistence
     def save_pretrained(self, directory: str | os.PathLike) -> None:
@@ -145,15 +154,21 @@ class Sim2RealPipeline(VideoDiffusionPipeline):
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device | None = None):
-        allowed = {"target", "adapter", "num_steps", "window", "overlap", "processing_size", "info"}
+        allowed = {"target", "adapter", "num_steps", "window", "overlap", "processing_size", "residual_filter_sigma",
+                   "info"}
         return cls._load_with_settings(directory, SIM2REAL_CONFIG, allowed, "a sim2real model", device=device)
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
-    def encode_video(self, video: Tensor, size: tuple[int, int]) -> Tensor:
-        """Linear video (B, T, 3, H, W) -> reference latents (B, T', C, h, w) at the processing size."""
-        frames = to_model_space(resize_video(video.to(self.device, torch.float32), *size))
-        return self.codec.encode(frames)
+    def encode_video(self, video: Tensor, size: tuple[int, int], filter_sigma: float = 0.0) -> Tensor:
+        """Linear video (B, T, 3, H, W) -> reference latents (B, T', C, h, w) at the processing size (pixel-filtered
+        there first when ``filter_sigma`` > 0)."""
+        frames = resize_video(video.to(self.device, torch.float32), *size)
+        if filter_sigma:
+            from neural_render.render.pixel_filter import pixel_filter
+
+            frames = pixel_filter(frames, filter_sigma)
+        return self.codec.encode(to_model_space(frames))
 
     def _latent_windows(self, latent_frames: int, window: int, overlap: int) -> list[tuple[int, int]]:
         from neural_render.pipelines.windows import plan_windows
@@ -203,7 +218,11 @@ class Sim2RealPipeline(VideoDiffusionPipeline):
         finally:
             if self.adapter is not None:
                 set_lora_scale(self.backbone, 1.0, self.adapter)
-        out = latents + reference if self.target == "residual" else latents
+        if self.target == "residual":
+            base = self.encode_video(video, size, self.residual_filter_sigma) if self.residual_filter_sigma else reference
+            out = latents + base
+        else:
+            out = latents
         frames = self.codec.decode(out)[:, :video.shape[1]].float().cpu()
         frames = from_model_space(resize_video(frames, *video.shape[-2:]))
         return Sim2RealOutput(frames, spans, size, out if return_latents else None)

@@ -8,7 +8,9 @@ to_model_space`) through the frozen codec; the denoiser kind (flow, edm, x0) is 
     x0 = [reference | target] along frames: reference = latents of the rendered clip, given clean (``clean_frames``:
     sigma 0, timestep 0, never noised, excluded from the loss), sharing positions with the target (the backbone is
     switched to the in-context layout for good: :func:`~neural_render.models.ic_lora.set_in_context`); target =
-    realistic latents (``target="direct"``) or realistic minus reference latents (``"residual"``). No channel
+    realistic latents (``target="direct"``) or realistic minus reference latents (``"residual"``; with
+    ``residual_filter_sigma`` > 0 minus the latents of the rendered clip pixel-filtered by that Gaussian, in pixels,
+    while the in-context reference stays unfiltered). No channel
     condition. A peft LoRA of rank ``lora_rank`` on attention q/k/v/out + FFN is added unless the backbone already
     has one; ``train_base`` also trains the base weights (for backbones without pretraining, e.g. the tiny CPU ones).
 :class:`PropagationTask` (VACE-style anchor propagation)
@@ -48,13 +50,14 @@ class _EpochWindows:
 
 class Sim2RealTask(_EpochWindows, DiffusionSystem):
     """IC-LoRA training (module doc). target: "direct" | "residual"; lora_rank (0 = no LoRA added here),
-    lora_alpha, lora_targets: the adapter; train_base: base weights trainable too; window / overlap / num_steps /
-    processing_size: inference defaults stored in the exported pipeline. Other args: :class:`DiffusionSystem`."""
+    lora_alpha, lora_targets: the adapter; train_base: base weights trainable too; residual_filter_sigma: pixels of
+    the filter on the residual's base (module doc); window / overlap / num_steps / processing_size: inference
+    defaults stored in the exported pipeline. Other args: :class:`DiffusionSystem`."""
 
     def __init__(self, backbone, denoiser, *args, target: str = "residual", lora_rank: int = 16,
                  lora_alpha: float | None = None, lora_targets: list[str] | None = None, train_base: bool = False,
                  window: int = 8, overlap: int = 2, num_steps: int | None = None,
-                 processing_size: list[int] | None = None, **kwargs):
+                 processing_size: list[int] | None = None, residual_filter_sigma: float = 0.0, **kwargs):
         from neural_render.models.ic_lora import DEFAULT_ADAPTER, add_ic_lora, set_in_context
         from neural_render.models.lora import lora_adapter_names
 
@@ -68,6 +71,7 @@ class Sim2RealTask(_EpochWindows, DiffusionSystem):
         super().__init__(backbone, denoiser, *args, **kwargs)
         self.target, self.window, self.overlap = target, int(window), int(overlap)
         self.num_steps, self.processing_size, self.train_base = num_steps, processing_size, bool(train_base)
+        self.residual_filter_sigma = float(residual_filter_sigma)
         self._loaded_step = 0
         self.pipeline()  # validate codec / backbone now (NeuralRenderError)
 
@@ -77,7 +81,12 @@ class Sim2RealTask(_EpochWindows, DiffusionSystem):
         rendered, realistic = _videos(batch)
         reference = self.encode(to_model_space(rendered))
         real = self.encode(to_model_space(realistic))
-        target = real - reference if self.target == "residual" else real
+        if self.target == "residual" and self.residual_filter_sigma:
+            from neural_render.render.pixel_filter import pixel_filter
+
+            target = real - self.encode(to_model_space(pixel_filter(rendered, self.residual_filter_sigma)))
+        else:
+            target = real - reference if self.target == "residual" else real
         x0, clean = ic_sequence(reference, target)
         return x0, None, None, {"clean_frames": clean}
 
@@ -91,7 +100,7 @@ class Sim2RealTask(_EpochWindows, DiffusionSystem):
         adapter = DEFAULT_ADAPTER if DEFAULT_ADAPTER in lora_adapter_names(self.backbone) else None
         return Sim2RealPipeline(self.backbone, self.denoiser, self.codec, None, target=self.target, adapter=adapter,
                                 num_steps=self.num_steps, window=self.window, overlap=self.overlap,
-                                processing_size=self.processing_size,
+                                processing_size=self.processing_size, residual_filter_sigma=self.residual_filter_sigma,
                                 info={"global_step": step, "task": type(self).__name__,
                                       "train_base": self.train_base})
 

@@ -107,6 +107,30 @@ def test_ic_batch_reference_clean_target_residual(pairs):
         _ic_task(target="sideways")
 
 
+def test_residual_filter_sigma_filters_only_the_residual_base(pairs, tmp_path):
+    from neural_render.render.pixel_filter import pixel_filter
+
+    task = _ic_task(residual_filter_sigma=0.5)
+    batch = collate_pairs([PairDataset(pairs, 4, random=False)[0]])
+    x0 = task.make_batch(batch)[0]
+    ref = task.codec.encode(to_model_space(batch["rendered"]))
+    base = task.codec.encode(to_model_space(pixel_filter(batch["rendered"], 0.5)))
+    real = task.codec.encode(to_model_space(batch["realistic"]))
+    assert not torch.allclose(base, ref)
+    assert torch.equal(x0[:, :4], ref) and torch.allclose(x0[:, 4:], real - base)  # the reference stays unfiltered
+    pipe = task.pipeline()
+    video, _ = _scene(3, 7)
+    with torch.no_grad():  # zero prediction: the output is the filtered input
+        task.backbone.transformer.proj_out.weight.zero_()
+        task.backbone.transformer.proj_out.bias.zero_()
+    expect = from_model_space(to_model_space(pixel_filter(video, 0.5)))
+    assert torch.allclose(pipe(video).frames, expect, atol=1e-5)
+    pipe.save_pretrained(tmp_path / "m")
+    assert Sim2RealPipeline.from_pretrained(tmp_path / "m").residual_filter_sigma == 0.5
+    with pytest.raises(NeuralRenderError, match="residual_filter_sigma"):
+        _ic_task(target="direct", residual_filter_sigma=0.5)
+
+
 def test_ic_training_lowers_the_loss_and_export_round_trips(pairs, tmp_path):
     task = _ic_task(train_base=True)
     batch = collate_pairs([PairDataset(pairs, 4, random=False)[i] for i in range(2)])
