@@ -109,11 +109,13 @@ def test_eval_sim2real_table_and_json(setup, tmp_path, capsys):
                               "--propagation", str(setup / "prop"), "--json", str(tmp_path / "eval.json")])
     assert eval_cli.run(args) == 0
     text = capsys.readouterr().out
-    for label in ("IC-LoRA", "anchor propagation", "raw input", "path-traced target", "goal PSNR", "goal edge"):
+    for label in ("IC-LoRA", "anchor propagation", "raw input", "raw input + pixel filter", "path-traced target",
+                  "goal PSNR", "of which the pixel filter alone", "goal edge"):
         assert label in text
     record = json.loads((tmp_path / "eval.json").read_text())
     summary = record["summary"]
     assert summary["input"]["clips"] == 2 and summary["ic_lora"]["spawned_pixels"] > 0
+    assert summary["filtered_input"]["psnr"] != summary["input"]["psnr"]  # the filter changes the input
     first = record["clips"][0]
     assert first["target"]["psnr"] is None or first["target"]["psnr"] > 90  # target vs itself (inf -> null)
     assert first["anchor_frames"] == [0, 3]
