@@ -40,7 +40,6 @@ mode inferred from the channel counts.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -57,7 +56,7 @@ from neural_render.pipelines.windows import (
     video_span,
     windowed_sample,
 )
-from neural_render.render.pixel_filter import pixel_filter
+from neural_render.render.pixel_filter import checked_sigma, pixel_filter
 from neural_render.types.gbuffer import (
     PASS_CHANNELS,
     PREDICTED_PASSES,
@@ -203,12 +202,9 @@ class InverseRenderingPipeline(VideoDiffusionPipeline):
         skip_passes = [str(p) for p in (skip_passes or ())]
         if any(p not in passes or PASS_CHANNELS[p] != 3 for p in skip_passes):
             raise NeuralRenderError(f"skip_passes must be 3-channel passes among {passes}, got {skip_passes}", source)
-        sigma = float(skip_filter_sigma or 0.0)
-        if not (math.isfinite(sigma) and sigma >= 0.0):
-            raise NeuralRenderError(f"skip_filter_sigma must be a finite number of pixels >= 0, got {skip_filter_sigma}",
-                                    source)
         self.mode, self.passes, self.mask_threshold = mode, passes, float(mask_threshold)
-        self.skip_passes, self.skip_filter_sigma = skip_passes, sigma
+        self.skip_passes = skip_passes
+        self.skip_filter_sigma = checked_sigma(skip_filter_sigma, "skip_filter_sigma", source)
         self.processing_size = (None if processing_size is None else
                                 int(processing_size) if isinstance(processing_size, int) else
                                 tuple(int(s) for s in processing_size))
@@ -272,7 +268,7 @@ class InverseRenderingPipeline(VideoDiffusionPipeline):
 
         def encode(frames: Tensor) -> Tensor:
             frames = resize_video(frames.to(device, torch.float32), ph, pw)
-            return self.codec.encode(rgb_to_model(pixel_filter(frames, filter_sigma) if filter_sigma else frames))
+            return self.codec.encode(rgb_to_model(pixel_filter(frames, filter_sigma)))
 
         if int(getattr(self.codec, "temporal_factor", 1)) == 1:
             chunk = max(b - a for a, b in plan.spans)

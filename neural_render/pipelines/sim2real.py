@@ -31,6 +31,7 @@ from torch import Tensor
 
 from neural_render.errors import NeuralRenderError
 from neural_render.pipelines.base import VideoDiffusionPipeline
+from neural_render.render.pixel_filter import checked_sigma, pixel_filter
 
 SIM2REAL_CONFIG = "sim2real_config.json"
 TARGETS = ("direct", "residual")
@@ -131,10 +132,10 @@ class Sim2RealPipeline(VideoDiffusionPipeline):
             raise NeuralRenderError(f"need window >= 1 and 0 <= overlap < window, got {window}, {overlap}", source)
         if num_steps is not None and int(num_steps) < 1:
             raise NeuralRenderError(f"num_steps must be >= 1, got {num_steps}", source)
-        sigma = float(residual_filter_sigma or 0.0)
-        if not (math.isfinite(sigma) and sigma >= 0.0) or (sigma and target != "residual"):
-            raise NeuralRenderError(f"residual_filter_sigma must be a finite number of pixels >= 0 (and only with the "
-                                    f"residual target), got {residual_filter_sigma} with target {target!r}", source)
+        sigma = checked_sigma(residual_filter_sigma, "residual_filter_sigma", source)
+        if sigma and target != "residual":
+            raise NeuralRenderError(f"residual_filter_sigma applies to the residual target only, got target {target!r}",
+                                    source)
         self.target, self.adapter, self.residual_filter_sigma = target, adapter, sigma
         self.num_steps = None if num_steps is None else int(num_steps)
         self.window, self.overlap = int(window), int(overlap)
@@ -163,11 +164,7 @@ class Sim2RealPipeline(VideoDiffusionPipeline):
     def encode_video(self, video: Tensor, size: tuple[int, int], filter_sigma: float = 0.0) -> Tensor:
         """Linear video (B, T, 3, H, W) -> reference latents (B, T', C, h, w) at the processing size (pixel-filtered
         there first when ``filter_sigma`` > 0)."""
-        frames = resize_video(video.to(self.device, torch.float32), *size)
-        if filter_sigma:
-            from neural_render.render.pixel_filter import pixel_filter
-
-            frames = pixel_filter(frames, filter_sigma)
+        frames = pixel_filter(resize_video(video.to(self.device, torch.float32), *size), filter_sigma)
         return self.codec.encode(to_model_space(frames))
 
     def _latent_windows(self, latent_frames: int, window: int, overlap: int) -> list[tuple[int, int]]:

@@ -8,6 +8,8 @@ variance of a 1-pixel box, 1/12, plus the spread of the neighbouring centre samp
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -16,6 +18,15 @@ from neural_render.errors import NeuralRenderError
 
 #: default standard deviation (pixels) of the pixel filter applied to split-sum renders
 PIXEL_FILTER_SIGMA = 0.5
+
+
+def checked_sigma(value, name: str = "sigma", source=None) -> float:
+    """``value`` (None = 0) as a pixel-filter standard deviation in pixels: a finite float >= 0, else
+    NeuralRenderError naming ``name`` (and ``source``, e.g. a model folder)."""
+    sigma = float(value or 0.0)
+    if not (math.isfinite(sigma) and sigma >= 0.0):
+        raise NeuralRenderError(f"{name} must be a finite number of pixels >= 0, got {value}", source)
+    return sigma
 
 
 def gaussian_taps(sigma: float, radius: int | None = None) -> Tensor:
