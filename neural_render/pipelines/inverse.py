@@ -50,6 +50,7 @@ from torch import Tensor
 from neural_render.errors import NeuralRenderError
 from neural_render.pipelines.base import VideoDiffusionPipeline
 from neural_render.pipelines.defaults import INVERSE_OVERLAP, INVERSE_WINDOW
+from neural_render.pipelines.frame_size import processing_shape, resize_video
 from neural_render.pipelines.windows import (
     Span,
     fit_windows,
@@ -74,39 +75,6 @@ def rgb_to_model(rgb: Tensor) -> Tensor:
     from neural_render.render.tonemap import linear_to_srgb
 
     return linear_to_srgb(rgb.clamp(0.0, 1.0)) * 2.0 - 1.0
-
-
-def resize_video(x: Tensor, height: int, width: int) -> Tensor:
-    """(B, T, C, h, w) -> (B, T, C, height, width): bilinear, antialiased when shrinking (kornia)."""
-    b, t, c, h, w = x.shape
-    if (h, w) == (height, width):
-        return x
-    from kornia.geometry.transform import resize
-
-    y = resize(x.reshape(b * t, c, h, w), (height, width), interpolation="bilinear", align_corners=False,
-               antialias=True)
-    return y.reshape(b, t, c, height, width)
-
-
-def processing_shape(height: int, width: int, stride: int, size: int | Sequence[int] | None = None) -> tuple[int, int]:
-    """Processing (h, w), multiples of ``stride``: size None = the input size rounded; int = longer side; (h, w)."""
-    if height < stride or width < stride:
-        raise NeuralRenderError(f"frame size {width}x{height} is below the model stride {stride} "
-                                f"(codec x backbone): nothing to process")
-
-    def snap(v: float) -> int:
-        return max(stride, round(v / stride) * stride)
-
-    if size is None:
-        return snap(height), snap(width)
-    if isinstance(size, int):
-        if size < stride:
-            raise NeuralRenderError(f"processing size {size} is below the model stride {stride}")
-        scale = size / max(height, width)
-        return snap(height * scale), snap(width * scale)
-    if len(size) != 2 or min(int(s) for s in size) < stride:
-        raise NeuralRenderError(f"processing size must be an int or (h, w) >= the stride {stride}, got {size}")
-    return snap(int(size[0])), snap(int(size[1]))
 
 
 def _depth_scales(depth_scale, batch: int) -> Tensor:

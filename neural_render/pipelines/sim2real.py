@@ -31,6 +31,7 @@ from torch import Tensor
 
 from neural_render.errors import NeuralRenderError
 from neural_render.pipelines.base import VideoDiffusionPipeline
+from neural_render.pipelines.frame_size import resize_video
 from neural_render.render.pixel_filter import checked_sigma, pixel_filter
 
 SIM2REAL_CONFIG = "sim2real_config.json"
@@ -49,18 +50,6 @@ def from_model_space(x: Tensor) -> Tensor:
     from neural_render.render.tonemap import srgb_to_linear
 
     return srgb_to_linear(((x + 1.0) * 0.5).clamp(0.0, 1.0))
-
-
-def resize_video(x: Tensor, height: int, width: int) -> Tensor:
-    """(B, T, C, h, w) -> (B, T, C, height, width): bilinear, antialiased when shrinking (kornia)."""
-    b, t, c, h, w = x.shape
-    if (h, w) == (height, width):
-        return x
-    from kornia.geometry.transform import resize
-
-    y = resize(x.reshape(b * t, c, h, w), (height, width), interpolation="bilinear", align_corners=False,
-               antialias=True)
-    return y.reshape(b, t, c, height, width)
 
 
 def check_video(video: Tensor, stride: int, processing_size=None, source=None) -> tuple[int, int]:
