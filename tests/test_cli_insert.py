@@ -191,3 +191,51 @@ def test_eval_insert_scores_every_method_and_a_fresh_injection_equals_none(asset
         assert summary["injection"][region] == summary["no injection (same model)"][region]
         assert np.isfinite(summary["classical paste"][region])
     assert summary["input video (no object)"]["object"] < summary["classical paste"]["object"]
+    assert result["comparisons"]["classical paste"]["object"]["verdict"] == "n/a"  # one clip: no interval
+
+
+def test_injection_comparisons_are_paired_per_clip():
+    from neural_render.cli.eval_insert import injection_comparisons
+
+    def clip(inj, plain, paste):
+        return {"scores": {"injection": dict.fromkeys(("object", "around", "shadow"), inj),
+                           "no injection (same model)": dict.fromkeys(("object", "around", "shadow"), plain),
+                           "classical paste": dict.fromkeys(("object", "around", "shadow"), paste)}}
+
+    # injection 0.5 dB above no injection in every clip (clearly), level with the paste on average (a tie)
+    clips = [clip(20.0 + k, 19.5 + k, 20.0 + k + (-1) ** k) for k in range(6)]
+    result = injection_comparisons(clips)
+    assert result["no injection (same model)"]["shadow"]["verdict"] == "better"
+    assert abs(result["no injection (same model)"]["shadow"]["mean_improvement"] - 0.5) < 1e-9
+    assert result["classical paste"]["around"]["verdict"] == "tie"
+
+
+def test_shadow_injection_gets_the_objects_shadow_map(assets):
+    """An injection trained with shadow maps: insert_object ray casts the object's shadow over the composited scene
+    and feeds it; zero-init is still bit-identical to no injection, and weights on the shadow latents alone change
+    the render (the map reaches the model)."""
+    from neural_render.io import read_clip, read_clip_envmap
+    from neural_render.models.cache_injection import CacheInjection
+    from neural_render.pipelines.insert import (
+        CacheForwardPipeline,
+        InsertedObject,
+        insert_object,
+    )
+    from neural_render.raster import Material
+
+    clip = read_clip(assets["clip"])
+    gbuffer = clip.gbuffer.replace(depth=clip.gbuffer.depth / clip.meta.depth_scale)
+    pipe = CacheForwardPipeline.from_pretrained(assets["model"])
+    pipe.injection = CacheInjection.for_backbone(pipe.backbone, 12, shadow=True)
+    obj = InsertedObject(str(assets["mesh"]), Material(0.5, 0.4, 0.0), tuple(float(v) for v in assets["at"].split(",")),
+                         0.4)
+    env = read_clip_envmap(assets["clip"])
+    kwargs = {"depth_scale": clip.meta.depth_scale, "blend": "full"}
+    plain = insert_object(pipe, clip.rgb, clip.camera, env, obj, gbuffer, inject=False, **kwargs).rgb
+    assert torch.equal(insert_object(pipe, clip.rgb, clip.camera, env, obj, gbuffer, inject=True, **kwargs).rgb, plain)
+    with torch.no_grad():
+        pipe.injection.proj.weight[:, 12:24].fill_(0.5)  # the shadow latents' inputs only
+    shaded = insert_object(pipe, clip.rgb, clip.camera, env, obj, gbuffer, inject=True, **kwargs).rgb
+    assert float((shaded - plain).abs().max()) > 1e-4
+    with pytest.raises(Exception, match="shadow"):
+        pipe.token_add(torch.zeros(1, T, 3, 16, 24), torch.zeros(1, T, 1, 16, 24))

@@ -66,6 +66,19 @@ def scores(pred, target, masks: dict) -> dict:
     return {name: (float(psnr(a, b, m)[0]) if bool(m.any()) else float("nan")) for name, m in masks.items()}
 
 
+def injection_comparisons(per_clip: list[dict]) -> dict:
+    """{other method: {region: paired_comparison(injection, other)}} over the clips (object, around, shadow) for
+    the two methods the injection must beat: the same model without injection and the classical paste."""
+    from neural_render.metrics.inverse import paired_comparison
+
+    out = {}
+    for other in ("no injection (same model)", "classical paste"):
+        out[other] = {r: paired_comparison([c["scores"]["injection"][r] for c in per_clip],
+                                           [c["scores"][other][r] for c in per_clip], higher_is_better=True)
+                      for r in ("object", "around", "shadow")}
+    return out
+
+
 def load_item(data, clip_dir):
     """(scene Clip, env, ground-truth rgb, GT object mask, InsertedObject, record)."""
     import json
@@ -165,19 +178,27 @@ def run(args) -> int:
         values = [r["scores"][method][region] for r in per_clip if not math.isnan(r["scores"][method][region])]
         return sum(values) / len(values) if values else float("nan")
 
-    summary = {m: {r: mean(m, r) for r in REGIONS} for m in methods}
     if not per_clip:
         raise NeuralRenderError(f"no clip could be evaluated: {skipped}", data)
+    summary = {m: {r: mean(m, r) for r in REGIONS} for m in methods}
+    comparisons = injection_comparisons(per_clip)
     print(f"\ninsertion PSNR (dB, display sRGB) over {len(per_clip)} clips ({len(skipped)} skipped), G-buffers: "
           f"{args.gbuffers}, model {folder}")
     print(f"{'method':28s}" + "".join(f"{r:>10s}" for r in REGIONS))
     for m in methods:
         print(f"{m:28s}" + "".join(f"{summary[m][r]:10.2f}" for r in REGIONS))
+    print("\ninjection against the other methods, per-clip paired PSNR difference (dB) with its 95% bootstrap interval;"
+          " 'clearly' = the whole interval above 0")
+    for other, by_region in comparisons.items():
+        cells = [f"{r} {c['mean_improvement']:+.2f} [{c['ci95'][0]:+.2f}, {c['ci95'][1]:+.2f}] "
+                 f"{'clearly' if c['verdict'] == 'better' else c['verdict']}" for r, c in by_region.items()]
+        print(f"  vs {other}: " + "; ".join(cells))
     if args.json:
         from neural_render.io.atomic import atomic_path
 
         result = {"data": str(data), "model": str(folder), "base_model": str(base_folder), "gbuffers": args.gbuffers,
-                  "ring": args.ring, "strength": args.strength, "summary": summary, "clips": per_clip,
+                  "ring": args.ring, "strength": args.strength, "summary": summary, "comparisons": comparisons,
+                  "clips": per_clip,
                   "skipped": skipped}
         with atomic_path(args.json) as tmp:
             Path(tmp).write_text(json.dumps(result, indent=1) + "\n")

@@ -9,6 +9,12 @@ Mechanism (one forward call)::
       -> tokens (B,T'',D,h',w') on the backbone's token grid
       -> token_add = strength * soft_mask * P(...)  ->  backbone(..., added={"token_add": token_add})
 
+With ``shadow=True`` the cache render also carries the cache's SHADOW map o (B,T,1,H,W) in [0, 1]: the share of
+the env's diffuse light its entities block at each scene pixel (:func:`neural_render.raster.shadow.env_occlusion`,
+ray cast from the 3D meshes, information a 2.5D G-buffer does not hold); it is encoded like the normals
+(:func:`pack_cache_shadow`), its latents are concatenated before P (input 2C + 1 channels), and the soft mask
+covers the shadow region (o > :data:`SHADOW_REGION`) as well as the object.
+
 where the backbone ADDS ``token_add`` to the output of its own input projection (the noisy latent + condition
 tokens). ``soft_mask`` (B,T'',1,h',w') is the object's token coverage (area fraction) dilated with a linear falloff
 over ``mask_dilation`` tokens, so the injection also reaches the neighbourhood where the object's shadow falls, and
@@ -35,11 +41,18 @@ from neural_render.errors import NeuralRenderError
 
 #: parameter-name patterns of a DiffusionSystem that train during cache-injection fine-tuning
 TRAINABLE_PATTERNS = ("injection.*", "backbone.*lora_*")
+#: shadow values above this count as the shadow region of the soft mask
+SHADOW_REGION = 0.02
 
 
 def pack_cache_normals(normal: Tensor, mask: Tensor) -> Tensor:
     """Masked camera-space normals (B,T,3,H,W) -> codec input in [-1, 1] (background 0)."""
     return (normal * mask).clamp(-1.0, 1.0)
+
+
+def pack_cache_shadow(shadow: Tensor) -> Tensor:
+    """Cache shadow map (B,T,1,H,W) in [0, 1] -> codec input (B,T,3,H,W) (the value in every channel)."""
+    return shadow.clamp(0.0, 1.0).expand(*shadow.shape[:2], 3, *shadow.shape[3:])
 
 
 def temporal_pool(x: Tensor, latent_frames: int) -> Tensor:
@@ -93,15 +106,17 @@ class CacheInjection(ModelMixin, ConfigMixin):
     latent_channels: C of the codec latents of the cache render. token_dim: D of the backbone's tokens.
     kernel_size / stride / padding: 3-tuples (t, h, w) of the projection, equal to the backbone's input projection
     (use :meth:`for_backbone`). mask_dilation: soft-mask falloff radius in tokens. strength: default strength.
+    shadow: the cache render also holds the cache's shadow map (module docstring).
     """
 
     @register_to_config
     def __init__(self, latent_channels: int = 12, token_dim: int = 32, kernel_size=(1, 1, 1), stride=(1, 1, 1),
-                 padding=(0, 0, 0), mask_dilation: int = 1, strength: float = 1.0):
+                 padding=(0, 0, 0), mask_dilation: int = 1, strength: float = 1.0, shadow: bool = False):
         super().__init__()
         if int(latent_channels) < 1 or int(token_dim) < 1 or int(mask_dilation) < 0:
             raise NeuralRenderError("CacheInjection needs latent_channels, token_dim >= 1 and mask_dilation >= 0")
-        self.proj = nn.Conv3d(int(latent_channels) + 1, int(token_dim), tuple(kernel_size), tuple(stride),
+        inputs = int(latent_channels) * (2 if shadow else 1) + 1
+        self.proj = nn.Conv3d(inputs, int(token_dim), tuple(kernel_size), tuple(stride),
                               tuple(padding))
         self.mask_dilation = int(mask_dilation)
         self.reset_parameters()
@@ -113,8 +128,8 @@ class CacheInjection(ModelMixin, ConfigMixin):
             self.proj.bias.zero_()
 
     @classmethod
-    def for_backbone(cls, backbone, latent_channels: int, mask_dilation: int = 1, strength: float = 1.0
-                     ) -> CacheInjection:
+    def for_backbone(cls, backbone, latent_channels: int, mask_dilation: int = 1, strength: float = 1.0,
+                     shadow: bool = False) -> CacheInjection:
         """Projection geometry copied from the backbone's input projection; D = ``backbone.token_dim``."""
         module = _input_projection(backbone)
         if isinstance(module, nn.Conv3d):
@@ -124,7 +139,8 @@ class CacheInjection(ModelMixin, ConfigMixin):
             stride, padding = (1, *module.stride), (0, *module.padding)
         if isinstance(padding[0], str):
             raise NeuralRenderError("string padding of the backbone's input projection is not supported")
-        return cls(int(latent_channels), int(backbone.token_dim), kernel, stride, padding, mask_dilation, strength)
+        return cls(int(latent_channels), int(backbone.token_dim), kernel, stride, padding, mask_dilation, strength,
+                   bool(shadow))
 
     @property
     def is_zero(self) -> bool:
@@ -137,9 +153,11 @@ class CacheInjection(ModelMixin, ConfigMixin):
         m = temporal_pool(pixel_mask, t_tok) if pixel_mask.shape[1] != t_tok else pixel_mask
         return soft_dilate(area_pool(m, tuple(token_grid)), self.mask_dilation)
 
-    def forward(self, cache_latents: Tensor, pixel_mask: Tensor, strength: float | Tensor | None = None) -> Tensor:
+    def forward(self, cache_latents: Tensor, pixel_mask: Tensor, strength: float | Tensor | None = None,
+                shadow_latents: Tensor | None = None, shadow: Tensor | None = None) -> Tensor:
         """cache_latents (B,T',C,h,w), pixel_mask (B,T,1,H,W) in [0,1], strength float or (B,) -> token_add
-        (B,T'',D,h',w') on the backbone's token grid."""
+        (B,T'',D,h',w') on the backbone's token grid. With ``config.shadow``: shadow_latents (B,T',C,h,w) (codec
+        latents of :func:`pack_cache_shadow`) and shadow (B,T,1,H,W), the map itself (for the soft mask)."""
         if cache_latents.ndim != 5 or cache_latents.shape[2] != self.config.latent_channels:
             raise NeuralRenderError(f"cache latents must be (B,T',{self.config.latent_channels},h,w), "
                                     f"got {tuple(cache_latents.shape)}")
@@ -149,20 +167,33 @@ class CacheInjection(ModelMixin, ConfigMixin):
         b, t_lat, _, h, w = cache_latents.shape
         pixel_mask = pixel_mask.to(cache_latents)
         mask_lat = area_pool(temporal_pool(pixel_mask, t_lat), (t_lat, h, w))
-        x = torch.cat([cache_latents, mask_lat], dim=2).permute(0, 2, 1, 3, 4)
+        parts, region = [cache_latents], pixel_mask
+        if self.config.shadow:
+            if shadow_latents is None or shadow is None:
+                raise NeuralRenderError("this cache injection was trained with shadow maps: give shadow_latents and "
+                                        "shadow (the cache's env_occlusion)")
+            if shadow_latents.shape != cache_latents.shape or shadow.shape != pixel_mask.shape:
+                raise NeuralRenderError(f"shadow latents {tuple(shadow_latents.shape)} / map {tuple(shadow.shape)} "
+                                        f"must match {tuple(cache_latents.shape)} / {tuple(pixel_mask.shape)}")
+            parts.append(shadow_latents)
+            region = torch.maximum(pixel_mask, (shadow.to(pixel_mask) > SHADOW_REGION).to(pixel_mask))
+        x = torch.cat([*parts, mask_lat], dim=2).permute(0, 2, 1, 3, 4)
         tokens = self.proj(x.to(self.proj.weight.dtype)).permute(0, 2, 1, 3, 4)  # (B, T'', D, h', w')
-        soft = self.soft_mask(pixel_mask, tuple(tokens.shape[i] for i in (1, 3, 4)))
+        soft = self.soft_mask(region, tuple(tokens.shape[i] for i in (1, 3, 4)))
         s = self.config.strength if strength is None else strength
         s = torch.as_tensor(s, dtype=tokens.dtype, device=tokens.device).reshape(-1, 1, 1, 1, 1)
         if s.shape[0] not in (1, b):
             raise NeuralRenderError(f"strength must be a float or (B={b},), got {s.shape[0]} values")
         return s * soft * tokens
 
-    def token_add(self, codec, normal: Tensor, mask: Tensor, strength: float | Tensor | None = None) -> Tensor:
-        """Cache render (normal (B,T,3,H,W), mask (B,T,1,H,W)) -> token_add, encoding with the frozen ``codec``."""
+    def token_add(self, codec, normal: Tensor, mask: Tensor, strength: float | Tensor | None = None,
+                  shadow: Tensor | None = None) -> Tensor:
+        """Cache render (normal (B,T,3,H,W), mask (B,T,1,H,W), shadow (B,T,1,H,W) or None) -> token_add, encoding
+        with the frozen ``codec``."""
         with torch.no_grad():
             latents = codec.encode(pack_cache_normals(normal, mask))
-        return self(latents, mask, strength)
+            shadow_latents = None if shadow is None else codec.encode(pack_cache_shadow(shadow))
+        return self(latents, mask, strength, shadow_latents, shadow)
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
         from neural_render.io.atomic import atomic_dir

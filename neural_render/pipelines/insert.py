@@ -15,7 +15,8 @@ with strength 0 or without an injection module it renders exactly like the plain
    visible in at least one (else :class:`NeuralRenderError`);
 3. its G-buffer is depth-composited into the scene's (:func:`neural_render.types.composite_nearest`);
 4. the forward model renders the composited G-buffer under the env map with the cache render injected (normals +
-   mask of the object), and, for ``blend="differential"``, also the scene alone; the output is the input video plus
+   mask of the object; for injections trained with shadows also the object's shadow map, the share of the env's
+   light its mesh blocks at each pixel of the composited scene, :func:`neural_render.raster.shadow.env_occlusion`), and, for ``blend="differential"``, also the scene alone; the output is the input video plus
    the difference of the two renders (the object's shadow and reflections, Debevec-style differential rendering),
    with the object's own pixels taken from the render (``blend="full"`` returns the render as is).
 
@@ -38,6 +39,7 @@ from neural_render.models.cache3d import Cache3D, CacheRender, render_of
 from neural_render.models.cache_injection import (
     CacheInjection,
     pack_cache_normals,
+    pack_cache_shadow,
     token_frames,
 )
 from neural_render.pipelines.forward import ForwardPipeline
@@ -73,25 +75,37 @@ class CacheForwardPipeline(ForwardPipeline):
         return self
 
     @torch.no_grad()
-    def token_add(self, normal: Tensor, mask: Tensor, strength: float | Tensor | None = None) -> Tensor:
-        """Cache render (B,T,3,H,W) normals / (B,T,1,H,W) mask -> token_add over the whole clip (zero-padded like the
-        G-buffer to the model's spatial step)."""
+    def token_add(self, normal: Tensor, mask: Tensor, strength: float | Tensor | None = None,
+                  shadow: Tensor | None = None) -> Tensor:
+        """Cache render (B,T,3,H,W) normals / (B,T,1,H,W) mask (+ (B,T,1,H,W) shadow map for an injection trained
+        with shadows) -> token_add over the whole clip (zero-padded like the G-buffer to the model's spatial step)."""
         if self.injection is None:
             raise NeuralRenderError("this forward pipeline has no cache injection (train one or use inject=False)")
+        if self.injection.config.shadow and shadow is None:
+            raise NeuralRenderError("this cache injection was trained with shadow maps: pass the cache's shadow "
+                                    "(neural_render.raster.shadow.env_occlusion)")
         h, w = normal.shape[-2:]
         ph, pw = (-h) % self.spatial_step, (-w) % self.spatial_step
-        normal, mask = (F.pad(x, (0, pw, 0, ph)) if ph or pw else x for x in (normal.float(), mask.float()))
-        latents = self._encode(pack_cache_normals(normal, mask).to(self.device))
-        return self.injection(latents, mask.to(self.device), strength)
+        pad = lambda x: (F.pad(x.float(), (0, pw, 0, ph)) if ph or pw else x.float()).to(self.device)
+        normal, mask = pad(normal), pad(mask)
+        latents = self._encode(pack_cache_normals(normal, mask))
+        shadow_latents = None
+        if self.injection.config.shadow:
+            shadow = pad(shadow)
+            shadow_latents = self._encode(pack_cache_shadow(shadow))
+        else:
+            shadow = None
+        return self.injection(latents, mask, strength, shadow_latents, shadow)
 
     @torch.no_grad()
     def render(self, gbuffer: GBuffer, camera: Camera, env: EnvMap | None, *args, cache: tuple | CacheRender | None = None,
                strength: float | Tensor | None = None, **kwargs):
-        """ForwardPipeline.render (same arguments) + ``cache``: a CacheRender or (normal, mask) of the clip, injected
-        with ``strength`` (default: the injection's configured strength)."""
+        """ForwardPipeline.render (same arguments) + ``cache``: a CacheRender or (normal, mask[, shadow]) of the
+        clip, injected with ``strength`` (default: the injection's configured strength)."""
         if isinstance(cache, CacheRender):
             cache = (cache.normal, cache.mask)
-        self._token_add = None if cache is None else self.token_add(cache[0], cache[1], strength)
+        self._token_add = None if cache is None else self.token_add(cache[0], cache[1], strength,
+                                                                       cache[2] if len(cache) > 2 else None)
         try:
             return super().render(gbuffer, camera, env, *args, **kwargs)
         finally:
@@ -272,7 +286,12 @@ def insert_object(forward: ForwardPipeline, video: Tensor, camera: Camera, env: 
         if not isinstance(forward, CacheForwardPipeline) or forward.injection is None:
             raise NeuralRenderError("inject=True needs a forward model with a cache injection (cache_injection/)")
         # the injection sees the object where it is visible: occluded parts are not part of the rendered cache
-        kwargs.update(cache=(cache_render.normal * visible, visible), strength=strength)
+        shadow = None
+        if forward.injection.config.shadow:  # what the object's 3D mesh hides of the env, over the composited scene
+            from neural_render.raster.shadow import env_occlusion
+
+            shadow = env_occlusion(cache.meshes(), camera, merged.depth, merged.normal, merged.mask, env)
+        kwargs.update(cache=(cache_render.normal * visible, visible, shadow), strength=strength)
     rendered = forward.render(merged, camera, env, generator=torch.Generator().manual_seed(int(seed)), **kwargs).rgb
     background = None
     if blend == "full":

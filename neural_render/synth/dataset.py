@@ -284,3 +284,30 @@ def read_object_ids(clip_dir: str | os.PathLike, frame: int) -> np.ndarray:
     if "object_id.Y" not in ch:
         raise NeuralRenderError("object id file lacks channel object_id.Y", path)
     return np.rint(ch["object_id.Y"]).astype(np.int64)[None]
+
+
+def regenerate_scene(clip_dir: str | os.PathLike):
+    """The :class:`~neural_render.synth.scene.SynthScene` (meshes with their per-frame placement, camera, env) of a
+    finished synth clip, drawn again from its dataset's ``synth.json`` (scenes are a pure function of the seed and
+    the clip index). Needs the dataset's ``envmaps/``; datasets made with user meshes (``--meshes``) cannot be
+    redrawn (the mesh files are not stored) and raise :class:`NeuralRenderError`."""
+    from neural_render.io.clip import read_meta
+    from neural_render.io.hdr import load_envmap
+    from neural_render.synth.scene import SynthConfig, generate_scene
+
+    clip_dir = Path(clip_dir)
+    info = read_meta(clip_dir).extra.get("synth")
+    spec_path = clip_dir.parent / SPEC_NAME
+    if not info or not spec_path.is_file():
+        raise NeuralRenderError(f"not a synth clip (no extra.synth in meta.json or no ../{SPEC_NAME})", clip_dir)
+    spec = json.loads(spec_path.read_text())
+    if spec.get("meshes"):
+        raise NeuralRenderError(f"made with user meshes {spec['meshes']}: their files are not stored", clip_dir)
+    if spec.get("generator_version") != GENERATOR_VERSION:
+        raise NeuralRenderError(f"generator version {spec.get('generator_version')} != {GENERATOR_VERSION}", spec_path)
+    config = SynthConfig(**info["config"])
+    envs = [] if config.sky else [load_envmap(clip_dir.parent / ENV_DIR / f"{name}.exr") for name in spec["envmaps"]]
+    scene = generate_scene(config, int(info["seed"]), int(info["clip_index"]), envs, {})
+    if [o.get("kind") for o in scene.objects] != [o.get("kind") for o in info["objects"]]:
+        raise NeuralRenderError("the redrawn scene does not match the clip's recorded objects", clip_dir)
+    return scene

@@ -29,10 +29,12 @@ from neural_render.data.forward_data import ForwardClipDataset, ForwardDataModul
 from neural_render.errors import NeuralRenderError
 from neural_render.models.backbone import VideoBackbone
 from neural_render.models.cache_injection import (
+    SHADOW_REGION,
     TRAINABLE_PATTERNS,
     CacheInjection,
     area_pool,
     pack_cache_normals,
+    pack_cache_shadow,
     perturb_cache_render,
     soft_dilate,
     temporal_pool,
@@ -87,10 +89,13 @@ class ForwardCacheTask(ForwardTask):
         return super()._select_trainable(patterns)
 
     # ------------------------------------------------------------------ batches
-    def cache_token_add(self, normal: Tensor, mask: Tensor, strength: float | Tensor | None = None) -> Tensor:
-        """Cache render (B,T,3,H,W) / (B,T,1,H,W) -> token_add (B,T'',D,h',w') (codec frozen, projection trained)."""
+    def cache_token_add(self, normal: Tensor, mask: Tensor, strength: float | Tensor | None = None,
+                        shadow: Tensor | None = None) -> Tensor:
+        """Cache render (B,T,3,H,W) / (B,T,1,H,W) (+ shadow (B,T,1,H,W) for shadow injections) -> token_add
+        (B,T'',D,h',w') (codec frozen, projection trained)."""
         latents = self.encode(pack_cache_normals(normal, mask))
-        return self.injection(latents, mask, strength)
+        shadow_latents = None if shadow is None else self.encode(pack_cache_shadow(shadow))
+        return self.injection(latents, mask, strength, shadow_latents, shadow)
 
     def make_batch(self, batch: dict) -> tuple[Tensor, Tensor | None, Tensor | None, dict]:
         x0, cond, context, masks = super().make_batch(batch)
@@ -98,17 +103,24 @@ class ForwardCacheTask(ForwardTask):
             return x0, cond, context, masks
         normal = batch["cache_normal"].to(self.device).float()
         mask = batch["cache_mask"].to(self.device).float()
+        shadow = None
+        if self.injection.config.shadow:
+            if "cache_shadow" not in batch:
+                raise NeuralRenderError("a shadow injection needs cache_shadow in the batch (data shadow: true)")
+            shadow = batch["cache_shadow"].to(self.device).float()
         if self.training and torch.is_grad_enabled():
             gen = self._generator()
             normal, mask = perturb_cache_render(normal, mask, gen, **self.perturb)
             keep = (torch.rand(mask.shape[0], generator=gen, device=gen.device) < self.cache_prob).to(mask)
             mask = mask * keep.view(-1, 1, 1, 1, 1)
             normal = normal * mask
+            shadow = None if shadow is None else shadow * keep.view(-1, 1, 1, 1, 1)
         masks = dict(masks or {})
-        masks["added"] = {"token_add": self.cache_token_add(normal, mask)}
+        masks["added"] = {"token_add": self.cache_token_add(normal, mask, shadow=shadow)}
         if self.region_weight > 0:
             t_lat, h, w = x0.shape[1], x0.shape[3], x0.shape[4]
-            soft = soft_dilate(area_pool(temporal_pool(mask, t_lat), (t_lat, h, w)), self.injection.mask_dilation)
+            region = mask if shadow is None else torch.maximum(mask, (shadow > SHADOW_REGION).to(mask))
+            soft = soft_dilate(area_pool(temporal_pool(region, t_lat), (t_lat, h, w)), self.injection.mask_dilation)
             masks["loss_mask"] = 1.0 + self.region_weight * soft
         return x0, cond, context, masks
 
@@ -123,9 +135,10 @@ class ForwardCacheTask(ForwardTask):
 
 def _build_injection(backbone, codec, settings: dict) -> CacheInjection:
     pretrained = settings.pop("pretrained", None)
-    unknown = set(settings) - {"mask_dilation", "strength"}
+    unknown = set(settings) - {"mask_dilation", "strength", "shadow"}
     if unknown:
-        raise NeuralRenderError(f"unknown injection settings {sorted(unknown)} (mask_dilation, strength, pretrained)")
+        raise NeuralRenderError(f"unknown injection settings {sorted(unknown)} (mask_dilation, strength, shadow, "
+                                "pretrained)")
     if pretrained:
         return CacheInjection.from_pretrained(pretrained)
     channels = codec.latent_channels if codec is not None else backbone.latent_channels
@@ -175,15 +188,24 @@ class CacheForwardDataset(Dataset):
     ``source_roots``. Objects other than the ground that cover >= ``min_pixels`` pixels on average are candidates;
     clips without any give an empty cache (mask 0). Items need full frames (``base.crop`` None).
     Adds ``cache_normal`` (1, T, 3, H, W) (exact normals * mask) and ``cache_mask`` (1, T, 1, H, W).
+
+    shadow: also ``cache_shadow`` (1, T, 1, H, W): :func:`~neural_render.raster.shadow.env_occlusion` of the picked
+    object's mesh (the synthetic source scene redrawn by :func:`~neural_render.synth.dataset.regenerate_scene`,
+    exact per-frame pose) over the geometry of the ITEM's clip: its depth and normals, which for a "real" stand-in
+    are the degraded / inverse-rendered ones (relative depth brought to scene units by the median ratio to the
+    source's depth), so the shadow is as imperfect as at inference, where the scene geometry is estimated too.
+    Computed once per (clip, object) and kept. env_rows: the env resolution of env_occlusion.
     """
 
     def __init__(self, base: ForwardClipDataset, source_roots: list[str] | None = None, min_pixels: int = 12,
-                 seed: int = 0):
-        if base.crop is not None:
-            raise NeuralRenderError("CacheForwardDataset needs full frames (crop=None) to align object ids")
+                 seed: int = 0, shadow: bool = False, env_rows: int = 16):
+        if base.crop is not None or base.size is not None:
+            raise NeuralRenderError("CacheForwardDataset needs full frames (crop and size None) to align object ids")
         self.base, self.min_pixels, self.seed = base, int(min_pixels), int(seed)
         self.source_roots = [Path(r) for r in (source_roots or [])]
+        self.shadow, self.env_rows = bool(shadow), int(env_rows)
         self._sources: dict[str, tuple] = {}
+        self._shadows: dict[tuple[str, int], Tensor] = {}
 
     def __len__(self) -> int:
         return len(self.base)
@@ -208,12 +230,37 @@ class CacheForwardDataset(Dataset):
         normals = read_clip(source, passes=["normal", "mask"], rgb=False).gbuffer.normal[0]
         objects = meta.extra.get("synth", {}).get("objects", [])
         ground = {int(o["id"]) for o in objects if o.get("kind") == "ground"}
-        self._sources[clip] = (ids.reshape(meta.num_frames, *ids.shape[-2:]), normals, ground)
+        self._sources[clip] = (ids.reshape(meta.num_frames, *ids.shape[-2:]), normals, ground, source)
         return self._sources[clip]
+
+    def _shadow(self, clip: str, object_id: int) -> Tensor:
+        """(T, 1, H, W) shadow of object ``object_id`` of the source scene over the geometry of ``clip``."""
+        key = (clip, int(object_id))
+        if key in self._shadows:
+            return self._shadows[key]
+        from neural_render.io.clip import read_clip, read_clip_envmap
+        from neural_render.raster.shadow import env_occlusion
+        from neural_render.synth.dataset import regenerate_scene
+
+        source = self._source(clip)[3]
+        scene = regenerate_scene(source)
+        own = read_clip(clip, passes=["normal", "depth", "mask"], rgb=False).gbuffer
+        depth = own.depth
+        if Path(clip).resolve() != Path(source).resolve():
+            exact = read_clip(source, passes=["depth", "mask"], rgb=False).gbuffer.depth
+            both = (exact > 0) & (depth > 0)
+            if not bool(both.any()):
+                raise NeuralRenderError("no pixel with depth in both the clip and its synthetic source", clip)
+            depth = depth * (exact[both] / depth[both]).median()
+        env = read_clip_envmap(source)
+        shadow = env_occlusion([scene.meshes[int(object_id) - 1]], scene.camera, depth, own.normal,
+                               (depth > 0).float() if own.mask is None else own.mask, env, self.env_rows)[0]
+        self._shadows[key] = shadow
+        return shadow
 
     def __getitem__(self, index: int) -> dict:
         item = self.base[index]
-        ids, normals, ground = self._source(item["clip"])
+        ids, normals, ground, _ = self._source(item["clip"])
         t = item["rgb"].shape[1]
         span = slice(item["start"], item["start"] + (t - 1) * self.base.frame_stride + 1, self.base.frame_stride)
         window_ids, window_normals = ids[span], normals[span]
@@ -221,12 +268,17 @@ class CacheForwardDataset(Dataset):
         choices = [int(v) for v, c in zip(values, counts) if int(v) > 0 and int(v) not in ground
                    and float(c) / t >= self.min_pixels]
         mask = torch.zeros(1, t, 1, *window_ids.shape[-2:])
+        shadow = torch.zeros_like(mask)
         if choices:
             state = np.random.SeedSequence([self.seed, self.base.epoch, int(index), 0xCAC4E]).generate_state(1)[0]
             pick = choices[int(np.random.default_rng(int(state)).integers(len(choices)))]
             mask = (window_ids == pick).float()[None, :, None]
+            if self.shadow:
+                shadow = self._shadow(item["clip"], pick)[span][None]
         item["cache_mask"] = mask
         item["cache_normal"] = window_normals[None] * mask
+        if self.shadow:
+            item["cache_shadow"] = shadow
         return item
 
 
@@ -234,20 +286,23 @@ class CacheForwardDataModule(ForwardDataModule):
     """:class:`ForwardDataModule` whose datasets are wrapped in :class:`CacheForwardDataset`.
 
     source_roots: synthetic dataset folders where "real" stand-in clips find their object ids (same folder names);
-    default: the synthetic ``train_roots``. min_pixels: see :class:`CacheForwardDataset`.
+    default: the synthetic ``train_roots``. min_pixels, shadow, env_rows: see :class:`CacheForwardDataset`.
     """
 
-    def __init__(self, *args, source_roots: list[str] | str | None = None, min_pixels: int = 12, **kwargs):
+    def __init__(self, *args, source_roots: list[str] | str | None = None, min_pixels: int = 12,
+                 shadow: bool = False, env_rows: int = 16, **kwargs):
         super().__init__(*args, **kwargs)
         roots = source_roots if source_roots is not None else self.train_roots
         self.source_roots = [roots] if isinstance(roots, (str, os.PathLike)) else list(roots)
         self.min_pixels = int(min_pixels)
+        self.shadow, self.env_rows = bool(shadow), int(env_rows)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_sets and isinstance(self.train_sets[0], CacheForwardDataset):
             return
         super().setup(stage)
-        wrap = lambda ds: CacheForwardDataset(ds, self.source_roots, self.min_pixels, self.seed)
+        wrap = lambda ds: CacheForwardDataset(ds, self.source_roots, self.min_pixels, self.seed, self.shadow,
+                                              self.env_rows)
         self.train_sets = [wrap(ds) for ds in self.train_sets]
         if self.val_set is not None:
             self.val_set = wrap(self.val_set)

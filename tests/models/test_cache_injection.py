@@ -157,3 +157,33 @@ def test_only_the_projection_receives_gradients_through_a_frozen_backbone():
     out.square().mean().backward()
     assert injection.proj.weight.grad is not None and float(injection.proj.weight.grad.abs().sum()) > 0
     assert all(p.grad is None for p in backbone.parameters())
+
+
+def test_shadow_injection_zero_init_needs_the_map_and_widens_the_soft_mask():
+    backbone = make_backbone("svd", config=BACKBONES["svd"][1], tiny=True, cond_channels=12, seed=0).eval()
+    codec = PixelUnshuffleCodec(2)
+    injection = CacheInjection.for_backbone(backbone, codec.latent_channels, mask_dilation=0, shadow=True)
+    assert injection.proj.in_channels == 2 * codec.latent_channels + 1 and injection.is_zero
+    normal, mask = cache_render()
+    shadow = torch.zeros(B, T, 1, H, W)
+    shadow[..., 10:16, 0:4] = 0.6  # cast away from the object (rows 4-9, columns 5-11)
+    with pytest.raises(NeuralRenderError, match="shadow"):
+        injection.token_add(codec, normal, mask)
+    token_add = injection.token_add(codec, normal, mask, shadow=shadow)
+    noisy, t, cond, context = inputs(backbone)
+    with torch.no_grad():
+        plain = backbone(noisy, t, cond, context)
+        assert torch.equal(plain, backbone(noisy, t, cond, context, added={"token_add": token_add}))
+        injection.proj.bias.fill_(1.0)
+    with_shadow = injection.token_add(codec, normal, mask, shadow=shadow).detach()
+    region = torch.maximum(mask, (shadow > 0.02).float())
+    assert torch.allclose(with_shadow, injection.soft_mask(region, (T, H // 2, W // 2)).expand_as(with_shadow))
+    assert float(with_shadow[..., 5:8, 0:2].min()) == 1.0  # the shadow's tokens, outside the object's
+    # the shadow latents reach the projection: weights on them change the tokens only where the shadow is
+    with torch.no_grad():
+        injection.proj.bias.zero_()
+        injection.proj.weight[:, 12:24].fill_(0.1)
+    assert float(injection.token_add(codec, normal, mask, shadow=torch.zeros_like(shadow)).abs().max()) == 0.0
+    assert float(injection.token_add(codec, normal, mask, shadow=shadow).abs().max()) > 0.0
+    with pytest.raises(NeuralRenderError, match="must match"):
+        injection.token_add(codec, normal, mask, shadow=shadow[..., :8, :])

@@ -147,3 +147,42 @@ def test_region_weight_emphasises_the_cached_object(dataset):
     empty = dict(batch, cache_mask=torch.zeros_like(batch["cache_mask"]))
     with torch.no_grad():
         assert float(system.make_batch(empty)[3]["loss_mask"].max()) == 1.0
+
+
+def test_regenerated_scene_matches_the_clips_object_ids(dataset):
+    from neural_render.raster import rasterize
+    from neural_render.synth.dataset import read_object_ids, regenerate_scene
+
+    scene = regenerate_scene(dataset / "clip_000000")
+    _, ids = rasterize(scene.meshes, scene.camera, return_ids=True)
+    stored = torch.stack([torch.from_numpy(read_object_ids(dataset / "clip_000000", t)) for t in range(4)])
+    assert torch.equal(ids[0], stored)
+
+
+def test_shadow_data_are_the_picked_objects_env_occlusion(dataset):
+    from neural_render.io.clip import read_clip, read_clip_envmap
+    from neural_render.raster.shadow import env_occlusion
+    from neural_render.synth.dataset import read_object_ids, regenerate_scene
+
+    data = CacheForwardDataModule(train_roots=str(dataset), num_frames=4, gbuffer_dropout=0.0, batch_size=1,
+                                  min_pixels=1, shadow=True)
+    data.setup()
+    batch = next(iter(data.train_dataloader()))
+    shadow, mask = batch["cache_shadow"], batch["cache_mask"]
+    assert shadow.shape == mask.shape and float(shadow.min()) >= 0.0 and float(shadow.max()) <= 1.0
+    clip = dataset / "clip_000000"
+    ids = torch.stack([torch.from_numpy(read_object_ids(clip, t)).long() for t in range(4)]).reshape(4, 16, 16)
+    picked = int(torch.unique(ids[mask[0, :, 0] > 0])[0])
+    scene, g = regenerate_scene(clip), read_clip(clip, rgb=False).gbuffer
+    expected = env_occlusion([scene.meshes[picked - 1]], scene.camera, g.depth, g.normal, g.mask,
+                             read_clip_envmap(clip))
+    assert torch.equal(shadow, expected) and float(expected.max()) > 0.0
+    system = ForwardCacheTask(backbone=make_backbone("svd", config={"in_channels": 12, "out_channels": 12}, tiny=True,
+                                                     seed=0, cond_channels=forward_cond_channels(12, True)),
+                              denoiser=Denoiser("x0"), codec=PixelUnshuffleCodec(2), ema_decay=None, window=4,
+                              overlap=2, injection={"shadow": True})
+    system.eval()
+    with torch.no_grad():
+        assert system.make_batch(batch)[3]["added"]["token_add"].abs().sum() == 0  # fresh: zeros
+        with pytest.raises(Exception, match="cache_shadow"):
+            system.make_batch({k: v for k, v in batch.items() if k != "cache_shadow"})
