@@ -68,6 +68,16 @@ def main() -> int:
     parser.add_argument("--data", default=str(ROOT / "data_cache"))
     parser.add_argument("--out", default=str(ROOT / "data" / "models" / "forward_cache_tiny"))
     parser.add_argument("--clips", type=int, default=128, help="synthetic (and real stand-in) clips used")
+    parser.add_argument("--train-data", default=None,
+                        help="synthetic train folder (default <data>/synth_train_64; a folder of the same dataset's "
+                             "later clips, e.g. <data>/synth_train_64_plus512, holds scenes the base model never saw)")
+    parser.add_argument("--real-data", default="auto",
+                        help="'auto' (relabelled or degraded stand-ins of the train clips, see above) or 'none'")
+    parser.add_argument("--shadow", choices=("occlusion", "blocked_light", "off"), default="occlusion",
+                        help="what the cache render carries besides the object's normals: its shadow map "
+                             "(occlusion, the config's default), the light that shadow blocks from the split-sum "
+                             "prior (blocked_light), or nothing (off)")
+    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the config's)")
     parser.add_argument("--lora-rank", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
@@ -80,13 +90,15 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     base, data, out = Path(args.base), Path(args.data), Path(args.out)
-    train = data / "synth_train_64"
+    train = Path(args.train_data) if args.train_data else data / "synth_train_64"
     if not (base / "forward_config.json").is_file():
         raise NeuralRenderError("no trained forward model (run scripts/train_forward_tiny.py first)", base)
     if not (train / "synth.json").is_file():
         raise NeuralRenderError("no synthetic train data (run scripts/make_synth_datasets.sh)", train)
     forward_config = json.loads((base / "forward_config.json").read_text())
-    real, real_source = real_data(data, train, args.clips)
+    if args.real_data not in ("auto", "none"):
+        raise NeuralRenderError(f"--real-data must be auto or none, got {args.real_data!r}")
+    real, real_source = real_data(data, train, args.clips) if args.real_data == "auto" else (None, "none")
     hms = time.strftime("%H:%M:%S", time.gmtime(int(args.minutes * 60)))
     overrides = [f"--{part}.init_args.model_dir={base}" for part in ("backbone", "codec", "denoiser")] + [
         "--backbone.init_args.lora_rank", str(args.lora_rank),
@@ -95,12 +107,18 @@ def main() -> int:
         "--model.init_args.prior_filter_sigma", str(float(forward_config.get("prior_filter_sigma", 0.0))),
         "--model.init_args.window", str(int(forward_config.get("window", 4))),
         "--model.init_args.overlap", str(int(forward_config.get("overlap", 2))),
-        "--data.init_args.train_roots", str(train), "--data.init_args.real_roots", str(real),
+        "--data.init_args.train_roots", str(train), "--data.init_args.real_roots", str(real) if real else "null",
         "--data.init_args.source_roots", json.dumps([str(train)]),
         "--data.init_args.max_train_clips", str(args.clips),
         "--trainer.max_steps", str(args.max_steps), "--trainer.max_time", f"00:{hms}",
         "--trainer.default_root_dir", str(ROOT / "out" / "forward_cache"), "--trainer.limit_val_batches", "0",
         "--trainer.log_every_n_steps", "25"]
+    injection = {"mask_dilation": 2, "strength": 1.0, "shadow": args.shadow != "off",
+                 "shadow_light": args.shadow == "blocked_light"}
+    overrides += ["--model.init_args.injection", json.dumps(injection),
+                  "--data.init_args.shadow", str(args.shadow != "off").lower()]
+    if args.lr is not None:
+        overrides += ["--model.init_args.lr", str(args.lr)]
     if (base / "domain_shifters").is_dir():
         overrides += ["--model.init_args.domain_shifter", json.dumps({"pretrained": str(base / "domain_shifters")})]
     configs = ["configs/trainer/cpu_smoke.yaml", "configs/task/forward_cache.yaml"]
@@ -116,7 +134,7 @@ def main() -> int:
     seconds = time.time() - start
     cli.model.export(out)
     record = {"base_model": str(base), "forward_config": forward_config, "synthetic_data": str(train),
-              "real_data": str(real), "real_data_source": real_source, "clips": args.clips,
+              "real_data": str(real) if real else None, "real_data_source": real_source, "clips": args.clips,
               "steps": int(cli.model.global_step), "seconds": round(seconds, 1), "lora_rank": args.lora_rank,
               "trainable_parameters": trainable, "frozen_parameters": frozen, "loss_history": log.history,
               "configs": configs, "overrides": overrides, "weights": "EMA"}

@@ -210,7 +210,8 @@ def test_injection_comparisons_are_paired_per_clip():
     assert result["classical paste"]["around"]["verdict"] == "tie"
 
 
-def test_shadow_injection_gets_the_objects_shadow_map(assets):
+@pytest.mark.parametrize("shadow_light", [False, True])
+def test_shadow_injection_gets_the_objects_shadow_map(assets, shadow_light):
     """An injection trained with shadow maps: insert_object ray casts the object's shadow over the composited scene
     and feeds it; zero-init is still bit-identical to no injection, and weights on the shadow latents alone change
     the render (the map reaches the model)."""
@@ -226,7 +227,7 @@ def test_shadow_injection_gets_the_objects_shadow_map(assets):
     clip = read_clip(assets["clip"])
     gbuffer = clip.gbuffer.replace(depth=clip.gbuffer.depth / clip.meta.depth_scale)
     pipe = CacheForwardPipeline.from_pretrained(assets["model"])
-    pipe.injection = CacheInjection.for_backbone(pipe.backbone, 12, shadow=True)
+    pipe.injection = CacheInjection.for_backbone(pipe.backbone, 12, shadow=True, shadow_light=shadow_light)
     obj = InsertedObject(str(assets["mesh"]), Material(0.5, 0.4, 0.0), tuple(float(v) for v in assets["at"].split(",")),
                          0.4)
     env = read_clip_envmap(assets["clip"])

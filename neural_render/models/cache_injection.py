@@ -50,9 +50,20 @@ def pack_cache_normals(normal: Tensor, mask: Tensor) -> Tensor:
     return (normal * mask).clamp(-1.0, 1.0)
 
 
-def pack_cache_shadow(shadow: Tensor) -> Tensor:
-    """Cache shadow map (B,T,1,H,W) in [0, 1] -> codec input (B,T,3,H,W) (the value in every channel)."""
-    return shadow.clamp(0.0, 1.0).expand(*shadow.shape[:2], 3, *shadow.shape[3:])
+def pack_cache_shadow(shadow: Tensor, light: Tensor | None = None) -> Tensor:
+    """Cache shadow map (B,T,1,H,W) in [0, 1] -> codec input (B,T,3,H,W).
+
+    light None: the map itself in every channel. light (B,T,3,H,W) linear radiance (the forward model's split-sum
+    prior): the BLOCKED LIGHT in the display space the forward model predicts in, display(light) -
+    display(light * (1 - shadow)) in [0, 2]: what a classical differential render would take away, so the model
+    only has to learn how much of it to remove (a linear use of the injected tokens).
+    """
+    o = shadow.clamp(0.0, 1.0)
+    if light is None:
+        return o.expand(*shadow.shape[:2], 3, *shadow.shape[3:])
+    from neural_render.data.forward_data import display_pack
+
+    return display_pack(light) - display_pack(light * (1.0 - o))
 
 
 def temporal_pool(x: Tensor, latent_frames: int) -> Tensor:
@@ -106,13 +117,17 @@ class CacheInjection(ModelMixin, ConfigMixin):
     latent_channels: C of the codec latents of the cache render. token_dim: D of the backbone's tokens.
     kernel_size / stride / padding: 3-tuples (t, h, w) of the projection, equal to the backbone's input projection
     (use :meth:`for_backbone`). mask_dilation: soft-mask falloff radius in tokens. strength: default strength.
-    shadow: the cache render also holds the cache's shadow map (module docstring).
+    shadow: the cache render also holds the cache's shadow map (module docstring). shadow_light: it is packed as
+    the blocked light of the forward model's prior (:func:`pack_cache_shadow` with ``light``), not as the bare map.
     """
 
     @register_to_config
     def __init__(self, latent_channels: int = 12, token_dim: int = 32, kernel_size=(1, 1, 1), stride=(1, 1, 1),
-                 padding=(0, 0, 0), mask_dilation: int = 1, strength: float = 1.0, shadow: bool = False):
+                 padding=(0, 0, 0), mask_dilation: int = 1, strength: float = 1.0, shadow: bool = False,
+                 shadow_light: bool = False):
         super().__init__()
+        if shadow_light and not shadow:
+            raise NeuralRenderError("shadow_light needs shadow=True")
         if int(latent_channels) < 1 or int(token_dim) < 1 or int(mask_dilation) < 0:
             raise NeuralRenderError("CacheInjection needs latent_channels, token_dim >= 1 and mask_dilation >= 0")
         inputs = int(latent_channels) * (2 if shadow else 1) + 1
@@ -129,7 +144,7 @@ class CacheInjection(ModelMixin, ConfigMixin):
 
     @classmethod
     def for_backbone(cls, backbone, latent_channels: int, mask_dilation: int = 1, strength: float = 1.0,
-                     shadow: bool = False) -> CacheInjection:
+                     shadow: bool = False, shadow_light: bool = False) -> CacheInjection:
         """Projection geometry copied from the backbone's input projection; D = ``backbone.token_dim``."""
         module = _input_projection(backbone)
         if isinstance(module, nn.Conv3d):
@@ -140,7 +155,15 @@ class CacheInjection(ModelMixin, ConfigMixin):
         if isinstance(padding[0], str):
             raise NeuralRenderError("string padding of the backbone's input projection is not supported")
         return cls(int(latent_channels), int(backbone.token_dim), kernel, stride, padding, mask_dilation, strength,
-                   bool(shadow))
+                   bool(shadow), bool(shadow_light))
+
+    def light_of(self, light: Tensor | None) -> Tensor | None:
+        """The light to pack the shadow with: ``light`` for shadow_light injections (required), else None."""
+        if not self.config.shadow_light:
+            return None
+        if light is None:
+            raise NeuralRenderError("this cache injection packs its shadow as blocked light: give the light (prior)")
+        return light
 
     @property
     def is_zero(self) -> bool:
@@ -187,12 +210,12 @@ class CacheInjection(ModelMixin, ConfigMixin):
         return s * soft * tokens
 
     def token_add(self, codec, normal: Tensor, mask: Tensor, strength: float | Tensor | None = None,
-                  shadow: Tensor | None = None) -> Tensor:
-        """Cache render (normal (B,T,3,H,W), mask (B,T,1,H,W), shadow (B,T,1,H,W) or None) -> token_add, encoding
-        with the frozen ``codec``."""
+                  shadow: Tensor | None = None, light: Tensor | None = None) -> Tensor:
+        """Cache render (normal (B,T,3,H,W), mask (B,T,1,H,W), shadow (B,T,1,H,W) or None; light (B,T,3,H,W) the
+        prior for ``shadow_light`` injections) -> token_add, encoding with the frozen ``codec``."""
         with torch.no_grad():
             latents = codec.encode(pack_cache_normals(normal, mask))
-            shadow_latents = None if shadow is None else codec.encode(pack_cache_shadow(shadow))
+            shadow_latents = None if shadow is None else codec.encode(pack_cache_shadow(shadow, self.light_of(light)))
         return self(latents, mask, strength, shadow_latents, shadow)
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:

@@ -76,9 +76,10 @@ class CacheForwardPipeline(ForwardPipeline):
 
     @torch.no_grad()
     def token_add(self, normal: Tensor, mask: Tensor, strength: float | Tensor | None = None,
-                  shadow: Tensor | None = None) -> Tensor:
+                  shadow: Tensor | None = None, light: Tensor | None = None) -> Tensor:
         """Cache render (B,T,3,H,W) normals / (B,T,1,H,W) mask (+ (B,T,1,H,W) shadow map for an injection trained
-        with shadows) -> token_add over the whole clip (zero-padded like the G-buffer to the model's spatial step)."""
+        with shadows; + (B,T,3,H,W) light, the split-sum prior, for shadow_light ones) -> token_add over the whole
+        clip (zero-padded like the G-buffer to the model's spatial step)."""
         if self.injection is None:
             raise NeuralRenderError("this forward pipeline has no cache injection (train one or use inject=False)")
         if self.injection.config.shadow and shadow is None:
@@ -91,8 +92,8 @@ class CacheForwardPipeline(ForwardPipeline):
         latents = self._encode(pack_cache_normals(normal, mask))
         shadow_latents = None
         if self.injection.config.shadow:
-            shadow = pad(shadow)
-            shadow_latents = self._encode(pack_cache_shadow(shadow))
+            shadow, light = pad(shadow), self.injection.light_of(light)
+            shadow_latents = self._encode(pack_cache_shadow(shadow, None if light is None else pad(light)))
         else:
             shadow = None
         return self.injection(latents, mask, strength, shadow_latents, shadow)
@@ -100,12 +101,11 @@ class CacheForwardPipeline(ForwardPipeline):
     @torch.no_grad()
     def render(self, gbuffer: GBuffer, camera: Camera, env: EnvMap | None, *args, cache: tuple | CacheRender | None = None,
                strength: float | Tensor | None = None, **kwargs):
-        """ForwardPipeline.render (same arguments) + ``cache``: a CacheRender or (normal, mask[, shadow]) of the
-        clip, injected with ``strength`` (default: the injection's configured strength)."""
+        """ForwardPipeline.render (same arguments) + ``cache``: a CacheRender or (normal, mask[, shadow[, light]]) of
+        the clip, injected with ``strength`` (default: the injection's configured strength)."""
         if isinstance(cache, CacheRender):
             cache = (cache.normal, cache.mask)
-        self._token_add = None if cache is None else self.token_add(cache[0], cache[1], strength,
-                                                                       cache[2] if len(cache) > 2 else None)
+        self._token_add = None if cache is None else self.token_add(cache[0], cache[1], strength, *cache[2:4])
         try:
             return super().render(gbuffer, camera, env, *args, **kwargs)
         finally:
@@ -291,7 +291,12 @@ def insert_object(forward: ForwardPipeline, video: Tensor, camera: Camera, env: 
             from neural_render.raster.shadow import env_occlusion
 
             shadow = env_occlusion(cache.meshes(), camera, merged.depth, merged.normal, merged.mask, env)
-        kwargs.update(cache=(cache_render.normal * visible, visible, shadow), strength=strength)
+        light = None
+        if forward.injection.config.shadow_light:  # the light the shadow takes away: of the split-sum prior
+            from neural_render.data.forward_data import shade_prior
+
+            light = shade_prior(merged, camera, env)
+        kwargs.update(cache=(cache_render.normal * visible, visible, shadow, light), strength=strength)
     rendered = forward.render(merged, camera, env, generator=torch.Generator().manual_seed(int(seed)), **kwargs).rgb
     background = None
     if blend == "full":

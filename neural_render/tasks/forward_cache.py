@@ -90,11 +90,13 @@ class ForwardCacheTask(ForwardTask):
 
     # ------------------------------------------------------------------ batches
     def cache_token_add(self, normal: Tensor, mask: Tensor, strength: float | Tensor | None = None,
-                        shadow: Tensor | None = None) -> Tensor:
-        """Cache render (B,T,3,H,W) / (B,T,1,H,W) (+ shadow (B,T,1,H,W) for shadow injections) -> token_add
-        (B,T'',D,h',w') (codec frozen, projection trained)."""
+                        shadow: Tensor | None = None, light: Tensor | None = None) -> Tensor:
+        """Cache render (B,T,3,H,W) / (B,T,1,H,W) (+ shadow (B,T,1,H,W) for shadow injections, + light (B,T,3,H,W),
+        the split-sum prior, for shadow_light ones) -> token_add (B,T'',D,h',w') (codec frozen, projection trained)."""
         latents = self.encode(pack_cache_normals(normal, mask))
-        shadow_latents = None if shadow is None else self.encode(pack_cache_shadow(shadow))
+        shadow_latents = None
+        if shadow is not None:
+            shadow_latents = self.encode(pack_cache_shadow(shadow, self.injection.light_of(light)))
         return self.injection(latents, mask, strength, shadow_latents, shadow)
 
     def make_batch(self, batch: dict) -> tuple[Tensor, Tensor | None, Tensor | None, dict]:
@@ -116,7 +118,12 @@ class ForwardCacheTask(ForwardTask):
             normal = normal * mask
             shadow = None if shadow is None else shadow * keep.view(-1, 1, 1, 1, 1)
         masks = dict(masks or {})
-        masks["added"] = {"token_add": self.cache_token_add(normal, mask, shadow=shadow)}
+        light = None
+        if self.injection.config.shadow_light:
+            if "prior" not in batch:
+                raise NeuralRenderError("a shadow_light injection needs the split-sum prior in the batch (with_prior)")
+            light = batch["prior"].to(self.device).float()
+        masks["added"] = {"token_add": self.cache_token_add(normal, mask, shadow=shadow, light=light)}
         if self.region_weight > 0:
             t_lat, h, w = x0.shape[1], x0.shape[3], x0.shape[4]
             region = mask if shadow is None else torch.maximum(mask, (shadow > SHADOW_REGION).to(mask))
@@ -135,10 +142,10 @@ class ForwardCacheTask(ForwardTask):
 
 def _build_injection(backbone, codec, settings: dict) -> CacheInjection:
     pretrained = settings.pop("pretrained", None)
-    unknown = set(settings) - {"mask_dilation", "strength", "shadow"}
+    unknown = set(settings) - {"mask_dilation", "strength", "shadow", "shadow_light"}
     if unknown:
         raise NeuralRenderError(f"unknown injection settings {sorted(unknown)} (mask_dilation, strength, shadow, "
-                                "pretrained)")
+                                "shadow_light, pretrained)")
     if pretrained:
         return CacheInjection.from_pretrained(pretrained)
     channels = codec.latent_channels if codec is not None else backbone.latent_channels

@@ -187,3 +187,27 @@ def test_shadow_injection_zero_init_needs_the_map_and_widens_the_soft_mask():
     assert float(injection.token_add(codec, normal, mask, shadow=shadow).abs().max()) > 0.0
     with pytest.raises(NeuralRenderError, match="must match"):
         injection.token_add(codec, normal, mask, shadow=shadow[..., :8, :])
+
+
+def test_blocked_light_packing():
+    from neural_render.data.forward_data import display_pack
+    from neural_render.models.cache_injection import pack_cache_shadow
+
+    light = torch.rand(B, T, 3, H, W, generator=torch.Generator().manual_seed(0))
+    shadow = torch.zeros(B, T, 1, H, W)
+    shadow[..., :4, :] = 1.0
+    shadow[..., 4:8, :] = 0.5
+    packed = pack_cache_shadow(shadow, light)
+    assert torch.equal(packed[..., 8:, :], torch.zeros_like(packed[..., 8:, :]))  # nothing blocked
+    assert torch.allclose(packed[..., :4, :], display_pack(light)[..., :4, :] + 1.0)  # all light blocked
+    half = display_pack(light)[..., 4:8, :] - display_pack(light * 0.5)[..., 4:8, :]
+    assert torch.allclose(packed[..., 4:8, :], half) and float(half.min()) >= 0.0
+    assert torch.equal(pack_cache_shadow(shadow), shadow.expand(B, T, 3, H, W))
+    backbone = make_backbone("svd", config=BACKBONES["svd"][1], tiny=True, cond_channels=12, seed=0)
+    injection = CacheInjection.for_backbone(backbone, 12, shadow=True, shadow_light=True)
+    normal, mask = cache_render()
+    with pytest.raises(NeuralRenderError, match="light"):
+        injection.token_add(PixelUnshuffleCodec(2), normal, mask, shadow=shadow)
+    assert injection.token_add(PixelUnshuffleCodec(2), normal, mask, shadow=shadow, light=light).abs().sum() == 0
+    with pytest.raises(NeuralRenderError, match="shadow_light needs"):
+        CacheInjection(12, 32, shadow=False, shadow_light=True)

@@ -184,5 +184,17 @@ def test_shadow_data_are_the_picked_objects_env_occlusion(dataset):
     system.eval()
     with torch.no_grad():
         assert system.make_batch(batch)[3]["added"]["token_add"].abs().sum() == 0  # fresh: zeros
-        with pytest.raises(Exception, match="cache_shadow"):
-            system.make_batch({k: v for k, v in batch.items() if k != "cache_shadow"})
+        system.injection.proj.weight.fill_(0.01)
+        assert system.make_batch(batch)[3]["added"]["token_add"].abs().sum() > 0
+    light = ForwardCacheTask(backbone=make_backbone("svd", config={"in_channels": 12, "out_channels": 12}, tiny=True,
+                                                    seed=0, cond_channels=forward_cond_channels(12, True)),
+                             denoiser=Denoiser("x0"), codec=PixelUnshuffleCodec(2), ema_decay=None, window=4,
+                             overlap=2, injection={"shadow": True, "shadow_light": True})
+    light.eval()
+    with torch.no_grad():
+        light.injection.proj.weight.fill_(0.01)
+        assert light.make_batch(batch)[3]["added"]["token_add"].abs().sum() > 0  # the prior is in the batch
+        with pytest.raises(Exception, match="prior"):
+            light.make_batch({k: v for k, v in batch.items() if k != "prior"})
+    with torch.no_grad(), pytest.raises(Exception, match="cache_shadow"):
+        system.make_batch({k: v for k, v in batch.items() if k != "cache_shadow"})
