@@ -13,6 +13,9 @@ HELP = "render a synthetic dataset: procedural PBR scenes -> path-traced RGB + e
 def add_arguments(parser) -> None:
     parser.add_argument("--out", required=True, help="output dataset folder")
     parser.add_argument("--clips", type=int, default=4, help="number of clips (default 4)")
+    parser.add_argument("--first-clip", type=int, default=0,
+                        help="index of the first clip (default 0): a later slice of the same dataset, e.g. scenes a "
+                             "model trained on clips 0..511 never saw")
     parser.add_argument("--frames", type=int, default=8, help="frames per clip (default 8)")
     parser.add_argument("--size", default="128x128", help="WxH in pixels (default 128x128)")
     parser.add_argument("--spp", type=int, default=64, help="path-tracing samples per pixel (default 64)")
@@ -91,7 +94,8 @@ def run(args) -> int:
     envmaps = [] if args.sky else resolve_envmaps(args.envmaps)
     job = SynthJob(out=args.out, config=config, seed=args.seed, envmap_paths=envmaps, mesh_paths=list(args.meshes),
                    preview=args.preview, proxy=args.proxy)
-    report = run_synth(job, args.clips, workers=args.workers, progress=not args.no_progress)
+    report = run_synth(job, args.clips, workers=args.workers, progress=not args.no_progress,
+                       first_clip=args.first_clip)
     report.total_seconds = time.perf_counter() - start  # include argument checks and imports of this command
     print(report.summary())
     return 0

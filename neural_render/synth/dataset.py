@@ -115,8 +115,9 @@ def fit_envmap(env, height: int):
     return EnvMap(torch.from_numpy(image).permute(2, 0, 1).contiguous(), env.rotation, env.name)
 
 
-def prepare_output(job: SynthJob, envs, num_clips: int) -> list[int]:
-    """Create ``out``, check/record synth.json, write shared env maps, clean dead temp folders; return clips to do."""
+def prepare_output(job: SynthJob, envs, num_clips: int, first_clip: int = 0) -> list[int]:
+    """Create ``out``, check/record synth.json, write shared env maps, clean dead temp folders; return the clips of
+    first_clip..first_clip+num_clips-1 still to do."""
     from neural_render.io.atomic import atomic_path
     from neural_render.io.clip import is_complete_clip
     from neural_render.io.exr import read_exr
@@ -148,7 +149,7 @@ def prepare_output(job: SynthJob, envs, num_clips: int) -> list[int]:
                 continue
         write_hdr(path, image)
     _remove_dead_temporaries(out)
-    return [i for i in range(num_clips) if not _clip_done(out / clip_name(i), job.config.num_frames,
+    return [i for i in range(first_clip, first_clip + num_clips) if not _clip_done(out / clip_name(i), job.config.num_frames,
                                                           is_complete_clip, job.proxy)]
 
 

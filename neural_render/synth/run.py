@@ -79,8 +79,10 @@ def _worker_clip(index: int) -> ClipStats:
     return render_one_clip(_WORKER_STATE["job"], index, envs, meshes)
 
 
-def run_synth(job: SynthJob, num_clips: int, workers: int = 1, progress: bool = True) -> SynthReport:
-    """Render clips 0..num_clips-1 of ``job`` into ``job.out`` (skipping complete ones); see module doc."""
+def run_synth(job: SynthJob, num_clips: int, workers: int = 1, progress: bool = True, first_clip: int = 0
+              ) -> SynthReport:
+    """Render clips first_clip..first_clip+num_clips-1 of ``job`` into ``job.out`` (skipping complete ones); see
+    module doc. A later slice of a dataset holds scenes a model trained on its first clips never saw."""
     import torch
 
     from neural_render.errors import NeuralRenderError
@@ -91,6 +93,8 @@ def run_synth(job: SynthJob, num_clips: int, workers: int = 1, progress: bool = 
         raise NeuralRenderError(f"clips must be >= 1, got {num_clips}")
     if workers < 1:
         raise NeuralRenderError(f"workers must be >= 1, got {workers}")
+    if first_clip < 0:
+        raise NeuralRenderError(f"first clip must be >= 0, got {first_clip}")
     job.config.validate()
     # torch only handles small per-frame tensors here; its thread pool would fight Mitsuba's for the cores
     previous_threads = torch.get_num_threads()
@@ -99,7 +103,7 @@ def run_synth(job: SynthJob, num_clips: int, workers: int = 1, progress: bool = 
     stats: list[ClipStats] = []
     try:
         envs, meshes = load_inputs(job)
-        todo = prepare_output(job, envs, num_clips)
+        todo = prepare_output(job, envs, num_clips, first_clip)
         variant = select_mitsuba_variant().variant()
         if progress and todo:
             from tqdm import tqdm

@@ -158,3 +158,14 @@ def test_temporaries_of_dead_runs_are_removed(tmp_path):
     prepare_output(SynthJob(str(tmp_path), SynthConfig(num_frames=1, sky=True), 0), [], 1)
     left = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("."))
     assert left == sorted([f".clip_000003.tmp-{os.getpid()}-abcd", ".unrelated"])
+
+
+def test_first_clip_renders_a_later_slice_of_the_same_dataset(tmp_path):
+    """--first-clip 2 --clips 1 writes clip_000002 only, equal to clip 2 of a run over clips 0..2; resumable."""
+    small = ["synth", "--frames", "2", "--size", "16x16", "--spp", "2", "--seed", "5", "--no-progress"]
+    assert main([*small, "--clips", "3", "--out", str(tmp_path / "all")]) == 0
+    assert main([*small, "--clips", "1", "--first-clip", "2", "--out", str(tmp_path / "slice")]) == 0
+    assert sorted(p.name for p in (tmp_path / "slice").glob("clip_*")) == ["clip_000002"]
+    assert same(snapshot(tmp_path / "all" / "clip_000002"), snapshot(tmp_path / "slice" / "clip_000002"))
+    assert main([*small, "--clips", "1", "--first-clip", "2", "--out", str(tmp_path / "slice")]) == 0
+    assert main([*small, "--clips", "1", "--first-clip", "-1", "--out", str(tmp_path / "bad")]) == 2
