@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Make the object-insertion evaluation set: the same synthetic scene path-traced WITHOUT and WITH an inserted object.
 
-    python scripts/make_insert_eval_data.py --out data_cache/insert_eval_64 [--clips 8] [--size 64x64] [--spp 64]
+    python scripts/make_insert_eval_data.py --out data_cache/insert_eval_64 [--clips 24] [--size 64x64] [--spp 64]
 
 Layout of ``--out`` (resumable: finished clips are skipped; every clip folder is written atomically)::
 
@@ -39,7 +39,7 @@ KINDS = ("sphere", "box", "cylinder", "torus", "superquadric")
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True)
-    p.add_argument("--clips", type=int, default=8)
+    p.add_argument("--clips", type=int, default=24, help="clips made (scenes without a free spot are skipped)")
     p.add_argument("--size", default="64x64", help="WIDTHxHEIGHT")
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--spp", type=int, default=64)
