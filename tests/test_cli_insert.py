@@ -67,22 +67,25 @@ def test_insert_writes_the_video(assets, tmp_path, capsys):
     assert "untrained (zero)" in text and "visible in" in text
 
 
-def test_zero_init_injection_leaves_the_insertion_bit_identical(assets):
+def insertion_inputs(assets):
+    """(clip, scene G-buffer with relative depth, the saved zero-init pipeline, the cube as InsertedObject, env)."""
     from neural_render.io import read_clip, read_clip_envmap
-    from neural_render.pipelines.insert import (
-        CacheForwardPipeline,
-        InsertedObject,
-        insert_object,
-    )
+    from neural_render.pipelines.insert import CacheForwardPipeline, InsertedObject
     from neural_render.raster import Material
 
     clip = read_clip(assets["clip"])
     gbuffer = clip.gbuffer.replace(depth=clip.gbuffer.depth / clip.meta.depth_scale)
     pipe = CacheForwardPipeline.from_pretrained(assets["model"])
-    assert pipe.injection is not None and pipe.injection.is_zero
     obj = InsertedObject(str(assets["mesh"]), Material(0.5, 0.4, 0.0), tuple(float(v) for v in assets["at"].split(",")),
                          0.4)
-    env = read_clip_envmap(assets["clip"])
+    return clip, gbuffer, pipe, obj, read_clip_envmap(assets["clip"])
+
+
+def test_zero_init_injection_leaves_the_insertion_bit_identical(assets):
+    from neural_render.pipelines.insert import insert_object
+
+    clip, gbuffer, pipe, obj, env = insertion_inputs(assets)
+    assert pipe.injection is not None and pipe.injection.is_zero
     outputs = {}
     for inject in (True, False):
         for blend in ("differential", "full"):
@@ -215,22 +218,11 @@ def test_shadow_injection_gets_the_objects_shadow_map(assets, shadow_light):
     """An injection trained with shadow maps: insert_object ray casts the object's shadow over the composited scene
     and feeds it; zero-init is still bit-identical to no injection, and weights on the shadow latents alone change
     the render (the map reaches the model)."""
-    from neural_render.io import read_clip, read_clip_envmap
     from neural_render.models.cache_injection import CacheInjection
-    from neural_render.pipelines.insert import (
-        CacheForwardPipeline,
-        InsertedObject,
-        insert_object,
-    )
-    from neural_render.raster import Material
+    from neural_render.pipelines.insert import insert_object
 
-    clip = read_clip(assets["clip"])
-    gbuffer = clip.gbuffer.replace(depth=clip.gbuffer.depth / clip.meta.depth_scale)
-    pipe = CacheForwardPipeline.from_pretrained(assets["model"])
+    clip, gbuffer, pipe, obj, env = insertion_inputs(assets)
     pipe.injection = CacheInjection.for_backbone(pipe.backbone, 12, shadow=True, shadow_light=shadow_light)
-    obj = InsertedObject(str(assets["mesh"]), Material(0.5, 0.4, 0.0), tuple(float(v) for v in assets["at"].split(",")),
-                         0.4)
-    env = read_clip_envmap(assets["clip"])
     kwargs = {"depth_scale": clip.meta.depth_scale, "blend": "full"}
     plain = insert_object(pipe, clip.rgb, clip.camera, env, obj, gbuffer, inject=False, **kwargs).rgb
     assert torch.equal(insert_object(pipe, clip.rgb, clip.camera, env, obj, gbuffer, inject=True, **kwargs).rgb, plain)
