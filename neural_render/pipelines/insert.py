@@ -16,7 +16,8 @@ with strength 0 or without an injection module it renders exactly like the plain
 3. its G-buffer is depth-composited into the scene's (:func:`neural_render.types.composite_nearest`);
 4. the forward model renders the composited G-buffer under the env map with the cache render injected (normals +
    mask of the object; for injections trained with shadows also the object's shadow map, the share of the env's
-   light its mesh blocks at each pixel of the composited scene, :func:`neural_render.raster.shadow.env_occlusion`), and, for ``blend="differential"``, also the scene alone; the output is the input video plus
+   light its mesh blocks at each pixel of the composited scene, :func:`neural_render.raster.shadow.env_occlusion`),
+   and, for ``blend="differential"``, also the scene alone; the output is the input video plus
    the difference of the two renders (the object's shadow and reflections, Debevec-style differential rendering),
    with the object's own pixels taken from the render (``blend="full"`` returns the render as is).
 

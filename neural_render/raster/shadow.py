@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from neural_render.errors import NeuralRenderError
-from neural_render.raster.mesh import Mesh, check_meshes
+from neural_render.raster.mesh import check_meshes
 from neural_render.types import Camera, EnvMap
 
 #: Rec. 709 luminance weights
@@ -53,7 +53,9 @@ def surface_points(camera: Camera, depth: Tensor, normal: Tensor, batch: int, fr
                    ) -> tuple[Tensor, Tensor]:
     """World points (H*W, 3) and world unit normals (H*W, 3), float64, of one frame. depth (B,T,1,H,W) planar
     (scene units), normal (B,T,3,H,W) camera space."""
-    rays = camera.ray_directions()[batch, 0].to(torch.float64).permute(1, 2, 0).reshape(-1, 3)
+    from neural_render.raster.mitsuba_backend import camera_rays
+
+    rays = camera_rays(camera, batch)
     z = depth[batch, frame, 0].to(torch.float64).reshape(-1, 1)
     p_cam = rays * z / (-rays[:, 2:3]).clamp_min(1e-9)
     c2w = camera.camera_to_world[batch, frame].to(torch.float64)
@@ -148,4 +150,4 @@ def env_occlusion(meshes, camera: Camera, depth: Tensor, normal: Tensor, mask: T
     return out
 
 
-__all__ = ["Mesh", "env_directions", "env_occlusion", "surface_points"]
+__all__ = ["env_directions", "env_occlusion", "surface_points"]
