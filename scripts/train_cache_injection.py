@@ -91,7 +91,7 @@ def main() -> int:
     parser.add_argument("--clips", type=int, default=128, help="synthetic (and real stand-in) clips used")
     parser.add_argument("--train-data", default=None,
                         help="synthetic train folder (default <data>/synth_train_64_unseen, see above)")
-    parser.add_argument("--real-data", default="none",
+    parser.add_argument("--real-data", choices=("none", "auto"), default="none",
                         help="'none' (default) or 'auto' (relabelled or degraded stand-ins of the train clips)")
     parser.add_argument("--shadow", choices=("occlusion", "blocked_light", "off"), default="occlusion",
                         help="what the cache render carries besides the object's normals: its shadow map "
@@ -116,8 +116,6 @@ def main() -> int:
     if not (train / "synth.json").is_file():
         raise NeuralRenderError("no synthetic train dataset (synth.json) there", train)
     forward_config = json.loads((base / "forward_config.json").read_text())
-    if args.real_data not in ("auto", "none"):
-        raise NeuralRenderError(f"--real-data must be auto or none, got {args.real_data!r}")
     real, real_source = real_data(data, train, args.clips) if args.real_data == "auto" else (None, "none")
     hms = time.strftime("%H:%M:%S", time.gmtime(int(args.minutes * 60)))
     overrides = [f"--{part}.init_args.model_dir={base}" for part in ("backbone", "codec", "denoiser")] + [
@@ -133,7 +131,11 @@ def main() -> int:
         "--trainer.max_steps", str(args.max_steps), "--trainer.max_time", f"00:{hms}",
         "--trainer.default_root_dir", str(ROOT / "out" / "forward_cache"), "--trainer.limit_val_batches", "0",
         "--trainer.log_every_n_steps", "25"]
-    injection = {"mask_dilation": 2, "strength": 1.0, "shadow": args.shadow != "off",
+    import yaml
+
+    # a nested dict given on the command line REPLACES the config's: start from the config's own settings
+    task_config = yaml.safe_load((ROOT / "configs/task/forward_cache.yaml").read_text())
+    injection = {**task_config["model"]["init_args"]["injection"], "shadow": args.shadow != "off",
                  "shadow_light": args.shadow == "blocked_light"}
     overrides += ["--model.init_args.injection", json.dumps(injection),
                   "--data.init_args.shadow", str(args.shadow != "off").lower()]

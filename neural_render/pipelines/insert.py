@@ -83,16 +83,13 @@ class CacheForwardPipeline(ForwardPipeline):
         clip (zero-padded like the G-buffer to the model's spatial step)."""
         if self.injection is None:
             raise NeuralRenderError("this forward pipeline has no cache injection (train one or use inject=False)")
-        if self.injection.config.shadow and shadow is None:
-            raise NeuralRenderError("this cache injection was trained with shadow maps: pass the cache's shadow "
-                                    "(neural_render.raster.shadow.env_occlusion)")
         h, w = normal.shape[-2:]
         ph, pw = (-h) % self.spatial_step, (-w) % self.spatial_step
         pad = lambda x: (F.pad(x.float(), (0, pw, 0, ph)) if ph or pw else x.float()).to(self.device)
         normal, mask = pad(normal), pad(mask)
         latents = self._encode(pack_cache_normals(normal, mask))
         shadow_latents = None
-        if self.injection.config.shadow:
+        if shadow is not None and self.injection.config.shadow:  # a missing map is refused by the injection
             shadow, light = pad(shadow), self.injection.light_of(light)
             shadow_latents = self._encode(pack_cache_shadow(shadow, None if light is None else pad(light)))
         else:

@@ -149,8 +149,8 @@ def prepare_output(job: SynthJob, envs, num_clips: int, first_clip: int = 0) -> 
                 continue
         write_hdr(path, image)
     _remove_dead_temporaries(out)
-    return [i for i in range(first_clip, first_clip + num_clips) if not _clip_done(out / clip_name(i), job.config.num_frames,
-                                                          is_complete_clip, job.proxy)]
+    return [i for i in range(first_clip, first_clip + num_clips)
+            if not _clip_done(out / clip_name(i), job.config.num_frames, is_complete_clip, job.proxy)]
 
 
 def _clip_done(clip_dir: Path, num_frames: int, is_complete_clip, proxy: bool = False) -> bool:
