@@ -93,9 +93,10 @@ def main() -> int:
                         help="synthetic train folder (default <data>/synth_train_64_unseen, see above)")
     parser.add_argument("--real-data", choices=("none", "auto"), default="none",
                         help="'none' (default) or 'auto' (relabelled or degraded stand-ins of the train clips)")
-    parser.add_argument("--shadow", choices=("occlusion", "blocked_light", "off"), default="occlusion",
+    parser.add_argument("--shadow", choices=("occlusion", "mutual", "blocked_light", "off"), default="occlusion",
                         help="what the cache render carries besides the object's normals: its shadow map "
-                             "(occlusion, the config's default), the light that shadow blocks from the split-sum "
+                             "(occlusion, the config's default), that map with the scene's shadow ON the object on "
+                             "the object's pixels (mutual), the light the shadow blocks from the split-sum "
                              "prior (blocked_light), or nothing (off)")
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the config's)")
     parser.add_argument("--lora-rank", type=int, default=8)
@@ -136,9 +137,10 @@ def main() -> int:
     # a nested dict given on the command line REPLACES the config's: start from the config's own settings
     task_config = yaml.safe_load((ROOT / "configs/task/forward_cache.yaml").read_text())
     injection = {**task_config["model"]["init_args"]["injection"], "shadow": args.shadow != "off",
-                 "shadow_light": args.shadow == "blocked_light"}
+                 "shadow_light": args.shadow == "blocked_light", "received_shadow": args.shadow == "mutual"}
     overrides += ["--model.init_args.injection", json.dumps(injection),
-                  "--data.init_args.shadow", str(args.shadow != "off").lower()]
+                  "--data.init_args.shadow", str(args.shadow != "off").lower(),
+                  "--data.init_args.received_shadow", str(args.shadow == "mutual").lower()]
     if args.lr is not None:
         overrides += ["--model.init_args.lr", str(args.lr)]
     if (base / "domain_shifters").is_dir():

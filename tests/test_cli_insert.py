@@ -232,3 +232,33 @@ def test_shadow_injection_gets_the_objects_shadow_map(assets, shadow_light):
     assert float((shaded - plain).abs().max()) > 1e-4
     with pytest.raises(Exception, match="shadow"):
         pipe.token_add(torch.zeros(1, T, 3, 16, 24), torch.zeros(1, T, 1, 16, 24))
+
+
+def test_received_shadow_injection_gets_the_scenes_shadow_on_the_object(assets):
+    """received_shadow: the map fed is the object's shadow on the scene and, on the object's own pixels, the light the
+    scene (lifted frame by frame from its G-buffer) and the object block from it (mutual_occlusion)."""
+    from neural_render.models.cache3d import Cache3D
+    from neural_render.models.cache_injection import CacheInjection
+    from neural_render.pipelines.insert import insert_object
+    from neural_render.raster.shadow import env_occlusion, mutual_occlusion
+
+    clip, gbuffer, pipe, obj, env = insertion_inputs(assets)
+    pipe.injection = CacheInjection.for_backbone(pipe.backbone, 12, shadow=True, received_shadow=True)
+    fed, render = [], pipe.render
+
+    def recording_render(*args, **kwargs):
+        if "cache" in kwargs:
+            fed.append(kwargs["cache"][2])
+        return render(*args, **kwargs)
+
+    pipe.render = recording_render
+    out = insert_object(pipe, clip.rgb, clip.camera, env, obj, gbuffer, inject=True, depth_scale=clip.meta.depth_scale,
+                        blend="full")
+    shadow, on = fed[0], out.object_mask > 0.5
+    lifted = Cache3D(T)
+    lifted.lift_frames(out.scene_gbuffer, clip.camera, out.scene_gbuffer.mask)
+    m = out.gbuffer
+    assert torch.equal(shadow, mutual_occlusion(out.cache.meshes(), lifted.meshes(), clip.camera, m.depth, m.normal,
+                                                m.mask, out.object_mask, env))
+    cast = env_occlusion(out.cache.meshes(), clip.camera, m.depth, m.normal, m.mask, env)
+    assert torch.equal(shadow[~on], cast[~on]) and float(shadow[on].mean()) > float(cast[on].mean())

@@ -239,6 +239,28 @@ class Cache3D:
                     uvs.to(torch.float32), material, torch.eye(4), name=name)
         return self.add(mesh, name, source="lifted")
 
+    def lift_frames(self, gbuffer: GBuffer, camera: Camera, mask: Tensor, name: str = "scene", batch: int = 0,
+                    max_depth_jump: float = 0.1) -> list[str]:
+        """Lift the masked pixels of EVERY frame (:meth:`lift`), each as its own entity visible only in its frame
+        (the scene as the camera sees it at that instant: a moving camera reveals different parts). Frames that
+        give no triangle add nothing. Returns the new names (``name_t<frame>``)."""
+        names = []
+        for frame in range(self.num_frames):
+            valid = mask[batch, frame, 0] > 0.5
+            if gbuffer.depth is not None:
+                valid = valid & (gbuffer.depth[batch, frame, 0] > 0)
+            if int(valid.sum()) < 3:
+                continue
+            try:
+                added = self.lift(gbuffer, camera, mask, f"{name}_t{frame}", frame, batch, max_depth_jump)
+            except NeuralRenderError as err:
+                if "no connected surface" not in str(err):
+                    raise
+                continue
+            self.set_visible(added, False).set_visible(added, True, [frame])
+            names.append(added)
+        return names
+
     # ------------------------------------------------------------------ edits
     def _frames(self, frames) -> list[int]:
         all_frames = list(range(self.num_frames))

@@ -13,7 +13,10 @@ With ``shadow=True`` the cache render also carries the cache's SHADOW map o (B,T
 the env's diffuse light its entities block at each scene pixel (:func:`neural_render.raster.shadow.env_occlusion`,
 ray cast from the 3D meshes, information a 2.5D G-buffer does not hold); it is encoded like the normals
 (:func:`pack_cache_shadow`), its latents are concatenated before P (input 2C + 1 channels), and the soft mask
-covers the shadow region (o > :data:`SHADOW_REGION`) as well as the object.
+covers the shadow region (o > :data:`SHADOW_REGION`) as well as the object. With ``received_shadow=True`` the map
+on the object's own pixels is the light the SCENE (lifted from its G-buffer) and the object block from it
+(:func:`neural_render.raster.shadow.mutual_occlusion`): the object receives the scene's shadow, not only casts its
+own. The module computes the same either way; the flag tells the pipeline and the data which map to make.
 
 where the backbone ADDS ``token_add`` to the output of its own input projection (the noisy latent + condition
 tokens). ``soft_mask`` (B,T'',1,h',w') is the object's token coverage (area fraction) dilated with a linear falloff
@@ -119,15 +122,16 @@ class CacheInjection(ModelMixin, ConfigMixin):
     (use :meth:`for_backbone`). mask_dilation: soft-mask falloff radius in tokens. strength: default strength.
     shadow: the cache render also holds the cache's shadow map (module docstring). shadow_light: it is packed as
     the blocked light of the forward model's prior (:func:`pack_cache_shadow` with ``light``), not as the bare map.
+    received_shadow: on the object's pixels the map is the scene's shadow on it (module docstring).
     """
 
     @register_to_config
     def __init__(self, latent_channels: int = 12, token_dim: int = 32, kernel_size=(1, 1, 1), stride=(1, 1, 1),
                  padding=(0, 0, 0), mask_dilation: int = 1, strength: float = 1.0, shadow: bool = False,
-                 shadow_light: bool = False):
+                 shadow_light: bool = False, received_shadow: bool = False):
         super().__init__()
-        if shadow_light and not shadow:
-            raise NeuralRenderError("shadow_light needs shadow=True")
+        if (shadow_light or received_shadow) and not shadow:
+            raise NeuralRenderError("shadow_light and received_shadow need shadow=True")
         if int(latent_channels) < 1 or int(token_dim) < 1 or int(mask_dilation) < 0:
             raise NeuralRenderError("CacheInjection needs latent_channels, token_dim >= 1 and mask_dilation >= 0")
         inputs = int(latent_channels) * (2 if shadow else 1) + 1
@@ -144,7 +148,8 @@ class CacheInjection(ModelMixin, ConfigMixin):
 
     @classmethod
     def for_backbone(cls, backbone, latent_channels: int, mask_dilation: int = 1, strength: float = 1.0,
-                     shadow: bool = False, shadow_light: bool = False) -> CacheInjection:
+                     shadow: bool = False, shadow_light: bool = False,
+                     received_shadow: bool = False) -> CacheInjection:
         """Projection geometry copied from the backbone's input projection; D = ``backbone.token_dim``."""
         module = _input_projection(backbone)
         if isinstance(module, nn.Conv3d):
@@ -155,7 +160,7 @@ class CacheInjection(ModelMixin, ConfigMixin):
         if isinstance(padding[0], str):
             raise NeuralRenderError("string padding of the backbone's input projection is not supported")
         return cls(int(latent_channels), int(backbone.token_dim), kernel, stride, padding, mask_dilation, strength,
-                   bool(shadow), bool(shadow_light))
+                   bool(shadow), bool(shadow_light), bool(received_shadow))
 
     def light_of(self, light: Tensor | None) -> Tensor | None:
         """The light to pack the shadow with: ``light`` for shadow_light injections (required), else None."""

@@ -16,7 +16,9 @@ with strength 0 or without an injection module it renders exactly like the plain
 3. its G-buffer is depth-composited into the scene's (:func:`neural_render.types.composite_nearest`);
 4. the forward model renders the composited G-buffer under the env map with the cache render injected (normals +
    mask of the object; for injections trained with shadows also the object's shadow map, the share of the env's
-   light its mesh blocks at each pixel of the composited scene, :func:`neural_render.raster.shadow.env_occlusion`),
+   light its mesh blocks at each pixel of the composited scene, :func:`neural_render.raster.shadow.env_occlusion`,
+   and for ``received_shadow`` ones on the object's own pixels the share the scene, lifted per frame from its
+   G-buffer (:meth:`Cache3D.lift_frames`), and the object block, :func:`~neural_render.raster.shadow.mutual_occlusion`),
    and, for ``blend="differential"``, also the scene alone; the output is the input video plus
    the difference of the two renders (the object's shadow and reflections, Debevec-style differential rendering),
    with the object's own pixels taken from the render (``blend="full"`` returns the render as is).
@@ -285,7 +287,14 @@ def insert_object(forward: ForwardPipeline, video: Tensor, camera: Camera, env: 
             raise NeuralRenderError("inject=True needs a forward model with a cache injection (cache_injection/)")
         # the injection sees the object where it is visible: occluded parts are not part of the rendered cache
         shadow = None
-        if forward.injection.config.shadow:  # what the object's 3D mesh hides of the env, over the composited scene
+        if forward.injection.config.received_shadow:  # + on the object: what the scene (lifted) and it hide of the env
+            from neural_render.raster.shadow import mutual_occlusion
+
+            lifted = Cache3D(t)
+            lifted.lift_frames(scene, camera, scene.mask)
+            shadow = mutual_occlusion(cache.meshes(), lifted.meshes(), camera, merged.depth, merged.normal,
+                                      merged.mask, visible, env)
+        elif forward.injection.config.shadow:  # what the object's 3D mesh hides of the env, over the composited scene
             from neural_render.raster.shadow import env_occlusion
 
             shadow = env_occlusion(cache.meshes(), camera, merged.depth, merged.normal, merged.mask, env)

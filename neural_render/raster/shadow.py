@@ -150,4 +150,21 @@ def env_occlusion(meshes, camera: Camera, depth: Tensor, normal: Tensor, mask: T
     return out
 
 
-__all__ = ["env_directions", "env_occlusion", "surface_points"]
+def mutual_occlusion(object_meshes, scene_meshes, camera: Camera, depth: Tensor, normal: Tensor, mask: Tensor,
+                     object_mask: Tensor, env: EnvMap, env_rows: int = 16) -> Tensor:
+    """The shadow an object and its scene cast on EACH OTHER, as one map (B, T, 1, H, W) in [0, 1].
+
+    On the scene's pixels (``mask`` and not ``object_mask``): :func:`env_occlusion` of ``object_meshes`` (the light
+    the object takes from the scene). On the object's visible pixels (``object_mask``): :func:`env_occlusion` of
+    ``scene_meshes`` + ``object_meshes`` (the light the scene, e.g. a ground it stands on or a wall beside it, and
+    the object itself take from the object). depth / normal / mask: the composited G-buffer (planar scene units,
+    camera-space normals); the scene meshes are typically lifted from the scene's own G-buffer, one per frame
+    (:meth:`~neural_render.models.cache3d.Cache3D.lift_frames`).
+    """
+    on_object = object_mask > 0.5
+    cast = env_occlusion(object_meshes, camera, depth, normal, mask * ~on_object, env, env_rows)
+    received = env_occlusion([*scene_meshes, *object_meshes], camera, depth, normal, on_object.float(), env, env_rows)
+    return torch.where(on_object, received, cast)
+
+
+__all__ = ["env_directions", "env_occlusion", "mutual_occlusion", "surface_points"]

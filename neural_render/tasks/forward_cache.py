@@ -142,10 +142,10 @@ class ForwardCacheTask(ForwardTask):
 
 def _build_injection(backbone, codec, settings: dict) -> CacheInjection:
     pretrained = settings.pop("pretrained", None)
-    unknown = set(settings) - {"mask_dilation", "strength", "shadow", "shadow_light"}
+    unknown = set(settings) - {"mask_dilation", "strength", "shadow", "shadow_light", "received_shadow"}
     if unknown:
         raise NeuralRenderError(f"unknown injection settings {sorted(unknown)} (mask_dilation, strength, shadow, "
-                                "shadow_light, pretrained)")
+                                "shadow_light, received_shadow, pretrained)")
     if pretrained:
         return CacheInjection.from_pretrained(pretrained)
     channels = codec.latent_channels if codec is not None else backbone.latent_channels
@@ -202,15 +202,23 @@ class CacheForwardDataset(Dataset):
     are the degraded / inverse-rendered ones (relative depth brought to scene units by the median ratio to the
     source's depth), so the shadow is as imperfect as at inference, where the scene geometry is estimated too.
     Computed once per (clip, object) and kept. env_rows: the env resolution of env_occlusion.
+    received_shadow: on the object's own pixels the map is instead the light the scene and the object block from
+    them (:func:`~neural_render.raster.shadow.mutual_occlusion`), the scene lifted frame by frame
+    (:meth:`~neural_render.models.cache3d.Cache3D.lift_frames`) from a G-buffer WITHOUT the object, as at
+    inference: the redrawn scene minus the object rasterized (synthetic clips), or the item's own geometry minus the
+    object's pixels (stand-ins; the surface the object hides is missing there).
     """
 
     def __init__(self, base: ForwardClipDataset, source_roots: list[str] | None = None, min_pixels: int = 12,
-                 seed: int = 0, shadow: bool = False, env_rows: int = 16):
+                 seed: int = 0, shadow: bool = False, env_rows: int = 16, received_shadow: bool = False):
         if base.crop is not None or base.size is not None:
             raise NeuralRenderError("CacheForwardDataset needs full frames (crop and size None) to align object ids")
         self.base, self.min_pixels, self.seed = base, int(min_pixels), int(seed)
         self.source_roots = [Path(r) for r in (source_roots or [])]
         self.shadow, self.env_rows = bool(shadow), int(env_rows)
+        if received_shadow and not shadow:
+            raise NeuralRenderError("received_shadow needs shadow=True")
+        self.received_shadow = bool(received_shadow)
         self._sources: dict[str, tuple] = {}
         self._shadows: dict[tuple[str, int], Tensor] = {}
 
@@ -260,10 +268,38 @@ class CacheForwardDataset(Dataset):
                 raise NeuralRenderError("no pixel with depth in both the clip and its synthetic source", clip)
             depth = depth * (exact[both] / depth[both]).median()
         env = read_clip_envmap(source)
-        shadow = env_occlusion([scene.meshes[int(object_id) - 1]], scene.camera, depth, own.normal,
-                               (depth > 0).float() if own.mask is None else own.mask, env, self.env_rows)[0]
+        surface = (depth > 0).float() if own.mask is None else own.mask
+        obj = [scene.meshes[int(object_id) - 1]]
+        if not self.received_shadow:
+            shadow = env_occlusion(obj, scene.camera, depth, own.normal, surface, env, self.env_rows)[0]
+        else:
+            shadow = self._mutual_shadow(scene, clip, source, object_id, depth, own.normal, surface, env)
         self._shadows[key] = shadow
         return shadow
+
+    def _mutual_shadow(self, scene, clip: str, source, object_id: int, depth: Tensor, normal: Tensor,
+                       surface: Tensor, env) -> Tensor:
+        """(T, 1, H, W) :func:`mutual_occlusion` of object ``object_id`` and its scene (class docstring)."""
+        from neural_render.models.cache3d import Cache3D
+        from neural_render.raster import rasterize
+        from neural_render.raster.shadow import mutual_occlusion
+        from neural_render.types import GBuffer
+
+        t = scene.camera.num_frames
+        on_object = (self._source(clip)[0] == int(object_id)).reshape(1, t, 1, *depth.shape[-2:])
+        lifted = Cache3D(t)
+        others = [m for i, m in enumerate(scene.meshes) if i != int(object_id) - 1]
+        if Path(clip).resolve() != Path(source).resolve():
+            without = GBuffer(normal=normal, depth=depth, mask=surface * ~on_object)
+        elif others:
+            without = rasterize(others, scene.camera)
+            without = GBuffer(normal=without.normal, depth=without.depth, mask=(without.depth > 0).float())
+        else:  # the object alone: no scene to shadow it
+            without = None
+        if without is not None:
+            lifted.lift_frames(without, scene.camera, without.mask)
+        return mutual_occlusion([scene.meshes[int(object_id) - 1]], lifted.meshes(), scene.camera, depth, normal,
+                                surface, on_object.float(), env, self.env_rows)[0]
 
     def __getitem__(self, index: int) -> dict:
         item = self.base[index]
@@ -293,23 +329,24 @@ class CacheForwardDataModule(ForwardDataModule):
     """:class:`ForwardDataModule` whose datasets are wrapped in :class:`CacheForwardDataset`.
 
     source_roots: synthetic dataset folders where "real" stand-in clips find their object ids (same folder names);
-    default: the synthetic ``train_roots``. min_pixels, shadow, env_rows: see :class:`CacheForwardDataset`.
+    default: the synthetic ``train_roots``. min_pixels, shadow, env_rows, received_shadow: see
+    :class:`CacheForwardDataset`.
     """
 
     def __init__(self, *args, source_roots: list[str] | str | None = None, min_pixels: int = 12,
-                 shadow: bool = False, env_rows: int = 16, **kwargs):
+                 shadow: bool = False, env_rows: int = 16, received_shadow: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         roots = source_roots if source_roots is not None else self.train_roots
         self.source_roots = [roots] if isinstance(roots, (str, os.PathLike)) else list(roots)
         self.min_pixels = int(min_pixels)
-        self.shadow, self.env_rows = bool(shadow), int(env_rows)
+        self.shadow, self.env_rows, self.received_shadow = bool(shadow), int(env_rows), bool(received_shadow)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_sets and isinstance(self.train_sets[0], CacheForwardDataset):
             return
         super().setup(stage)
         wrap = lambda ds: CacheForwardDataset(ds, self.source_roots, self.min_pixels, self.seed, self.shadow,
-                                              self.env_rows)
+                                              self.env_rows, self.received_shadow)
         self.train_sets = [wrap(ds) for ds in self.train_sets]
         if self.val_set is not None:
             self.val_set = wrap(self.val_set)

@@ -9,7 +9,7 @@ import torch
 
 from neural_render.errors import NeuralRenderError
 from neural_render.raster import Material, Mesh
-from neural_render.raster.shadow import env_directions, env_occlusion
+from neural_render.raster.shadow import env_directions, env_occlusion, mutual_occlusion
 from neural_render.render.envmap import dir_to_uv
 from neural_render.synth import shapes
 from neural_render.types import Camera, EnvMap, look_at
@@ -67,10 +67,7 @@ def test_sphere_above_point_blocks_sin_squared_alpha():
 
 
 def test_ceiling_blocks_everything():
-    g = shapes.ground_quad(1000.0, 1.0)
-    m = torch.eye(4)
-    m[1, 3] = 1.0
-    ceiling = Mesh(g.vertices, g.faces, g.normals, g.uvs, Material(0.5, 0.5, 0.0), m, None, "ceiling")
+    ceiling = ceiling_mesh(1.0)
     depth, normal, mask = ground()
     out = env_occlusion([ceiling], down_camera(), depth, normal, mask, uniform_env(16))
     assert float(out.min()) > 0.99
@@ -85,6 +82,29 @@ def sun_env(direction, rows=16):
     uv = dir_to_uv(torch.tensor([direction], dtype=torch.float32))[0]
     image[:, min(int(uv[1] * rows), rows - 1), min(int(uv[0] * 2 * rows), 2 * rows - 1)] = 100.0
     return EnvMap(image)
+
+
+def ceiling_mesh(height=1.0):
+    g = shapes.ground_quad(1000.0, 1.0)
+    m = torch.eye(4)
+    m[1, 3] = height
+    return Mesh(g.vertices, g.faces, g.normals, g.uvs, Material(0.5, 0.5, 0.0), m, None, "ceiling")
+
+
+def test_mutual_occlusion_object_receives_scene_shadow_scene_only_the_objects():
+    """The 'object' pixels (a 3x3 patch) get the light the scene (a ceiling) AND the object block (all of it), the
+    rest only what the object (a sphere) blocks, exactly env_occlusion of the object there."""
+    depth, normal, mask = ground()
+    obj, scene = [sphere(0.5, (0.0, 2.0, 0.0))], [ceiling_mesh(2.5)]
+    on_object = torch.zeros_like(mask)
+    on_object[..., 1:4, 1:4] = 1.0
+    out = mutual_occlusion(obj, scene, down_camera(), depth, normal, mask, on_object, uniform_env(16))
+    cast = env_occlusion(obj, down_camera(), depth, normal, mask, uniform_env(16))
+    assert float(out[on_object > 0].min()) > 0.99
+    assert torch.equal(out[on_object == 0], cast[on_object == 0])
+    assert 0.0 < float(cast[on_object == 0].max()) < 0.2  # the sphere alone blocks little there
+    no_scene = mutual_occlusion(obj, [], down_camera(), depth, normal, mask, on_object, uniform_env(16))
+    assert torch.allclose(no_scene, cast)  # without scene meshes: the object's own occlusion everywhere
 
 
 def test_sun_blocked_only_on_its_ray():

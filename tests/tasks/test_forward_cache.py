@@ -198,3 +198,39 @@ def test_shadow_data_are_the_picked_objects_env_occlusion(dataset):
             light.make_batch({k: v for k, v in batch.items() if k != "prior"})
     with torch.no_grad(), pytest.raises(Exception, match="cache_shadow"):
         system.make_batch({k: v for k, v in batch.items() if k != "cache_shadow"})
+
+
+def test_received_shadow_data_add_the_scenes_shadow_on_the_object(dataset):
+    """received_shadow: off the object the map is unchanged; on it, it is mutual_occlusion with the scene WITHOUT
+    the object rasterized and lifted frame by frame (as the insert pipeline lifts its scene G-buffer)."""
+    from neural_render.io.clip import read_clip, read_clip_envmap
+    from neural_render.models.cache3d import Cache3D
+    from neural_render.raster import rasterize
+    from neural_render.raster.shadow import mutual_occlusion
+    from neural_render.synth.dataset import regenerate_scene
+
+    def first_batch(**kwargs):
+        data = CacheForwardDataModule(train_roots=str(dataset), num_frames=4, gbuffer_dropout=0.0, batch_size=1,
+                                      min_pixels=1, shadow=True, **kwargs)
+        data.setup()
+        return next(iter(data.train_dataloader()))
+
+    plain, received = first_batch(), first_batch(received_shadow=True)
+    mask = received["cache_mask"]
+    assert torch.equal(mask, plain["cache_mask"]) and bool((mask > 0).any())
+    off = mask == 0
+    assert torch.equal(received["cache_shadow"][off], plain["cache_shadow"][off])
+    clip = dataset / "clip_000000"
+    scene, g = regenerate_scene(clip), read_clip(clip, rgb=False).gbuffer
+    _, ids = rasterize(scene.meshes, scene.camera, return_ids=True)
+    picked = int(torch.unique(ids[mask > 0])[0])
+    without = rasterize([m for i, m in enumerate(scene.meshes) if i != picked - 1], scene.camera)
+    lifted = Cache3D(4)
+    assert len(lifted.lift_frames(without, scene.camera, (without.depth > 0).float())) == 4
+    expected = mutual_occlusion([scene.meshes[picked - 1]], lifted.meshes(), scene.camera, g.depth, g.normal,
+                                g.mask, (ids == picked).float(), read_clip_envmap(clip))
+    assert torch.equal(received["cache_shadow"], expected)
+    on = mask > 0  # the ground the object stands on hides part of the env from it: more than its own shadow
+    assert float(received["cache_shadow"][on].mean()) > float(plain["cache_shadow"][on].mean()) + 0.05
+    with pytest.raises(Exception, match="received_shadow needs shadow"):
+        CacheForwardDataModule(train_roots=str(dataset), num_frames=4, min_pixels=1, received_shadow=True).setup()
