@@ -262,3 +262,33 @@ def test_received_shadow_injection_gets_the_scenes_shadow_on_the_object(assets):
                                                 m.mask, out.object_mask, env))
     cast = env_occlusion(out.cache.meshes(), clip.camera, m.depth, m.normal, m.mask, env)
     assert torch.equal(shadow[~on], cast[~on]) and float(shadow[on].mean()) > float(cast[on].mean())
+
+
+def test_estimated_depth_is_anchored_at_the_objects_ground_contact(assets):
+    """choose_depth_scale: --depth-scale, then the clip passes' scale, then (relative, estimated depth) the scale that
+    puts the surface under the object at its true distance, then the meta's, then the default."""
+    from types import SimpleNamespace
+
+    from neural_render.cli.insert import choose_depth_scale
+    from neural_render.io import read_clip
+    from neural_render.pipelines.insert import InsertedObject
+    from neural_render.raster import Material
+    from neural_render.synth.dataset import read_object_ids
+
+    clip = read_clip(assets["clip"])
+    relative = clip.gbuffer.replace(depth=clip.gbuffer.depth / 5.0)  # as if estimated up to an unknown scale
+    ground = next(o["id"] for o in clip.meta.extra["synth"]["objects"] if o["kind"] == "ground")
+    ids = torch.from_numpy(read_object_ids(assets["clip"], 0)).reshape(16, 24)
+    # a pixel of frame 0 with ground all around it: the object will stand on the ground there
+    v, u = next((v, u) for v in range(14, 0, -1) for u in range(1, 23) if bool((ids[v - 1:v + 2, u - 1:u + 2] == ground).all()))
+    ray = clip.camera.ray_directions()[0, 0][:, v, u]
+    c2w = clip.camera.camera_to_world[0, 0]
+    x, y, z = (c2w[:3, :3] @ (ray * clip.gbuffer.depth[0, 0, 0, v, u] / -ray[2]) + c2w[:3, 3]).tolist()
+    standing = InsertedObject(str(assets["mesh"]), Material(0.5, 0.5, 0.0), (x, y + 0.05, z), 0.1)  # lowest: y
+    scale, how = choose_depth_scale(None, None, relative, clip.camera, standing, clip.meta)
+    assert "ground contact" in how and abs(scale - 5.0) < 0.1
+    assert choose_depth_scale(3.0, 7.0, relative, clip.camera, standing, clip.meta) == (3.0, "--depth-scale")
+    assert choose_depth_scale(None, 7.0, relative, clip.camera, standing, clip.meta)[0] == 7.0
+    behind = InsertedObject(str(assets["mesh"]), Material(0.5, 0.5, 0.0), (x, y, z + 1e4), 0.1)  # never in view
+    assert choose_depth_scale(None, None, relative, clip.camera, behind, clip.meta)[0] == clip.meta.depth_scale
+    assert choose_depth_scale(None, None, relative, clip.camera, behind, SimpleNamespace(depth_scale=None))[0] is None

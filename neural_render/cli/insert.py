@@ -4,9 +4,14 @@
 VIDEO is a video file, a folder of frames or a clip folder. A clip folder gives per-frame camera poses, intrinsics,
 its env map (``--envmap`` overrides) and a depth scale (meta ``depth_scale``: scene units of relative depth 1); a
 plain video gets a static camera at the origin looking along -Z (identity pose, ``--fov``), needs ``--envmap`` and
-uses ``--depth-scale`` (default 10) so the object can be occluded by the scene. The scene's G-buffers are estimated
+needs a depth scale so the object can be occluded by the scene. The scene's G-buffers are estimated
 by the inverse renderer (``--gbuffers inverse``, default; ``--inverse-model``) or read from the clip folder
 (``--gbuffers clip``: stored passes, e.g. an earlier ``neural-render inverse`` output or a synthetic clip).
+Depth scale (scene units of relative depth 1), first that applies: ``--depth-scale``; the clip's stored passes'
+scale (``--gbuffers clip``); for ESTIMATED (relative) depth, anchored where the object rests: the estimated depth
+at the pixel of its ground contact (below its centre, at its lowest point) equals that point's true distance
+(:func:`~neural_render.pipelines.insert.anchored_depth_scale`, as ``neural-render eval insert`` does); the clip
+meta's ``depth_scale``; 10.
 The object: ``--mesh`` (OBJ/GLB/glTF/PLY/STL/OFF; centred, largest extent 1 after loading) scaled to ``--scale``
 scene units, turned by ``--object-rotate yaw,pitch,roll``, its centre at ``--at x,y,z`` (world units), with a constant
 ``--material`` (basecolor = one grey value, three linear RGB values or #rrggbb sRGB; roughness; metallic).
@@ -41,7 +46,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--rotate", default="0,0,0", help="env map yaw,pitch,roll in degrees")
     parser.add_argument("--fov", type=float, default=60.0, help="horizontal FOV (degrees) for videos without a camera")
     parser.add_argument("--depth-scale", type=float, default=None,
-                        help="scene units of relative depth 1 (default: the clip's meta, else 10)")
+                        help="scene units of relative depth 1 (default: see the module docstring; estimated "
+                             "depth is anchored at the object's ground contact)")
     parser.add_argument("--gbuffers", choices=("inverse", "clip"), default="inverse",
                         help="scene G-buffers from the inverse renderer (default) or the clip folder's passes")
     parser.add_argument("--inverse-model", default=None, help="inverse pipeline folder (default: shipped inverse_tiny)")
@@ -146,6 +152,26 @@ def scene_gbuffers(args, video, meta):
     return result.gbuffer, None
 
 
+def choose_depth_scale(given, clip_scale, scene, camera, obj, meta) -> tuple[float | None, str]:
+    """(depth scale or None for the pipeline's default, how it was chosen): the module docstring's order."""
+    from neural_render.pipelines.insert import (
+        DEFAULT_DEPTH_SCALE,
+        anchored_depth_scale,
+        ground_contact,
+    )
+
+    if given:
+        return float(given), "--depth-scale"
+    if clip_scale:
+        return float(clip_scale), "the clip's passes"
+    anchored = anchored_depth_scale(camera, scene.depth, ground_contact(obj))
+    if anchored:
+        return anchored, "anchored at the object's ground contact"
+    if meta is not None and meta.depth_scale:
+        return float(meta.depth_scale), "the clip's meta"
+    return None, f"default {DEFAULT_DEPTH_SCALE:g}"
+
+
 def run(args) -> int:
     from pathlib import Path
 
@@ -206,8 +232,8 @@ def run(args) -> int:
     if inject and forward.injection.is_zero:
         print("warning: the cache injection of this model is untrained (zero): it changes nothing")
     scene, clip_scale = scene_gbuffers(args, video, meta)
-    depth_scale = args.depth_scale or clip_scale or (meta.depth_scale if meta is not None else None)
     obj = InsertedObject(str(args.mesh), material, tuple(at), float(args.scale), tuple(rotation))
+    depth_scale, how = choose_depth_scale(args.depth_scale, clip_scale, scene, camera, obj, meta)
     result = insert_object(forward, video, camera, env, obj, scene, depth_scale=depth_scale, inject=inject,
                            strength=args.strength, blend=args.blend, seed=args.seed, num_steps=args.steps,
                            window=args.window, overlap=args.overlap, domain=args.domain,
@@ -221,5 +247,6 @@ def run(args) -> int:
         print(sbs)
     pixels = result.object_mask.flatten(2).sum(2)[0].to(torch.int64).tolist()
     print(f"object visible in {sum(p > 0 for p in pixels)}/{len(pixels)} frames ({min(pixels)}..{max(pixels)} px), "
-          f"depth scale {result.depth_scale:g}, cache injection {'on' if inject else 'off'}, blend {args.blend}")
+          f"depth scale {result.depth_scale:g} ({how}), cache injection {'on' if inject else 'off'}, "
+          f"blend {args.blend}")
     return 0
