@@ -234,12 +234,14 @@ def test_shadow_injection_gets_the_objects_shadow_map(assets, shadow_light):
         pipe.token_add(torch.zeros(1, T, 3, 16, 24), torch.zeros(1, T, 1, 16, 24))
 
 
-def test_received_shadow_injection_gets_the_scenes_shadow_on_the_object(assets):
+@pytest.mark.parametrize("received_from", ["lifted", "support"])
+def test_received_shadow_injection_gets_the_scenes_shadow_on_the_object(assets, received_from):
     """received_shadow: the map fed is the object's shadow on the scene and, on the object's own pixels, the light the
-    scene (lifted frame by frame from its G-buffer) and the object block from it (mutual_occlusion)."""
+    scene (lifted frame by frame from its G-buffer, or the plane the object stands on) and the object block from it
+    (mutual_occlusion)."""
     from neural_render.models.cache3d import Cache3D
     from neural_render.models.cache_injection import CacheInjection
-    from neural_render.pipelines.insert import insert_object
+    from neural_render.pipelines.insert import ground_contact, insert_object, receiving_scene
     from neural_render.raster.shadow import env_occlusion, mutual_occlusion
 
     clip, gbuffer, pipe, obj, env = insertion_inputs(assets)
@@ -253,12 +255,18 @@ def test_received_shadow_injection_gets_the_scenes_shadow_on_the_object(assets):
 
     pipe.render = recording_render
     out = insert_object(pipe, clip.rgb, clip.camera, env, obj, gbuffer, inject=True, depth_scale=clip.meta.depth_scale,
-                        blend="full")
+                        blend="full", received_from=received_from)
     shadow, on = fed[0], out.object_mask > 0.5
-    lifted = Cache3D(T)
-    lifted.lift_frames(out.scene_gbuffer, clip.camera, out.scene_gbuffer.mask)
+    if received_from == "lifted":
+        lifted = Cache3D(T)
+        lifted.lift_frames(out.scene_gbuffer, clip.camera, out.scene_gbuffer.mask)
+        scene = lifted.meshes()
+    else:
+        scene = receiving_scene("support", out.scene_gbuffer, clip.camera, obj)
+        assert len(scene) == 1 and torch.allclose(scene[0].world_geometry(0)[0][:, 1],
+                                                  torch.tensor(ground_contact(obj)[1]))
     m = out.gbuffer
-    assert torch.equal(shadow, mutual_occlusion(out.cache.meshes(), lifted.meshes(), clip.camera, m.depth, m.normal,
+    assert torch.equal(shadow, mutual_occlusion(out.cache.meshes(), scene, clip.camera, m.depth, m.normal,
                                                 m.mask, out.object_mask, env))
     cast = env_occlusion(out.cache.meshes(), clip.camera, m.depth, m.normal, m.mask, env)
     assert torch.equal(shadow[~on], cast[~on]) and float(shadow[on].mean()) > float(cast[on].mean())
@@ -292,3 +300,12 @@ def test_estimated_depth_is_anchored_at_the_objects_ground_contact(assets):
     behind = InsertedObject(str(assets["mesh"]), Material(0.5, 0.5, 0.0), (x, y, z + 1e4), 0.1)  # never in view
     assert choose_depth_scale(None, None, relative, clip.camera, behind, clip.meta)[0] == clip.meta.depth_scale
     assert choose_depth_scale(None, None, relative, clip.camera, behind, SimpleNamespace(depth_scale=None))[0] is None
+
+
+def test_unknown_received_from_raises(assets):
+    from neural_render.errors import NeuralRenderError
+    from neural_render.pipelines.insert import insert_object
+
+    clip, gbuffer, pipe, obj, env = insertion_inputs(assets)
+    with pytest.raises(NeuralRenderError, match="received_from"):
+        insert_object(pipe, clip.rgb, clip.camera, env, obj, gbuffer, received_from="sky")

@@ -32,6 +32,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--inverse-model", default=None, help="inverse pipeline (default: shipped inverse_tiny)")
     parser.add_argument("--gbuffers", choices=("inverse", "clip"), default="inverse")
     parser.add_argument("--strength", type=float, default=None, help="injection strength (default: the model's)")
+    parser.add_argument("--received-from", choices=("lifted", "support"), default="lifted",
+                        help="injections with received shadows: what shadows the object, the scene lifted from its "
+                             "G-buffer (default) or only the plane it stands on")
     parser.add_argument("--ring", type=int, default=6, help="width in pixels of the 'around' region")
     parser.add_argument("--max-clips", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
@@ -155,7 +158,7 @@ def run(args) -> int:
         options = {"depth_scale": scale, "seed": args.seed, "domain": args.domain}
         try:
             inj = insert_object(model, scene.rgb, scene.camera, env, obj, gbuffer, inject=True,
-                                strength=args.strength, **options)
+                                strength=args.strength, received_from=args.received_from, **options)
         except NeuralRenderError as e:  # e.g. hidden behind the estimated scene depth in every frame
             skipped.append({"clip": clip_dir.name, "reason": str(e)})
             print(f"{clip_dir.name}: skipped ({e})", flush=True)
@@ -197,7 +200,8 @@ def run(args) -> int:
         from neural_render.io.atomic import atomic_path
 
         result = {"data": str(data), "model": str(folder), "base_model": str(base_folder), "gbuffers": args.gbuffers,
-                  "ring": args.ring, "strength": args.strength, "summary": summary, "comparisons": comparisons,
+                  "ring": args.ring, "strength": args.strength,
+                  "received_from": args.received_from, "summary": summary, "comparisons": comparisons,
                   "clips": per_clip,
                   "skipped": skipped}
         with atomic_path(args.json) as tmp:

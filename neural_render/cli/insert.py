@@ -52,6 +52,9 @@ def add_arguments(parser) -> None:
                         help="scene G-buffers from the inverse renderer (default) or the clip folder's passes")
     parser.add_argument("--inverse-model", default=None, help="inverse pipeline folder (default: shipped inverse_tiny)")
     parser.add_argument("--strength", type=float, default=None, help="cache injection strength (default: model's)")
+    parser.add_argument("--received-from", choices=("lifted", "support"), default="lifted",
+                        help="injections with received shadows: what shadows the object, the scene lifted from its "
+                             "G-buffer (default) or only the plane it stands on")
     parser.add_argument("--no-inject", action="store_true", help="render without the 3D cache injection")
     parser.add_argument("--blend", choices=("differential", "full"), default="differential")
     parser.add_argument("--no-progress", action="store_true")
@@ -236,6 +239,7 @@ def run(args) -> int:
     depth_scale, how = choose_depth_scale(args.depth_scale, clip_scale, scene, camera, obj, meta)
     result = insert_object(forward, video, camera, env, obj, scene, depth_scale=depth_scale, inject=inject,
                            strength=args.strength, blend=args.blend, seed=args.seed, num_steps=args.steps,
+                           received_from=args.received_from,
                            window=args.window, overlap=args.overlap, domain=args.domain,
                            reassign_blocks=args.reassign_blocks, reassign_steps=args.reassign_steps,
                            progress=not args.no_progress)

@@ -51,6 +51,7 @@ from neural_render.types import Camera, EnvMap, GBuffer, composite_nearest
 
 INJECTION_FOLDER = "cache_injection"
 BLENDS = ("differential", "full")
+RECEIVED_FROM = ("lifted", "support")
 #: relative depth 1 = this many scene units when a plain video gives no depth scale
 DEFAULT_DEPTH_SCALE = 10.0
 NEAR = 1e-3
@@ -244,6 +245,24 @@ def composite_object(scene: GBuffer, obj_gbuffer: GBuffer, ids: Tensor) -> tuple
     return merged, visible
 
 
+def receiving_scene(received_from: str, scene: GBuffer, camera: Camera, obj: InsertedObject) -> list:
+    """The scene meshes that shadow the inserted object: ``lifted``, the scene G-buffer (metric depth) lifted frame by
+    frame (:meth:`Cache3D.lift_frames`: everything the camera sees, as exact as the G-buffer); ``support``, only the
+    horizontal plane the object stands on (through :func:`ground_contact`, the assumption
+    :func:`anchored_depth_scale` makes too): robust to the noise of an estimated depth map, blind to other occluders."""
+    if received_from == "support":
+        from neural_render.raster import Mesh
+        from neural_render.synth.shapes import ground_quad
+
+        g = ground_quad(1.0e3, 1.0)
+        pose = torch.eye(4)
+        pose[1, 3] = ground_contact(obj)[1]
+        return [Mesh(g.vertices, g.faces, g.normals, g.uvs, obj.material, pose, name="support")]
+    lifted = Cache3D(camera.num_frames)
+    lifted.lift_frames(scene, camera, scene.mask)
+    return lifted.meshes()
+
+
 def naive_composite(video: Tensor, gbuffer: GBuffer, camera: Camera, env: EnvMap, object_mask: Tensor) -> Tensor:
     """Classical baseline: split-sum render of the composited G-buffer on the object's pixels, the video elsewhere."""
     from neural_render.data.forward_data import shade_prior
@@ -255,17 +274,20 @@ def naive_composite(video: Tensor, gbuffer: GBuffer, camera: Camera, env: EnvMap
 def insert_object(forward: ForwardPipeline, video: Tensor, camera: Camera, env: EnvMap, obj: InsertedObject,
                   scene_gbuffer: GBuffer, depth_scale: float | None = None, inject: bool = True,
                   strength: float | None = None, blend: str = "differential", seed: int = 0, backend: str = "auto",
-                  **render_options) -> InsertionOutput:
+                  received_from: str = "lifted", **render_options) -> InsertionOutput:
     """Insert ``obj`` into ``video`` (1,T,3,H,W linear) seen by ``camera`` under ``env`` (module docstring, steps 2-4).
 
     scene_gbuffer: the scene's passes with RELATIVE depth (inverse renderer output, or exact passes divided by
     their depth scale); depth_scale: scene units of relative depth 1 (None: :data:`DEFAULT_DEPTH_SCALE`).
     inject: inject the cache (needs a CacheForwardPipeline with an injection). strength: injection strength.
+    received_from: for ``received_shadow`` injections, what shadows the object (:func:`receiving_scene`).
     seed: sampling seed of every render. render_options: ForwardPipeline.render options (num_steps, window, overlap,
     domain, reassign_blocks, reassign_steps, progress).
     """
     if blend not in BLENDS:
         raise NeuralRenderError(f"blend must be one of {BLENDS}, got {blend!r}")
+    if received_from not in RECEIVED_FROM:
+        raise NeuralRenderError(f"received_from must be one of {RECEIVED_FROM}, got {received_from!r}")
     b, t, h, w = scene_gbuffer.shape
     if b != 1 or video.shape != (1, t, 3, h, w) or (camera.num_frames, camera.height, camera.width) != (t, h, w):
         raise NeuralRenderError(f"video {tuple(video.shape)}, camera (T={camera.num_frames}, {camera.height}x"
@@ -290,10 +312,8 @@ def insert_object(forward: ForwardPipeline, video: Tensor, camera: Camera, env: 
         if forward.injection.config.received_shadow:  # + on the object: what the scene (lifted) and it hide of the env
             from neural_render.raster.shadow import mutual_occlusion
 
-            lifted = Cache3D(t)
-            lifted.lift_frames(scene, camera, scene.mask)
-            shadow = mutual_occlusion(cache.meshes(), lifted.meshes(), camera, merged.depth, merged.normal,
-                                      merged.mask, visible, env)
+            shadow = mutual_occlusion(cache.meshes(), receiving_scene(received_from, scene, camera, obj), camera,
+                                      merged.depth, merged.normal, merged.mask, visible, env)
         elif forward.injection.config.shadow:  # what the object's 3D mesh hides of the env, over the composited scene
             from neural_render.raster.shadow import env_occlusion
 
