@@ -32,9 +32,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--inverse-model", default=None, help="inverse pipeline (default: shipped inverse_tiny)")
     parser.add_argument("--gbuffers", choices=("inverse", "clip"), default="inverse")
     parser.add_argument("--strength", type=float, default=None, help="injection strength (default: the model's)")
-    parser.add_argument("--received-from", choices=("lifted", "support"), default="lifted",
-                        help="injections with received shadows: what shadows the object, the scene lifted from its "
-                             "G-buffer (default) or only the plane it stands on")
+    parser.add_argument("--received-from", choices=("support", "lifted"), default="support",
+                        help="injections with received shadows: what shadows the object, only the plane it stands on "
+                             "(default: robust to estimated depth) or the scene lifted from its G-buffer")
     parser.add_argument("--ring", type=int, default=6, help="width in pixels of the 'around' region")
     parser.add_argument("--max-clips", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)

@@ -52,9 +52,9 @@ def add_arguments(parser) -> None:
                         help="scene G-buffers from the inverse renderer (default) or the clip folder's passes")
     parser.add_argument("--inverse-model", default=None, help="inverse pipeline folder (default: shipped inverse_tiny)")
     parser.add_argument("--strength", type=float, default=None, help="cache injection strength (default: model's)")
-    parser.add_argument("--received-from", choices=("lifted", "support"), default="lifted",
-                        help="injections with received shadows: what shadows the object, the scene lifted from its "
-                             "G-buffer (default) or only the plane it stands on")
+    parser.add_argument("--received-from", choices=("support", "lifted"), default="support",
+                        help="injections with received shadows: what shadows the object, only the plane it stands on "
+                             "(default: robust to estimated depth) or the scene lifted from its G-buffer")
     parser.add_argument("--no-inject", action="store_true", help="render without the 3D cache injection")
     parser.add_argument("--blend", choices=("differential", "full"), default="differential")
     parser.add_argument("--no-progress", action="store_true")
