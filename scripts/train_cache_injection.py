@@ -1,16 +1,19 @@
 #!/usr/bin/env python
 """Fine-tune the shipped forward model with the 3D-cache injection: ``data/models/forward_cache_tiny`` (CPU, brief).
 
-    python scripts/train_cache_injection.py [--base data/models/forward_tiny] [--minutes 25] [--max-steps 100000]
+    python scripts/train_cache_injection.py [--base data/models/forward_tiny] [--max-steps 1467] [--minutes 40]
                                             [--data data_cache] [--out data/models/forward_cache_tiny]
-                                            [--shadow occlusion|blocked_light|off] [--real-data none|auto]
+                                            [--shadow mutual|occlusion|blocked_light|off] [--real-data none|auto]
 
 Minimally invasive (Real2SAM2Real): the base forward model's weights stay frozen; only a zero-initialised
 CacheInjection projection and a rank-8 LoRA train (configs/task/forward_cache.yaml through ``neural-render fit``'s
 LightningCLI). The cache render of a sample is the exact normal map of one object of the synthetic clip, perturbed
-(dilation, shift, noise) in training, and (``--shadow occlusion``, default) that object's shadow map: the share of
-the env's light its mesh blocks at each pixel (raster/shadow.py; the scene is redrawn from synth.json, so no 3D
-ground truth beyond the data engine's own is needed).
+(dilation, shift, noise) in training, and (``--shadow mutual``, default) the shadow map of the object and its scene
+on each other: on the scene's pixels the share of the env's light the object's mesh blocks, on the object's own
+pixels the share the rest of the scene (rasterized without the object and lifted frame by frame, as the insert
+pipeline lifts its scene G-buffer) and the object block (raster/shadow.py mutual_occlusion; the scene is redrawn
+from synth.json, so no 3D ground truth beyond the data engine's own is needed). ``--shadow occlusion`` feeds the
+object's cast shadow alone (what shipped before: the object's own pixels then tied with no injection).
 
 Data: ``--clips`` scenes the BASE model never saw, ``<data>/synth_train_64_unseen``: clips 512.. of the dataset of
 ``<data>/synth_train_64`` (same seed and settings; ``neural-render synth --first-clip 512``, made here when
@@ -84,8 +87,10 @@ class LossLog:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--base", default=str(ROOT / "data" / "models" / "forward_tiny"))
-    parser.add_argument("--minutes", type=float, default=25.0, help="wall-clock training budget (default 25)")
-    parser.add_argument("--max-steps", type=int, default=100000)
+    parser.add_argument("--minutes", type=float, default=40.0,
+                        help="wall-clock cap (default 40; the default run stops at --max-steps first, ~31 min)")
+    parser.add_argument("--max-steps", type=int, default=1467,
+                        help="optimizer steps (default 1467: the shipped model's run)")
     parser.add_argument("--data", default=str(ROOT / "data_cache"))
     parser.add_argument("--out", default=str(ROOT / "data" / "models" / "forward_cache_tiny"))
     parser.add_argument("--clips", type=int, default=128, help="synthetic (and real stand-in) clips used")
@@ -93,10 +98,10 @@ def main() -> int:
                         help="synthetic train folder (default <data>/synth_train_64_unseen, see above)")
     parser.add_argument("--real-data", choices=("none", "auto"), default="none",
                         help="'none' (default) or 'auto' (relabelled or degraded stand-ins of the train clips)")
-    parser.add_argument("--shadow", choices=("occlusion", "mutual", "blocked_light", "off"), default="occlusion",
-                        help="what the cache render carries besides the object's normals: its shadow map "
-                             "(occlusion, the config's default), that map with the scene's shadow ON the object on "
-                             "the object's pixels (mutual), the light the shadow blocks from the split-sum "
+    parser.add_argument("--shadow", choices=("mutual", "occlusion", "blocked_light", "off"), default="mutual",
+                        help="what the cache render carries besides the object's normals: its shadow map with the "
+                             "scene's shadow ON the object on the object's pixels (mutual, the config's default), "
+                             "its shadow map alone (occlusion), the light its shadow blocks from the split-sum "
                              "prior (blocked_light), or nothing (off)")
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the config's)")
     parser.add_argument("--lora-rank", type=int, default=8)

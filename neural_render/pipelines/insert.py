@@ -17,8 +17,9 @@ with strength 0 or without an injection module it renders exactly like the plain
 4. the forward model renders the composited G-buffer under the env map with the cache render injected (normals +
    mask of the object; for injections trained with shadows also the object's shadow map, the share of the env's
    light its mesh blocks at each pixel of the composited scene, :func:`neural_render.raster.shadow.env_occlusion`,
-   and for ``received_shadow`` ones on the object's own pixels the share the scene, lifted per frame from its
-   G-buffer (:meth:`Cache3D.lift_frames`), and the object block, :func:`~neural_render.raster.shadow.mutual_occlusion`),
+   and for ``received_shadow`` ones on the object's own pixels the share the scene and the object block,
+   :func:`~neural_render.raster.shadow.mutual_occlusion`; the scene there is ``received_from``: the plane the object
+   stands on (default) or the scene G-buffer lifted per frame, :func:`receiving_scene`),
    and, for ``blend="differential"``, also the scene alone; the output is the input video plus
    the difference of the two renders (the object's shadow and reflections, Debevec-style differential rendering),
    with the object's own pixels taken from the render (``blend="full"`` returns the render as is).
