@@ -210,7 +210,10 @@ def test_injection_comparisons_are_paired_per_clip():
     result = injection_comparisons(clips)
     assert result["no injection (same model)"]["shadow"]["verdict"] == "better"
     assert abs(result["no injection (same model)"]["shadow"]["mean_improvement"] - 0.5) < 1e-9
-    assert result["classical paste"]["around"]["verdict"] == "tie"
+    assert result["classical paste"]["around"]["verdict"] == "tie" and "base model" not in result
+    for c in clips:
+        c["scores"]["base model"] = dict.fromkeys(("object", "around", "shadow"), 30.0)
+    assert injection_comparisons(clips)["base model"]["object"]["verdict"] == "worse"
 
 
 @pytest.mark.parametrize("shadow_light", [False, True])

@@ -71,11 +71,14 @@ def scores(pred, target, masks: dict) -> dict:
 
 def injection_comparisons(per_clip: list[dict]) -> dict:
     """{other method: {region: paired_comparison(injection, other)}} over the clips (object, around, shadow) for
-    the two methods the injection must beat: the same model without injection and the classical paste."""
+    the two methods the injection must beat, the same model without injection and the classical paste, and (when
+    scored) the base forward model: the LoRA fine-tune alone could move the no-injection score."""
     from neural_render.metrics.inverse import paired_comparison
 
     out = {}
-    for other in ("no injection (same model)", "classical paste"):
+    others = ["no injection (same model)", "classical paste"]
+    others += ["base model"] if all("base model" in c["scores"] for c in per_clip) else []
+    for other in others:
         out[other] = {r: paired_comparison([c["scores"]["injection"][r] for c in per_clip],
                                            [c["scores"][other][r] for c in per_clip], higher_is_better=True)
                       for r in ("object", "around", "shadow")}

@@ -209,5 +209,7 @@ def test_blocked_light_packing():
     with pytest.raises(NeuralRenderError, match="light"):
         injection.token_add(PixelUnshuffleCodec(2), normal, mask, shadow=shadow)
     assert injection.token_add(PixelUnshuffleCodec(2), normal, mask, shadow=shadow, light=light).abs().sum() == 0
-    with pytest.raises(NeuralRenderError, match="shadow_light needs"):
+    with pytest.raises(NeuralRenderError, match="need shadow=True"):
         CacheInjection(12, 32, shadow=False, shadow_light=True)
+    with pytest.raises(NeuralRenderError, match="need shadow=True"):
+        CacheInjection(12, 32, shadow=False, received_shadow=True)
