@@ -244,7 +244,11 @@ def test_received_shadow_injection_gets_the_scenes_shadow_on_the_object(assets, 
     (mutual_occlusion)."""
     from neural_render.models.cache3d import Cache3D
     from neural_render.models.cache_injection import CacheInjection
-    from neural_render.pipelines.insert import ground_contact, insert_object, receiving_scene
+    from neural_render.pipelines.insert import (
+        ground_contact,
+        insert_object,
+        receiving_scene,
+    )
     from neural_render.raster.shadow import env_occlusion, mutual_occlusion
 
     clip, gbuffer, pipe, obj, env = insertion_inputs(assets)
@@ -291,7 +295,8 @@ def test_estimated_depth_is_anchored_at_the_objects_ground_contact(assets):
     ground = next(o["id"] for o in clip.meta.extra["synth"]["objects"] if o["kind"] == "ground")
     ids = torch.from_numpy(read_object_ids(assets["clip"], 0)).reshape(16, 24)
     # a pixel of frame 0 with ground all around it: the object will stand on the ground there
-    v, u = next((v, u) for v in range(14, 0, -1) for u in range(1, 23) if bool((ids[v - 1:v + 2, u - 1:u + 2] == ground).all()))
+    v, u = next((v, u) for v in range(14, 0, -1) for u in range(1, 23)
+                if bool((ids[v - 1:v + 2, u - 1:u + 2] == ground).all()))
     ray = clip.camera.ray_directions()[0, 0][:, v, u]
     c2w = clip.camera.camera_to_world[0, 0]
     x, y, z = (c2w[:3, :3] @ (ray * clip.gbuffer.depth[0, 0, 0, v, u] / -ray[2]) + c2w[:3, 3]).tolist()
