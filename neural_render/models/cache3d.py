@@ -186,6 +186,14 @@ class Cache3D:
         max_depth_jump: neighbouring pixels are joined only when their depths differ by less than this fraction
         of their depth (silhouette edges are not bridged). Raises if fewer than one triangle can be built.
         """
+        mesh = self._lifted_mesh(gbuffer, camera, mask, name, frame, batch, max_depth_jump)
+        if mesh is None:
+            raise NeuralRenderError(f"lift {name!r}: the mask selects no connected surface (need >= 1 triangle)")
+        return self.add(mesh, name, source="lifted")
+
+    def _lifted_mesh(self, gbuffer: GBuffer, camera: Camera, mask: Tensor, name: str, frame: int, batch: int,
+                     max_depth_jump: float) -> Mesh | None:
+        """The mesh :meth:`lift` adds (None when no triangle can be built)."""
         if gbuffer.depth is None or gbuffer.normal is None:
             raise NeuralRenderError("lifting an entity needs the G-buffer's depth and normal passes")
         b, t, h, w = gbuffer.shape
@@ -221,7 +229,7 @@ class Cache3D:
         faces = torch.cat([torch.stack([index[s][upper], index[down][upper], index[right][upper]], 1),
                            torch.stack([index[down][lower], index[diag][lower], index[right][lower]], 1)])
         if faces.shape[0] < 1:
-            raise NeuralRenderError(f"lift {name!r}: the mask selects no connected surface (need >= 1 triangle)")
+            return None
         used = torch.zeros(int(valid.sum()), dtype=torch.bool)
         used[faces.reshape(-1)] = True
         remap = torch.cumsum(used, 0) - 1
@@ -235,9 +243,8 @@ class Cache3D:
 
         material = Material(texture(gbuffer.basecolor, 0.8), texture(gbuffer.roughness, 0.5),
                             texture(gbuffer.metallic, 0.0), filter="nearest", name=f"{name}_lifted")
-        mesh = Mesh(points[flat].to(torch.float32), faces, torch.nn.functional.normalize(normals[flat], dim=1),
+        return Mesh(points[flat].to(torch.float32), faces, torch.nn.functional.normalize(normals[flat], dim=1),
                     uvs.to(torch.float32), material, torch.eye(4), name=name)
-        return self.add(mesh, name, source="lifted")
 
     def lift_frames(self, gbuffer: GBuffer, camera: Camera, mask: Tensor, name: str = "scene", batch: int = 0,
                     max_depth_jump: float = 0.1) -> list[str]:
@@ -246,19 +253,10 @@ class Cache3D:
         give no triangle add nothing. Returns the new names (``name_t<frame>``)."""
         names = []
         for frame in range(self.num_frames):
-            valid = mask[batch, frame, 0] > 0.5
-            if gbuffer.depth is not None:
-                valid = valid & (gbuffer.depth[batch, frame, 0] > 0)
-            if int(valid.sum()) < 3:
-                continue
-            try:
-                added = self.lift(gbuffer, camera, mask, f"{name}_t{frame}", frame, batch, max_depth_jump)
-            except NeuralRenderError as err:
-                if "no connected surface" not in str(err):
-                    raise
-                continue
-            self.set_visible(added, False).set_visible(added, True, [frame])
-            names.append(added)
+            mesh = self._lifted_mesh(gbuffer, camera, mask, f"{name}_t{frame}", frame, batch, max_depth_jump)
+            if mesh is not None:
+                mesh.visible = torch.arange(self.num_frames) == frame
+                names.append(self.add(mesh, mesh.name, source="lifted"))
         return names
 
     # ------------------------------------------------------------------ edits

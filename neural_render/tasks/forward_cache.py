@@ -273,13 +273,14 @@ class CacheForwardDataset(Dataset):
         if not self.received_shadow:
             shadow = env_occlusion(obj, scene.camera, depth, own.normal, surface, env, self.env_rows)[0]
         else:
-            shadow = self._mutual_shadow(scene, clip, source, object_id, depth, own.normal, surface, env)
+            shadow = self._mutual_shadow(scene, clip, source, object_id, obj, depth, own.normal, surface, env)
         self._shadows[key] = shadow
         return shadow
 
-    def _mutual_shadow(self, scene, clip: str, source, object_id: int, depth: Tensor, normal: Tensor,
+    def _mutual_shadow(self, scene, clip: str, source, object_id: int, obj: list, depth: Tensor, normal: Tensor,
                        surface: Tensor, env) -> Tensor:
-        """(T, 1, H, W) :func:`mutual_occlusion` of object ``object_id`` and its scene (class docstring)."""
+        """(T, 1, H, W) :func:`mutual_occlusion` of object ``object_id`` (mesh list ``obj``) and its scene (class
+        docstring)."""
         from neural_render.models.cache3d import Cache3D
         from neural_render.raster import rasterize
         from neural_render.raster.shadow import mutual_occlusion
@@ -298,8 +299,8 @@ class CacheForwardDataset(Dataset):
             without = None
         if without is not None:
             lifted.lift_frames(without, scene.camera, without.mask)
-        return mutual_occlusion([scene.meshes[int(object_id) - 1]], lifted.meshes(), scene.camera, depth, normal,
-                                surface, on_object.float(), env, self.env_rows)[0]
+        return mutual_occlusion(obj, lifted.meshes(), scene.camera, depth, normal, surface, on_object.float(), env,
+                                self.env_rows)[0]
 
     def __getitem__(self, index: int) -> dict:
         item = self.base[index]
