@@ -120,14 +120,12 @@ def run(args) -> int:
     from pathlib import Path
 
     from neural_render.cli.forward import model_dir
-    from neural_render.cli.insert import forward_model_dir
+    from neural_render.cli.insert import choose_depth_scale, forward_model_dir
     from neural_render.cli.inverse import load_model, resolve_device
     from neural_render.data.clip_dataset import find_clips
     from neural_render.errors import NeuralRenderError
     from neural_render.pipelines.insert import (
         CacheForwardPipeline,
-        anchored_depth_scale,
-        ground_contact,
         insert_object,
         naive_composite,
     )
@@ -154,8 +152,9 @@ def run(args) -> int:
         if inverse is not None:
             gbuffer = inverse(scene.rgb, seed=args.seed, progress=False).gbuffer
             # estimated depth is relative: pin it to metres at the object's ground contact (as a user placing the
-            # object on a surface would); the clip's true depth scale only when that point is never in view
-            scale = anchored_depth_scale(scene.camera, gbuffer.depth, ground_contact(obj)) or scale
+            # object on a surface would, and as `neural-render insert` does); the clip's true depth scale only when
+            # that point is never in view
+            scale = choose_depth_scale(None, None, gbuffer, scene.camera, obj, scene.meta)[0]
         else:
             gbuffer = scene.gbuffer.replace(depth=scene.gbuffer.depth / scale)
         options = {"depth_scale": scale, "seed": args.seed, "domain": args.domain}
