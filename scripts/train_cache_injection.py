@@ -103,6 +103,9 @@ def main() -> int:
                              "scene's shadow ON the object on the object's pixels (mutual, the config's default), "
                              "its shadow map alone (occlusion), the light its shadow blocks from the split-sum "
                              "prior (blocked_light), or nothing (off)")
+    parser.add_argument("--shadow-residual", choices=("on", "off"), default="on",
+                        help="also subtract the light the cache's shadow blocks from the predicted x0 with a learned, "
+                             "zero-initialised gain (on, the config's default; needs a shadow)")
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the config's)")
     parser.add_argument("--lora-rank", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1)
@@ -142,7 +145,8 @@ def main() -> int:
     # a nested dict given on the command line REPLACES the config's: start from the config's own settings
     task_config = yaml.safe_load((ROOT / "configs/task/forward_cache.yaml").read_text())
     injection = {**task_config["model"]["init_args"]["injection"], "shadow": args.shadow != "off",
-                 "shadow_light": args.shadow == "blocked_light", "received_shadow": args.shadow == "mutual"}
+                 "shadow_light": args.shadow == "blocked_light", "received_shadow": args.shadow == "mutual",
+                 "shadow_residual": args.shadow != "off" and args.shadow_residual == "on"}
     overrides += ["--model.init_args.injection", json.dumps(injection),
                   "--data.init_args.shadow", str(args.shadow != "off").lower(),
                   "--data.init_args.received_shadow", str(args.shadow == "mutual").lower()]

@@ -107,6 +107,31 @@ def test_zero_init_injection_leaves_the_insertion_bit_identical(assets):
     assert float((changed.rgb - outputs[False, "full"].rgb).abs().max()) > 1e-4
 
 
+def test_shadow_residual_darkens_the_insertion_only_where_the_cache_shadow_blocks_light(assets):
+    """A fresh shadow-residual injection is bit-identical to none; a positive gain only darkens, and only where the
+    cache's shadow blocks light (the object's received shadow, its cast shadow), never elsewhere."""
+    from neural_render.models.cache_injection import CacheInjection
+    from neural_render.pipelines.insert import CacheForwardPipeline, insert_object
+
+    clip, gbuffer, pipe, obj, env = insertion_inputs(assets)
+    injection = CacheInjection.for_backbone(pipe.backbone, 12, shadow=True, received_shadow=True,
+                                            shadow_residual=True)
+    pipe = CacheForwardPipeline(pipe.backbone, pipe.denoiser, pipe.codec, None, pipe.forward_config,
+                                injection=injection)
+    options = dict(depth_scale=clip.meta.depth_scale, blend="full")
+    plain = insert_object(pipe, clip.rgb, clip.camera, env, obj, gbuffer, inject=False, **options).rgb
+    fresh = insert_object(pipe, clip.rgb, clip.camera, env, obj, gbuffer, inject=True, **options).rgb
+    assert torch.equal(fresh, plain)
+    with torch.no_grad():
+        injection.shadow_gain.fill_(0.8)
+    darker = insert_object(pipe, clip.rgb, clip.camera, env, obj, gbuffer, inject=True, **options).rgb
+    assert float((darker - plain).max()) <= 1e-6  # only darkens
+    changed = (plain - darker).amax(2) > 1e-4
+    assert bool(changed.any()) and not bool(changed.all())  # where a shadow blocks light, not everywhere
+    half = insert_object(pipe, clip.rgb, clip.camera, env, obj, gbuffer, inject=True, strength=0.5, **options).rgb
+    assert float((half - darker).min()) >= -1e-6 and float((plain - half).max()) > 1e-4  # strength scales it
+
+
 def _no_output(folder) -> bool:
     return sorted(p.name for p in folder.iterdir()) == []
 

@@ -18,6 +18,16 @@ on the object's own pixels is the light the SCENE (lifted from its G-buffer) and
 (:func:`neural_render.raster.shadow.mutual_occlusion`): the object receives the scene's shadow, not only casts its
 own. The module computes the same either way; the flag tells the pipeline and the data which map to make.
 
+With ``shadow_residual=True`` the cache's shadow also reaches the model's OUTPUT, not only its input tokens: the
+light the shadow takes from the forward model's split-sum prior, in the latent space the residual model predicts
+in (:func:`blocked_light_latents`: E(display(prior)) - E(display(prior * (1 - o)))), is subtracted from the
+predicted x0 with a learned per-latent-channel gain g that starts at exactly zero (:meth:`CacheInjection.x0_add`,
+``-strength * g * blocked``). A shadow darkens what it falls on multiplicatively; the token path must learn that
+product through the whole backbone, while this path makes it a linear, physically placed correction (a classical
+differential-rendering shadow whose depth is learned; the token path keeps refining it). Measured before it
+existed (``out/probe``, 16 validation insertions): subtracting 0.5-0.75 x the blocked light from the shipped
+model's insertion raised object / around / shadow PSNR by about +0.8 / +0.7 / +0.9 dB.
+
 where the backbone ADDS ``token_add`` to the output of its own input projection (the noisy latent + condition
 tokens). ``soft_mask`` (B,T'',1,h',w') is the object's token coverage (area fraction) dilated with a linear falloff
 over ``mask_dilation`` tokens, so the injection also reaches the neighbourhood where the object's shadow falls, and
@@ -67,6 +77,16 @@ def pack_cache_shadow(shadow: Tensor, light: Tensor | None = None) -> Tensor:
     from neural_render.data.forward_data import display_pack
 
     return display_pack(light) - display_pack(light * (1.0 - o))
+
+
+def blocked_light_latents(encode, shadow: Tensor, light: Tensor) -> Tensor:
+    """Latents of the light a shadow takes away: ``encode(display_pack(light)) - encode(display_pack(light * (1 -
+    o)))`` for shadow o (B,T,1,H,W) in [0, 1] and light (B,T,3,H,W) linear radiance (the split-sum prior); encode:
+    the frozen codec's encode (a difference of encodings, so it holds for non-linear codecs too). Zero where o = 0."""
+    from neural_render.data.forward_data import display_pack
+
+    o = shadow.clamp(0.0, 1.0)
+    return encode(display_pack(light)) - encode(display_pack(light * (1.0 - o)))
 
 
 def temporal_pool(x: Tensor, latent_frames: int) -> Tensor:
@@ -123,33 +143,38 @@ class CacheInjection(ModelMixin, ConfigMixin):
     shadow: the cache render also holds the cache's shadow map (module docstring). shadow_light: it is packed as
     the blocked light of the forward model's prior (:func:`pack_cache_shadow` with ``light``), not as the bare map.
     received_shadow: on the object's pixels the map is the scene's shadow on it (module docstring).
+    shadow_residual: the blocked light is also subtracted from the predicted x0 with a zero-initialised learned
+    per-channel gain (:meth:`x0_add`, module docstring).
     """
 
     @register_to_config
     def __init__(self, latent_channels: int = 12, token_dim: int = 32, kernel_size=(1, 1, 1), stride=(1, 1, 1),
                  padding=(0, 0, 0), mask_dilation: int = 1, strength: float = 1.0, shadow: bool = False,
-                 shadow_light: bool = False, received_shadow: bool = False):
+                 shadow_light: bool = False, received_shadow: bool = False, shadow_residual: bool = False):
         super().__init__()
-        if (shadow_light or received_shadow) and not shadow:
-            raise NeuralRenderError("shadow_light and received_shadow need shadow=True")
+        if (shadow_light or received_shadow or shadow_residual) and not shadow:
+            raise NeuralRenderError("shadow_light, received_shadow and shadow_residual need shadow=True")
         if int(latent_channels) < 1 or int(token_dim) < 1 or int(mask_dilation) < 0:
             raise NeuralRenderError("CacheInjection needs latent_channels, token_dim >= 1 and mask_dilation >= 0")
         inputs = int(latent_channels) * (2 if shadow else 1) + 1
         self.proj = nn.Conv3d(inputs, int(token_dim), tuple(kernel_size), tuple(stride),
                               tuple(padding))
+        self.shadow_gain = nn.Parameter(torch.zeros(int(latent_channels))) if shadow_residual else None
         self.mask_dilation = int(mask_dilation)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Zero weight and bias: the injection adds exact zeros until trained."""
+        """Zero weight, bias (and shadow gain): the injection adds exact zeros until trained."""
         with torch.no_grad():
             self.proj.weight.zero_()
             self.proj.bias.zero_()
+            if self.shadow_gain is not None:
+                self.shadow_gain.zero_()
 
     @classmethod
     def for_backbone(cls, backbone, latent_channels: int, mask_dilation: int = 1, strength: float = 1.0,
-                     shadow: bool = False, shadow_light: bool = False,
-                     received_shadow: bool = False) -> CacheInjection:
+                     shadow: bool = False, shadow_light: bool = False, received_shadow: bool = False,
+                     shadow_residual: bool = False) -> CacheInjection:
         """Projection geometry copied from the backbone's input projection; D = ``backbone.token_dim``."""
         module = _input_projection(backbone)
         if isinstance(module, nn.Conv3d):
@@ -160,7 +185,25 @@ class CacheInjection(ModelMixin, ConfigMixin):
         if isinstance(padding[0], str):
             raise NeuralRenderError("string padding of the backbone's input projection is not supported")
         return cls(int(latent_channels), int(backbone.token_dim), kernel, stride, padding, mask_dilation, strength,
-                   bool(shadow), bool(shadow_light), bool(received_shadow))
+                   bool(shadow), bool(shadow_light), bool(received_shadow), bool(shadow_residual))
+
+    @property
+    def needs_light(self) -> bool:
+        """True when the injection needs the forward model's split-sum prior (shadow_light or shadow_residual)."""
+        return bool(self.config.shadow_light or self.config.shadow_residual)
+
+    def x0_add(self, blocked_latents: Tensor | None, strength: float | Tensor | None = None) -> Tensor | None:
+        """Shadow residual (module docstring): blocked_latents (B,T',C,h,w) of :func:`blocked_light_latents` ->
+        ``-strength * gain * blocked_latents``, added to the predicted x0 (the residual model's correction);
+        None without ``shadow_residual`` or without a shadow."""
+        if self.shadow_gain is None or blocked_latents is None:
+            return None
+        if blocked_latents.ndim != 5 or blocked_latents.shape[2] != self.config.latent_channels:
+            raise NeuralRenderError(f"blocked-light latents must be (B,T',{self.config.latent_channels},h,w), "
+                                    f"got {tuple(blocked_latents.shape)}")
+        s = self.config.strength if strength is None else strength
+        s = torch.as_tensor(s, dtype=blocked_latents.dtype, device=blocked_latents.device).reshape(-1, 1, 1, 1, 1)
+        return -s * self.shadow_gain.view(1, 1, -1, 1, 1).to(blocked_latents.dtype) * blocked_latents
 
     def light_of(self, light: Tensor | None) -> Tensor | None:
         """The light to pack the shadow with: ``light`` for shadow_light injections (required), else None."""
@@ -172,8 +215,9 @@ class CacheInjection(ModelMixin, ConfigMixin):
 
     @property
     def is_zero(self) -> bool:
-        """True while the projection is exactly zero (fresh, never trained)."""
-        return not bool(self.proj.weight.any()) and not bool(self.proj.bias.any())
+        """True while the projection (and shadow gain) is exactly zero (fresh, never trained)."""
+        gain_zero = self.shadow_gain is None or not bool(self.shadow_gain.any())
+        return not bool(self.proj.weight.any()) and not bool(self.proj.bias.any()) and gain_zero
 
     def soft_mask(self, pixel_mask: Tensor, token_grid: tuple[int, int, int]) -> Tensor:
         """(B,T,1,H,W) -> (B,T'',1,h',w') soft token mask in [0, 1] (coverage + linear falloff)."""

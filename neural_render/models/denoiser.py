@@ -245,14 +245,16 @@ class Denoiser:
     def loss(self, backbone, x0: Tensor, cond: Tensor | None = None, context: Tensor | None = None,
              generator: torch.Generator | None = None, loss_mask: Tensor | None = None,
              timestep_mask: Tensor | None = None, clean_frames: Tensor | None = None, added: dict | None = None,
-             sigma: Tensor | None = None, noise: Tensor | None = None) -> Tensor:
+             sigma: Tensor | None = None, noise: Tensor | None = None, x0_add: Tensor | None = None) -> Tensor:
         """Scalar training loss for clean latents x0: (B, T, C, h, w).
 
         cond: (B, T, Cc, h, w) | None; context: (B, L, D) | None; loss_mask: broadcastable to x0 (e.g. (B, T, 1, h, w)),
         weights each element (0 = excluded); clean_frames: (B, T) bool, frames given clean at sigma 0 and excluded from
         the loss (IC-LoRA references); timestep_mask: (B, T) bool, the complement form (True = noised, False = clean).
         sigma: (B,) noise levels (default: drawn from the training distribution); noise: like x0 (default: N(0, 1)).
-        Random draws use ``generator`` (its device) when given.
+        Random draws use ``generator`` (its device) when given. x0_add: like x0, a known term ADDED to the model's x0
+        prediction (x0_hat = c_skip x_t + c_out F + x0_add, e.g. the cache injection's shadow residual): the
+        network's target becomes ``(x0 - x0_add - c_skip x_t) / c_out``, and gradients reach x0_add's parameters.
         """
         if x0.ndim != 5:
             raise NeuralRenderError(f"x0 must be (B, T, C, h, w), got shape {tuple(x0.shape)}")
@@ -266,7 +268,10 @@ class Denoiser:
         x_t = self.add_noise(x0, noise, sigma)
         raw, pre = self.network_output(backbone, x_t, sigma, cond, context, added)
         c_out = torch.where(_frames(clean), torch.ones_like(pre.c_out), pre.c_out).to(raw.dtype)
-        target = (x0 - pre.c_skip.to(raw.dtype) * x_t) / c_out
+        if x0_add is not None and tuple(x0_add.shape) != tuple(x0.shape):
+            raise NeuralRenderError(f"x0_add shape {tuple(x0_add.shape)} != x0 shape {tuple(x0.shape)}")
+        known = x0 if x0_add is None else x0 - x0_add.to(x0.dtype)
+        target = (known - pre.c_skip.to(raw.dtype) * x_t) / c_out
         err = (raw.float() - target.float()) ** 2
         weight = (~_frames(clean)).to(err.dtype).expand_as(err)
         if loss_mask is not None:

@@ -137,8 +137,10 @@ class ForwardPipeline(VideoDiffusionPipeline):
                 step = int((sigmas[:-1] - sigma[0, 0]).abs().argmin())
                 self.domain_shifters.set_state(self._domains(x_window.shape[0], domain, reassign_blocks,
                                                              step < reassign_steps))
-            return self.denoiser.guided_x0(self.backbone, x_window, sigma, cond[:, start:stop], None,
-                                           added=self.window_added(start, stop))
+            x0 = self.denoiser.guided_x0(self.backbone, x_window, sigma, cond[:, start:stop], None,
+                                         added=self.window_added(start, stop))
+            extra = self.window_x0_add(start, stop)
+            return x0 if extra is None else x0 + extra.to(x0)
 
         generator = torch.Generator().manual_seed(0) if generator is None else generator
         latents = windowed_sample(self.denoiser, predict_x0, shape, spans, num_steps, generator=generator,
@@ -156,6 +158,11 @@ class ForwardPipeline(VideoDiffusionPipeline):
     def window_added(self, start: int, stop: int) -> dict | None:
         """Backbone ``added`` hook dict for latent frames [start, stop) of the render in progress (None: no hook;
         the cache-injection pipeline, pipelines/insert.py, returns its ``token_add`` window)."""
+        return None
+
+    def window_x0_add(self, start: int, stop: int) -> Tensor | None:
+        """A known term added to the x0 prediction of latent frames [start, stop) (None: nothing; the cache-injection
+        pipeline returns its shadow residual there)."""
         return None
 
     def _domains(self, batch: int, domain: str, reassign_blocks: int, early_step: bool) -> Tensor:

@@ -42,6 +42,7 @@ from neural_render.errors import NeuralRenderError
 from neural_render.models.cache3d import Cache3D, CacheRender, render_of
 from neural_render.models.cache_injection import (
     CacheInjection,
+    blocked_light_latents,
     pack_cache_normals,
     pack_cache_shadow,
     token_frames,
@@ -66,6 +67,7 @@ class CacheForwardPipeline(ForwardPipeline):
         super().__init__(backbone, denoiser, codec, pass_embedding, forward_config, domain_shifters)
         self.injection = injection
         self._token_add: Tensor | None = None
+        self._x0_add: Tensor | None = None
 
     def to(self, device):
         super().to(device)
@@ -85,6 +87,11 @@ class CacheForwardPipeline(ForwardPipeline):
         """Cache render (B,T,3,H,W) normals / (B,T,1,H,W) mask (+ (B,T,1,H,W) shadow map for an injection trained
         with shadows; + (B,T,3,H,W) light, the split-sum prior, for shadow_light ones) -> token_add over the whole
         clip (zero-padded like the G-buffer to the model's spatial step)."""
+        return self._cache_terms(normal, mask, strength, shadow, light)[0]
+
+    def _cache_terms(self, normal: Tensor, mask: Tensor, strength=None, shadow: Tensor | None = None,
+                     light: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """(token_add, x0_add or None): :meth:`token_add` and the injection's shadow residual over the whole clip."""
         if self.injection is None:
             raise NeuralRenderError("this forward pipeline has no cache injection (train one or use inject=False)")
         h, w = normal.shape[-2:]
@@ -92,13 +99,21 @@ class CacheForwardPipeline(ForwardPipeline):
         pad = lambda x: (F.pad(x.float(), (0, pw, 0, ph)) if ph or pw else x.float()).to(self.device)
         normal, mask = pad(normal), pad(mask)
         latents = self._encode(pack_cache_normals(normal, mask))
-        shadow_latents = None
+        shadow_latents, blocked = None, None
         if shadow is not None and self.injection.config.shadow:  # a missing map is refused by the injection
-            shadow, light = pad(shadow), self.injection.light_of(light)
-            shadow_latents = self._encode(pack_cache_shadow(shadow, None if light is None else pad(light)))
+            shadow = pad(shadow)
+            if self.injection.needs_light and light is None:
+                raise NeuralRenderError("this cache injection needs the light its shadow blocks: give the light "
+                                        "(the split-sum prior)")
+            light = None if light is None else pad(light)
+            packed_light = self.injection.light_of(light)
+            shadow_latents = self._encode(pack_cache_shadow(shadow, packed_light))
+            if self.injection.config.shadow_residual:
+                blocked = blocked_light_latents(self._encode, shadow, light)
         else:
             shadow = None
-        return self.injection(latents, mask, strength, shadow_latents, shadow)
+        token_add = self.injection(latents, mask, strength, shadow_latents, shadow)
+        return token_add, self.injection.x0_add(blocked, strength)
 
     @torch.no_grad()
     def render(self, gbuffer: GBuffer, camera: Camera, env: EnvMap | None, *args, cache: tuple | CacheRender | None = None,
@@ -107,16 +122,20 @@ class CacheForwardPipeline(ForwardPipeline):
         the clip, injected with ``strength`` (default: the injection's configured strength)."""
         if isinstance(cache, CacheRender):
             cache = (cache.normal, cache.mask)
-        self._token_add = None if cache is None else self.token_add(cache[0], cache[1], strength, *cache[2:4])
+        terms = (None, None) if cache is None else self._cache_terms(cache[0], cache[1], strength, *cache[2:4])
+        self._token_add, self._x0_add = terms
         try:
             return super().render(gbuffer, camera, env, *args, **kwargs)
         finally:
-            self._token_add = None
+            self._token_add, self._x0_add = None, None
 
     def window_added(self, start: int, stop: int) -> dict | None:
         if self._token_add is None:
             return None
         return {"token_add": self._token_add[:, token_frames(self.backbone, start, stop)]}
+
+    def window_x0_add(self, start: int, stop: int) -> Tensor | None:
+        return None if self._x0_add is None else self._x0_add[:, start:stop]
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         """Forward pipeline folder + ``cache_injection/`` (when present), written atomically as one folder."""
@@ -322,7 +341,7 @@ def insert_object(forward: ForwardPipeline, video: Tensor, camera: Camera, env: 
 
             shadow = env_occlusion(cache.meshes(), camera, merged.depth, merged.normal, merged.mask, env)
         light = None
-        if forward.injection.config.shadow_light:  # the light the shadow takes away: of the split-sum prior
+        if forward.injection.needs_light:  # the light the shadow takes away: of the split-sum prior
             from neural_render.data.forward_data import shade_prior
 
             light = shade_prior(merged, camera, env)

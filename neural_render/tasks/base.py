@@ -26,7 +26,7 @@ from neural_render.models.codec import LatentCodec
 from neural_render.models.denoiser import Denoiser, drop_condition
 from neural_render.models.ema import ExponentialMovingAverage
 
-MASK_KEYS = ("loss_mask", "clean_frames", "timestep_mask", "added")
+MASK_KEYS = ("loss_mask", "clean_frames", "timestep_mask", "added", "x0_add")
 
 
 def make_backbone(kind: str = "wan", config: dict | None = None, pretrained_dir: str | None = None,

@@ -5,7 +5,8 @@ Batches are forward batches (data/forward_data.py) plus ``cache_normal`` (B, T, 
 ``added = {"token_add": injection(codec(cache normals), mask, strength)}`` to the backbone call of the loss; in
 training the cache is degraded by :func:`~neural_render.models.cache_injection.perturb_cache_render` (dilation,
 shift, normal noise) and dropped entirely (mask 0 = no injection) for a ``1 - cache_prob`` share of the samples, so
-the model renders correctly with and without a cache and trusts it softly.
+the model renders correctly with and without a cache and trusts it softly. Injections with ``shadow_residual``
+also pass ``x0_add`` (the gained blocked light of the cache's shadow, :meth:`CacheInjection.x0_add`) to the loss.
 
 Minimally invasive fine-tuning of a trained forward model: by default only ``injection.*`` and the backbone's LoRA
 (``backbone.*lora_*``, when the backbone has one: :func:`pretrained_forward_backbone` with ``lora_rank`` > 0) train.
@@ -33,6 +34,7 @@ from neural_render.models.cache_injection import (
     TRAINABLE_PATTERNS,
     CacheInjection,
     area_pool,
+    blocked_light_latents,
     pack_cache_normals,
     pack_cache_shadow,
     perturb_cache_render,
@@ -119,11 +121,16 @@ class ForwardCacheTask(ForwardTask):
             shadow = None if shadow is None else shadow * keep.view(-1, 1, 1, 1, 1)
         masks = dict(masks or {})
         light = None
-        if self.injection.config.shadow_light:
+        if self.injection.needs_light:
             if "prior" not in batch:
-                raise NeuralRenderError("a shadow_light injection needs the split-sum prior in the batch (with_prior)")
+                raise NeuralRenderError("shadow_light / shadow_residual injections need the split-sum prior in the "
+                                        "batch (with_prior)")
             light = batch["prior"].to(self.device).float()
         masks["added"] = {"token_add": self.cache_token_add(normal, mask, shadow=shadow, light=light)}
+        if self.injection.config.shadow_residual:
+            with torch.no_grad():
+                blocked = blocked_light_latents(self.encode, shadow, light)
+            masks["x0_add"] = self.injection.x0_add(blocked)
         if self.region_weight > 0:
             t_lat, h, w = x0.shape[1], x0.shape[3], x0.shape[4]
             region = mask if shadow is None else torch.maximum(mask, (shadow > SHADOW_REGION).to(mask))
@@ -142,10 +149,10 @@ class ForwardCacheTask(ForwardTask):
 
 def _build_injection(backbone, codec, settings: dict) -> CacheInjection:
     pretrained = settings.pop("pretrained", None)
-    unknown = set(settings) - {"mask_dilation", "strength", "shadow", "shadow_light", "received_shadow"}
+    known = ("mask_dilation", "strength", "shadow", "shadow_light", "received_shadow", "shadow_residual")
+    unknown = set(settings) - set(known)
     if unknown:
-        raise NeuralRenderError(f"unknown injection settings {sorted(unknown)} (mask_dilation, strength, shadow, "
-                                "shadow_light, received_shadow, pretrained)")
+        raise NeuralRenderError(f"unknown injection settings {sorted(unknown)} ({', '.join(known)}, pretrained)")
     if pretrained:
         return CacheInjection.from_pretrained(pretrained)
     channels = codec.latent_channels if codec is not None else backbone.latent_channels

@@ -8,6 +8,7 @@ from neural_render.errors import NeuralRenderError
 from neural_render.models.cache_injection import (
     CacheInjection,
     area_pool,
+    blocked_light_latents,
     pack_cache_normals,
     perturb_cache_render,
     soft_dilate,
@@ -213,3 +214,38 @@ def test_blocked_light_packing():
         CacheInjection(12, 32, shadow=False, shadow_light=True)
     with pytest.raises(NeuralRenderError, match="need shadow=True"):
         CacheInjection(12, 32, shadow=False, received_shadow=True)
+
+
+def test_shadow_residual_is_zero_at_init_and_subtracts_the_gained_blocked_light():
+    from neural_render.data.forward_data import display_pack
+    from neural_render.models.cache_injection import pack_cache_shadow
+
+    codec = PixelUnshuffleCodec(2)
+    light = torch.rand(B, T, 3, H, W, generator=torch.Generator().manual_seed(0)) * 2.0
+    shadow = torch.zeros(B, T, 1, H, W)
+    shadow[..., :6, :] = 0.7
+    blocked = blocked_light_latents(codec.encode, shadow, light)
+    assert tuple(blocked.shape) == (B, T, 12, H // 2, W // 2)
+    # a difference of encodings: for this linear codec, the encoded blocked light; zero where nothing is blocked
+    assert torch.allclose(blocked, codec.encode(pack_cache_shadow(shadow, light)), atol=1e-6)
+    assert torch.equal(blocked[..., 3:, :], torch.zeros_like(blocked[..., 3:, :]))
+    expected = display_pack(light[..., :6, :]) - display_pack(light[..., :6, :] * 0.3)
+    assert torch.allclose(codec.decode(blocked)[..., :6, :], expected, atol=1e-6)
+
+    injection = CacheInjection(12, 32, shadow=True, shadow_residual=True)
+    assert injection.is_zero and injection.needs_light
+    assert torch.equal(injection.x0_add(blocked), torch.zeros_like(blocked))  # fresh: exact zeros
+    with torch.no_grad():
+        injection.shadow_gain.copy_(torch.linspace(0.1, 1.2, 12))
+    assert not injection.is_zero
+    gain = torch.linspace(0.1, 1.2, 12).view(1, 1, 12, 1, 1)
+    assert torch.allclose(injection.x0_add(blocked), -gain * blocked)
+    assert torch.allclose(injection.x0_add(blocked, strength=0.5), -0.5 * gain * blocked)
+    assert torch.equal(injection.x0_add(blocked, strength=0.0), torch.zeros_like(blocked))
+    assert injection.x0_add(None) is None
+    with pytest.raises(NeuralRenderError, match="blocked-light latents"):
+        injection.x0_add(blocked[:, :, :6])
+    assert CacheInjection(12, 32, shadow=True).x0_add(blocked) is None  # no shadow residual configured
+    assert not CacheInjection(12, 32, shadow=True).needs_light
+    with pytest.raises(NeuralRenderError, match="need shadow=True"):
+        CacheInjection(12, 32, shadow=False, shadow_residual=True)

@@ -234,3 +234,41 @@ def test_received_shadow_data_add_the_scenes_shadow_on_the_object(dataset):
     assert float(received["cache_shadow"][on].mean()) > float(plain["cache_shadow"][on].mean()) + 0.05
     with pytest.raises(Exception, match="received_shadow needs shadow"):
         CacheForwardDataModule(train_roots=str(dataset), num_frames=4, min_pixels=1, received_shadow=True).setup()
+
+
+def test_shadow_residual_reaches_the_loss_and_its_gain_trains(dataset):
+    """make_batch passes x0_add = -gain x the blocked-light latents of the cache shadow and the batch's prior; the
+    gain starts at zero (x0_add exact zeros) and a training step moves it."""
+    from neural_render.models.cache_injection import blocked_light_latents
+
+    data = CacheForwardDataModule(train_roots=str(dataset), num_frames=4, gbuffer_dropout=0.0, batch_size=1,
+                                  min_pixels=1, shadow=True)
+    data.setup()
+    batch = next(iter(data.train_dataloader()))
+    assert float(batch["cache_shadow"].max()) > 0.0
+    system = ForwardCacheTask(backbone=make_backbone("svd", config={"in_channels": 12, "out_channels": 12}, tiny=True,
+                                                     seed=0, cond_channels=forward_cond_channels(12, True)),
+                              denoiser=Denoiser("x0"), codec=PixelUnshuffleCodec(2), ema_decay=None, lr=1e-2,
+                              window=4, overlap=2, cache_prob=1.0, perturb={"probability": 0.0},
+                              injection={"shadow": True, "shadow_residual": True})
+    assert "injection.shadow_gain" in system.trainable_names
+    system.eval()
+    with torch.no_grad():
+        masks = system.make_batch(batch)[3]
+        blocked = blocked_light_latents(system.encode, batch["cache_shadow"], batch["prior"])
+    assert float(blocked.abs().max()) > 0.0
+    assert torch.equal(masks["x0_add"], torch.zeros_like(blocked))
+    optimizer = system.configure_optimizers()["optimizer"]
+    system.train()
+    loss = system.training_step(batch, 0)
+    optimizer.zero_grad()
+    loss.backward()
+    assert float(system.injection.shadow_gain.grad.abs().max()) > 0.0
+    optimizer.step()
+    assert bool(system.injection.shadow_gain.any())
+    system.eval()
+    with torch.no_grad():
+        gain = system.injection.shadow_gain.view(1, 1, -1, 1, 1)
+        assert torch.allclose(system.make_batch(batch)[3]["x0_add"], -gain * blocked)
+        with pytest.raises(Exception, match="prior"):
+            system.make_batch({k: v for k, v in batch.items() if k != "prior"})
