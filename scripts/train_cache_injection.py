@@ -4,6 +4,7 @@
     python scripts/train_cache_injection.py [--base data/models/forward_tiny] [--max-steps 1467] [--minutes 40]
                                             [--data data_cache] [--out data/models/forward_cache_tiny]
                                             [--shadow mutual|occlusion|blocked_light|off] [--real-data none|auto]
+                                            [--shadow-residual on|off] [--seed K]
 
 Minimally invasive (Real2SAM2Real): the base forward model's weights stay frozen; only a zero-initialised
 CacheInjection projection and a rank-8 LoRA train (configs/task/forward_cache.yaml through ``neural-render fit``'s
@@ -14,6 +15,10 @@ pixels the share the rest of the scene (rasterized without the object and lifted
 pipeline lifts its scene G-buffer) and the object block (raster/shadow.py mutual_occlusion; the scene is redrawn
 from synth.json, so no 3D ground truth beyond the data engine's own is needed). ``--shadow occlusion`` feeds the
 object's cast shadow alone (what shipped before: the object's own pixels then tied with no injection).
+``--shadow-residual on`` (default) also trains the injection's shadow residual: the light that shadow map blocks
+from the split-sum prior, times a learned per-channel gain that starts at zero, is subtracted from the predicted x0
+(models/cache_injection.py ``CacheInjection.x0_add``): the darkening a shadow causes is multiplicative, which the
+token path alone learned poorly on the object's own pixels.
 
 Data: ``--clips`` scenes the BASE model never saw, ``<data>/synth_train_64_unseen``: clips 512.. of the dataset of
 ``<data>/synth_train_64`` (same seed and settings; ``neural-render synth --first-clip 512``, made here when
@@ -107,6 +112,8 @@ def main() -> int:
                         help="also subtract the light the cache's shadow blocks from the predicted x0 with a learned, "
                              "zero-initialised gain (on, the config's default; needs a shadow)")
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the config's)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the LoRA init, the data order / object picks and the training noise (default 0)")
     parser.add_argument("--lora-rank", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
@@ -152,6 +159,9 @@ def main() -> int:
                   "--data.init_args.received_shadow", str(args.shadow == "mutual").lower()]
     if args.lr is not None:
         overrides += ["--model.init_args.lr", str(args.lr)]
+    if args.seed:  # seed 0 = the configs' own seeds (the shipped run's command line)
+        overrides += ["--seed_everything", str(args.seed), "--data.init_args.seed", str(args.seed),
+                      "--model.init_args.noise_seed", str(args.seed)]
     if (base / "domain_shifters").is_dir():
         overrides += ["--model.init_args.domain_shifter", json.dumps({"pretrained": str(base / "domain_shifters")})]
     configs = ["configs/trainer/cpu_smoke.yaml", "configs/task/forward_cache.yaml"]

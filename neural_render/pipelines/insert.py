@@ -3,7 +3,8 @@ the cache injected (Real2SAM2Real), and the forward pipeline that carries the in
 
 :class:`CacheForwardPipeline` is a :class:`~neural_render.pipelines.forward.ForwardPipeline` plus a
 :class:`~neural_render.models.cache_injection.CacheInjection` (folder ``cache_injection/``); ``render(..., cache=
-(normal, mask), strength=s)`` adds the injection to the backbone's tokens in every latent window. Without a cache,
+(normal, mask), strength=s)`` adds the injection to the backbone's tokens in every latent window (and its shadow
+residual, if any, to each window's x0 prediction). Without a cache,
 with strength 0 or without an injection module it renders exactly like the plain forward pipeline.
 
 :func:`insert_object` (used by ``neural-render insert`` and ``neural-render eval insert``):
@@ -19,7 +20,9 @@ with strength 0 or without an injection module it renders exactly like the plain
    light its mesh blocks at each pixel of the composited scene, :func:`neural_render.raster.shadow.env_occlusion`,
    and for ``received_shadow`` ones on the object's own pixels the share the scene and the object block,
    :func:`~neural_render.raster.shadow.mutual_occlusion`; the scene there is ``received_from``: the plane the object
-   stands on (default) or the scene G-buffer lifted per frame, :func:`receiving_scene`),
+   stands on (default) or the scene G-buffer lifted per frame, :func:`receiving_scene`; injections with
+   ``shadow_residual`` also subtract the light that map blocks from the split-sum prior, times their learned gain,
+   from the predicted x0: :meth:`~neural_render.models.cache_injection.CacheInjection.x0_add`),
    and, for ``blend="differential"``, also the scene alone; the output is the input video plus
    the difference of the two renders (the object's shadow and reflections, Debevec-style differential rendering),
    with the object's own pixels taken from the render (``blend="full"`` returns the render as is).
