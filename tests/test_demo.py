@@ -175,3 +175,25 @@ def test_anchored_depth_scale_recovers_the_metric_scale_of_relative_depth():
     scale = anchored_depth_scale(cam, g.depth / 5.0, [0.3, 0.0, 0.8])
     assert scale is not None and abs(scale - 5.0) < 0.25
     assert anchored_depth_scale(cam, g.depth / 5.0, [0.0, 0.0, 50.0]) is None  # behind the camera: no frame
+
+
+def test_shipped_demo_inserts_through_the_shipped_cache_injection(tmp_path, capsys):
+    """With the shipped models, the demo's insertion uses data/models/forward_cache_tiny (the 3D cache injected);
+    --no-cache inserts with the plain forward model; every other output is the same."""
+    from neural_render.data_assets import data_dir
+
+    shipped = [data_dir() / "models" / name for name in ("inverse_tiny", "forward_tiny", "forward_cache_tiny")]
+    if not all((m / "model_index.json").is_file() for m in shipped):
+        pytest.skip("the shipped models are not in this checkout")
+    runs = {}
+    for name, extra in (("cache", []), ("plain", ["--no-cache"])):
+        assert main(["demo", "--out", str(tmp_path / name), "--frames", "4", *extra]) == 0
+        printed = capsys.readouterr().out
+        runs[name] = json.loads((tmp_path / name / "summary.json").read_text())
+        assert ("(3D-cache injection)" in printed) == (name == "cache")
+    assert runs["cache"]["insert_model"] == str(shipped[2]) and "3D-cache injection" in runs["cache"]["insert_renderer"]
+    assert runs["plain"]["insert_model"] is None and runs["plain"]["insert_renderer"] == runs["plain"]["renderer"]
+    videos = {name: {v: read_video(tmp_path / name / v)[0].astype(float) for v in ("edit.mp4", "insert.mp4")}
+              for name in runs}
+    assert np.array_equal(videos["cache"]["edit.mp4"], videos["plain"]["edit.mp4"])
+    assert np.abs(videos["cache"]["insert.mp4"] - videos["plain"]["insert.mp4"]).max() > 3

@@ -24,6 +24,7 @@ DEFAULT_CLIP = "demo_lebombo"
 DEFAULT_ENVMAPS = ("kiara_1_dawn", "st_fagans_interior")
 INVERSE_MODEL = "models/inverse_tiny"  # inside the shipped data folder
 FORWARD_MODEL = "models/forward_tiny"
+CACHE_MODEL = "models/forward_cache_tiny"  # the shipped forward model + a trained 3D-cache injection (insertion)
 GBUFFER_PASSES = ("basecolor", "normal", "depth", "roughness", "metallic")
 
 
@@ -38,6 +39,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--model", default=None,
                         help=f"forward pipeline folder (default: shipped data/{FORWARD_MODEL} when present)")
     parser.add_argument("--classical", action="store_true", help="render with the split-sum shader, not a model")
+    parser.add_argument("--no-cache", action="store_true",
+                        help=f"insert without the 3D-cache injection (default: with data/{CACHE_MODEL} when the "
+                             "shipped forward model renders)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
 
 
@@ -91,6 +95,17 @@ def forward_folder(args):
     return folder if (folder / "model_index.json").is_file() else None
 
 
+def cache_folder(args, forward_dir):
+    """The shipped cache-injection model for the insertion, or None: only beside the shipped forward model it was
+    fine-tuned from (a --model of your own has no injection trained for it), and not with --no-cache."""
+    from neural_render.data_assets import data_dir
+
+    if args.no_cache or args.model is not None or forward_dir is None:
+        return None
+    folder = data_dir() / CACHE_MODEL
+    return folder if (folder / "cache_injection" / "config.json").is_file() else None
+
+
 def env_label(name: str) -> str:
     from pathlib import Path
 
@@ -130,7 +145,8 @@ def write_outputs(folder, clip, result, envs, fps: float) -> list:
     rows += [(f"relit under {name} {tag}", pass_to_display("rgb", result.relit[name][0]), envs[name].image)
              for name in result.relit]
     rows.append((f"edit: {result.edit_target} -> gold metal {tag}", pass_to_display("rgb", result.edited[0]), own))
-    rows.append((f"insert: glossy red sphere {tag}", pass_to_display("rgb", result.inserted[0]), own))
+    insert_tag = f"[{result.insert_renderer}]" if result.insert_renderer else tag
+    rows.append((f"insert: glossy red sphere {insert_tag}", pass_to_display("rgb", result.inserted[0]), own))
     write_image(folder / "contact_sheet.png", demo_sheet(rows))
     names.append("contact_sheet.png")
     return names
@@ -178,7 +194,13 @@ def run(args) -> int:
         from neural_render.pipelines.forward import ForwardPipeline
 
         forward = ForwardPipeline.from_pretrained(forward_dir)
-        renderer = Renderer(forward, f"neural forward model {forward_dir.name}", args.seed)
+        cache_dir = cache_folder(args, forward_dir)
+        insert_forward = None
+        if cache_dir is not None:
+            from neural_render.pipelines.insert import CacheForwardPipeline
+
+            insert_forward = CacheForwardPipeline.from_pretrained(cache_dir)
+        renderer = Renderer(forward, f"neural forward model {forward_dir.name}", args.seed, insert_forward)
     loaded = time.perf_counter()
     result = run_demo(clip, inverse, renderer, envs, seed=args.seed)
     computed = time.perf_counter()
@@ -189,7 +211,10 @@ def run(args) -> int:
         summary = {"clip": str(clip_path(args.clip)), "frames": int(clip.video.shape[1]),
                    "size": [int(clip.video.shape[4]), int(clip.video.shape[3])], "inverse_model": str(inverse_dir),
                    "inverse_trained": bool(inverse.is_trained), "renderer": result.renderer,
-                   "forward_model": None if forward_dir is None else str(forward_dir), "envmaps": names,
+                   "forward_model": None if forward_dir is None else str(forward_dir),
+                   "insert_renderer": result.insert_renderer or result.renderer,
+                   "insert_model": None if renderer.insert_forward is None else str(cache_folder(args, forward_dir)),
+                   "envmaps": names,
                    "edit": {"target": result.edit_target, **EDIT}, "insert": INSERT_LABEL, "notes": result.notes,
                    "seconds": {"load": round(loaded - start, 2), "compute": round(computed - loaded, 2),
                                "total": round(time.perf_counter() - start, 2)}}
@@ -204,7 +229,7 @@ def run(args) -> int:
     print(f"demo: {clip.name}, {t} frames of {w}x{h}; G-buffers by the inverse model {inverse_dir}; "
           f"rendered by the {result.renderer}")
     print(f"  relit under {names[0]} and {names[1]}; edit: {result.edit_target} -> {EDIT_LABEL}; "
-          f"insert: {INSERT_LABEL}")
+          f"insert: {INSERT_LABEL}" + (" (3D-cache injection)" if result.insert_renderer else ""))
     for note in result.notes:
         print(f"  note: {note}")
     print(f"wrote {len(written)} files into {out.resolve()}:")

@@ -6,7 +6,8 @@ All videos are (1, T, 3, H, W) float32 linear radiance; G-buffers (1, T, C, H, W
 
 Renderer: with a forward model (``forward`` given) relight and edit go through the neural
 :class:`~neural_render.pipelines.relight.RelightPipeline` and insertion through
-:func:`~neural_render.pipelines.insert.insert_object` (no cache injection, differential blend); without one the
+:func:`~neural_render.pipelines.insert.insert_object` (differential blend; with the 3D-cache injection when the
+renderer carries a cache model, ``Renderer.insert_forward``, else without); without one the
 estimated G-buffers are shaded by the classical split-sum shader (``render/shade.py``) and the object is pasted by
 :func:`~neural_render.pipelines.insert.naive_composite`. Relighting uses the clip's per-frame cameras, so the new
 env map stays fixed in the world while the camera moves. The edit and the insertion keep the clip's own light (its
@@ -57,7 +58,8 @@ class DemoClip:
 @dataclass
 class DemoResult:
     """gbuffer: the inverse estimate; relit: {env name: video}; edited / inserted: videos; edit_mask / insert_mask
-    (1, T, 1, H, W) float; renderer: human-readable renderer name; notes: things the user should know."""
+    (1, T, 1, H, W) float; renderer: human-readable renderer name; notes: things the user should know;
+    insert_renderer: what rendered the insertion when it differs from ``renderer`` (the cache injection), else None."""
 
     gbuffer: GBuffer
     relit: dict[str, Tensor]
@@ -68,6 +70,7 @@ class DemoResult:
     insert_mask: Tensor
     renderer: str
     notes: list[str] = field(default_factory=list)
+    insert_renderer: str | None = None
 
 
 def load_demo_clip(path: str | Path, frames: int | None = None) -> DemoClip:
@@ -96,12 +99,19 @@ def load_demo_clip(path: str | Path, frames: int | None = None) -> DemoClip:
 class Renderer:
     """Renders G-buffers under an env map: the neural forward pipeline (``forward``) or the split-sum shader."""
 
-    def __init__(self, forward=None, label: str = "classical split-sum shader", seed: int = 0):
+    def __init__(self, forward=None, label: str = "classical split-sum shader", seed: int = 0, insert_forward=None):
         self.forward, self.label, self.seed = forward, label, seed
+        #: a CacheForwardPipeline with a trained cache injection for the insertion (None: ``forward``, no injection)
+        self.insert_forward = insert_forward
 
     @property
     def neural(self) -> bool:
         return self.forward is not None
+
+    @property
+    def insert_label(self) -> str | None:
+        """What renders the insertion when it is not ``label`` alone (the 3D-cache injection), else None."""
+        return None if self.insert_forward is None else f"{self.label} + 3D-cache injection"
 
     def relight(self, video: Tensor, gbuffer: GBuffer, camera: Camera, envs: list[EnvMap]) -> list[Tensor]:
         """One (1, T, 3, H, W) render of ``gbuffer`` per env map."""
@@ -224,6 +234,10 @@ def insert(renderer: Renderer, clip: DemoClip, gbuffer: GBuffer, env: EnvMap, no
             notes.append(f"insert: the estimated depth hides {100 * (1 - shown):.0f} % of the object; inserted "
                          "without occlusion")
             depth_scale = 1e3 * depth_scale
+        if renderer.insert_forward is not None:  # the 3D cache injected (its shadows cast and received)
+            out = insert_object(renderer.insert_forward, clip.video, clip.camera, env, obj, gbuffer,
+                                depth_scale=depth_scale, inject=True, seed=renderer.seed)
+            return out.rgb, out.object_mask
         if renderer.neural:
             out = insert_object(renderer.forward, clip.video, clip.camera, env, obj, gbuffer,
                                 depth_scale=depth_scale, inject=False, seed=renderer.seed)
@@ -244,4 +258,5 @@ def run_demo(clip: DemoClip, inverse, renderer: Renderer, envs: dict[str, EnvMap
     mask, target = edit_mask(clip, gbuffer)
     edited = renderer.edit(clip.video, gbuffer, clip.camera, own, mask)
     inserted, insert_mask = insert(renderer, clip, gbuffer, own, notes)
-    return DemoResult(gbuffer, relit, edited, mask, target, inserted, insert_mask, renderer.label, notes)
+    return DemoResult(gbuffer, relit, edited, mask, target, inserted, insert_mask, renderer.label, notes,
+                      renderer.insert_label)
