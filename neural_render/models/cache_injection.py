@@ -24,9 +24,9 @@ in (:func:`blocked_light_latents`: E(display(prior)) - E(display(prior * (1 - o)
 predicted x0 with a learned per-latent-channel gain g that starts at exactly zero (:meth:`CacheInjection.x0_add`,
 ``-strength * g * blocked``). A shadow darkens what it falls on multiplicatively; the token path must learn that
 product through the whole backbone, while this path makes it a linear, physically placed correction (a classical
-differential-rendering shadow whose depth is learned; the token path keeps refining it). Measured before it
-existed (``out/probe``, 16 validation insertions): subtracting 0.5-0.75 x the blocked light from the shipped
-model's insertion raised object / around / shadow PSNR by about +0.8 / +0.7 / +0.9 dB.
+differential-rendering shadow whose depth is learned; the token path keeps refining it). A probe before it
+existed (16 validation insertions): subtracting 0.5-0.75 x the blocked light from the insertions of the model
+without it raised object / around / shadow PSNR by about +0.8 / +0.7 / +0.9 dB.
 
 where the backbone ADDS ``token_add`` to the output of its own input projection (the noisy latent + condition
 tokens). ``soft_mask`` (B,T'',1,h',w') is the object's token coverage (area fraction) dilated with a linear falloff
