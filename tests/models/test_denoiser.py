@@ -61,42 +61,31 @@ def _inputs(seed=1):
     return x0, cond, context
 
 
+@pytest.mark.parametrize("with_add", [False, True])
 @pytest.mark.parametrize("kind", ["flow", "edm", "x0"])
-def test_loss_equals_weighted_x0_error_of_predict_x0(kind):
-    """The loss and predict_x0 use the same preconditioning: loss == mean(|predict_x0 - x0|^2 / c_out^2)."""
-    den, net = Denoiser(kind), StandInBackbone()
-    x0, cond, ctx = _inputs()
-    sigma = den.sample_sigma(2, torch.Generator().manual_seed(3))
-    noise = torch.randn(SHAPE, generator=torch.Generator().manual_seed(4))
-    loss = den.loss(net, x0, cond, ctx, sigma=sigma, noise=noise)
-    sig_bt = sigma[:, None].expand(2, 4)
-    x_t = den.add_noise(x0, noise, sig_bt)
-    x0_hat = den.predict_x0(net, x_t, sig_bt, cond, ctx)
-    c_out = den.precondition(sig_bt).c_out
-    manual = ((x0_hat - x0) ** 2 / c_out ** 2).mean()
-    assert torch.allclose(loss, manual, rtol=1e-3, atol=1e-5)
-    assert loss.requires_grad
-
-
-@pytest.mark.parametrize("kind", ["flow", "edm", "x0"])
-def test_x0_add_is_a_known_term_of_the_prediction(kind):
-    """loss(x0_add=a) == mean(|predict_x0 + a - x0|^2 / c_out^2) with x_t from the true x0; gradients reach a."""
+def test_loss_equals_weighted_x0_error_of_predict_x0(kind, with_add):
+    """The loss and predict_x0 use the same preconditioning: loss == mean(|predict_x0 + a - x0|^2 / c_out^2), where
+    a is the known term ``x0_add`` (0 when not given; x_t always from the true x0) and gradients reach a."""
     den, net = Denoiser(kind), StandInBackbone()
     x0, cond, ctx = _inputs()
     sigma = den.sample_sigma(2, torch.Generator().manual_seed(3))
     noise = torch.randn(SHAPE, generator=torch.Generator().manual_seed(4))
     gain = torch.tensor(0.3, requires_grad=True)
-    add = gain * torch.randn(SHAPE, generator=torch.Generator().manual_seed(5))
+    add = gain * torch.randn(SHAPE, generator=torch.Generator().manual_seed(5)) if with_add else None
     loss = den.loss(net, x0, cond, ctx, sigma=sigma, noise=noise, x0_add=add)
     sig_bt = sigma[:, None].expand(2, 4)
-    x0_hat = den.predict_x0(net, den.add_noise(x0, noise, sig_bt), sig_bt, cond, ctx) + add
-    manual = ((x0_hat - x0) ** 2 / den.precondition(sig_bt).c_out ** 2).mean()
+    x_t = den.add_noise(x0, noise, sig_bt)
+    x0_hat = den.predict_x0(net, x_t, sig_bt, cond, ctx) + (0.0 if add is None else add)
+    c_out = den.precondition(sig_bt).c_out
+    manual = ((x0_hat - x0) ** 2 / c_out ** 2).mean()
     assert torch.allclose(loss, manual, rtol=1e-3, atol=1e-5)
-    assert not torch.allclose(loss, den.loss(net, x0, cond, ctx, sigma=sigma, noise=noise))
-    loss.backward()
-    assert gain.grad is not None and float(gain.grad.abs()) > 0
-    with pytest.raises(NeuralRenderError, match="x0_add shape"):
-        den.loss(net, x0, cond, ctx, sigma=sigma, noise=noise, x0_add=add[:, :2])
+    assert loss.requires_grad
+    if with_add:
+        assert not torch.allclose(loss, den.loss(net, x0, cond, ctx, sigma=sigma, noise=noise))
+        loss.backward()
+        assert gain.grad is not None and float(gain.grad.abs()) > 0
+        with pytest.raises(NeuralRenderError, match="x0_add shape"):
+            den.loss(net, x0, cond, ctx, sigma=sigma, noise=noise, x0_add=add[:, :2])
 
 
 @pytest.mark.parametrize("kind", ["flow", "edm"])
