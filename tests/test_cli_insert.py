@@ -111,7 +111,8 @@ def test_shadow_residual_darkens_the_insertion_only_where_the_cache_shadow_block
     """A fresh shadow-residual injection is bit-identical to none; a positive gain only darkens, and only where the
     cache's shadow blocks light (the object's received shadow, its cast shadow), never elsewhere."""
     from neural_render.models.cache_injection import CacheInjection
-    from neural_render.pipelines.insert import CacheForwardPipeline, insert_object
+    from neural_render.pipelines.insert import CacheForwardPipeline, insert_object, receiving_scene
+    from neural_render.raster.shadow import mutual_occlusion
 
     clip, gbuffer, pipe, obj, env = insertion_inputs(assets)
     injection = CacheInjection.for_backbone(pipe.backbone, 12, shadow=True, received_shadow=True,
@@ -124,10 +125,14 @@ def test_shadow_residual_darkens_the_insertion_only_where_the_cache_shadow_block
     assert torch.equal(fresh, plain)
     with torch.no_grad():
         injection.shadow_gain.fill_(0.8)
-    darker = insert_object(pipe, clip.rgb, clip.camera, env, obj, gbuffer, inject=True, **options).rgb
+    result = insert_object(pipe, clip.rgb, clip.camera, env, obj, gbuffer, inject=True, **options)
+    darker = result.rgb
     assert float((darker - plain).max()) <= 1e-6  # only darkens
-    changed = (plain - darker).amax(2) > 1e-4
-    assert bool(changed.any()) and not bool(changed.all())  # where a shadow blocks light, not everywhere
+    changed = (plain - darker).amax(2, keepdim=True) > 1e-4
+    m = result.gbuffer
+    shadow = mutual_occlusion(result.cache.meshes(), receiving_scene("support", result.scene_gbuffer, clip.camera, obj),
+                              clip.camera, m.depth, m.normal, m.mask, result.object_mask, env)
+    assert bool(changed.any()) and not bool((changed & (shadow <= 0)).any())  # only where the cache shadow is
     half = insert_object(pipe, clip.rgb, clip.camera, env, obj, gbuffer, inject=True, strength=0.5, **options).rgb
     assert float((half - darker).min()) >= -1e-6 and float((plain - half).max()) > 1e-4  # strength scales it
 
