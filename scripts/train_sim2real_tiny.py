@@ -3,6 +3,7 @@
 
     python scripts/train_sim2real_tiny.py [--stages data,propagation,pairs,ic,eval] [--prop-minutes 20]
                                           [--ic-minutes 40] [--data data_cache] [--models out/sim2real_tiny/models]
+                                          [--ic-config configs/task/sim2real_tiny_wan.yaml] [--log-dir DIR]
 
 Stages (each can be run alone; later stages read what earlier ones wrote):
 
@@ -139,12 +140,17 @@ def main() -> int:
     parser.add_argument("--models", default=str(ROOT / "out" / "sim2real_tiny" / "models"),
                         help="where the trained pipelines go (not shipped: they do not meet the issue's goals yet)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--ic-config", action="append", default=[],
+                        help="extra YAML after configs/task/sim2real_tiny.yaml for the IC-LoRA (repeatable), e.g. "
+                             "configs/task/sim2real_tiny_wan.yaml (the Wan-transformer experiment)")
+    parser.add_argument("--log-dir", default=str(ROOT / "out" / "sim2real_tiny"),
+                        help="logs, report.json and eval JSONs (default out/sim2real_tiny)")
     args = parser.parse_args()
 
     import torch
     torch.set_num_threads(args.threads)
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
-    data, models, logs = Path(args.data), Path(args.models), ROOT / "out" / "sim2real_tiny"
+    data, models, logs = Path(args.data), Path(args.models), Path(args.log_dir)
     logs.mkdir(parents=True, exist_ok=True)
     propagation, ic = models / "sim2real_propagation_tiny", models / "sim2real_tiny"
     pairs = data / "sim2real_pairs_64"
@@ -166,7 +172,8 @@ def main() -> int:
                            "clips": args.pair_clips}
     if "ic" in stages:
         report["ic_lora"] = fit(
-            ["configs/trainer/cpu_smoke.yaml", "configs/task/sim2real.yaml", "configs/task/sim2real_tiny.yaml"],
+            ["configs/trainer/cpu_smoke.yaml", "configs/task/sim2real.yaml", "configs/task/sim2real_tiny.yaml",
+             *args.ic_config],
             ["--data.init_args.train_dir", str(pairs if args.ic_train == "pairs" else data / "sim2real_train_64")],
             args.ic_minutes, args.max_steps, logs / "ic_lora", ic)
     if "eval" in stages:

@@ -265,3 +265,41 @@ def test_enhancer_specs():
         make_enhancer("img2img:/nonexistent/folder")
     with pytest.raises(NeuralRenderError):
         make_enhancer("forward:/nonexistent/folder")
+
+
+CONFIG_RUNS = {  # task config files (after configs/trainer/cpu_smoke.yaml) -> the backbone kind they build
+    ("sim2real.yaml",): "wan",  # the base configs name no backbone: configs/backbone/tiny_wan.yaml goes first
+    ("sim2real.yaml", "sim2real_tiny.yaml"): "svd",
+    ("sim2real.yaml", "sim2real_tiny.yaml", "sim2real_tiny_wan.yaml"): "wan",
+    ("sim2real_propagation.yaml",): "wan",
+    ("sim2real_propagation.yaml", "sim2real_propagation_depth.yaml"): "wan",
+    ("sim2real_propagation.yaml", "sim2real_propagation_tiny.yaml"): "svd",
+}
+
+
+@pytest.mark.parametrize("files", list(CONFIG_RUNS))
+def test_sim2real_configs_fast_dev_run(pairs, tmp_path, files):
+    """Every sim2real task config (IC-LoRA, the CPU-sized SVD one and its Wan-transformer variant; anchor
+    propagation with edges or depth) trains through `neural-render fit` (one fast_dev_run step on the tiny pairs)
+    and exports a pipeline folder."""
+    import json
+    from pathlib import Path
+
+    from neural_render.cli import main
+
+    configs = Path(__file__).resolve().parents[2] / "configs"
+    paths = [configs / "trainer" / "cpu_smoke.yaml"]
+    if not any(name.endswith("_tiny.yaml") for name in files):
+        paths.append(configs / "backbone" / "tiny_wan.yaml")
+    paths += [configs / "task" / name for name in files]
+    args = ["fit", *(a for f in paths for a in ("--config", str(f))), "--trainer.fast_dev_run", "true",
+            "--trainer.default_root_dir", str(tmp_path / "run"), "--data.init_args.train_dir", str(pairs),
+            "--data.init_args.num_frames", "4", "--data.init_args.batch_size", "1", "--export_dir",
+            str(tmp_path / "model")]
+    if files[0] == "sim2real_propagation.yaml":
+        args += ["--model.init_args.segment", "4"]
+    assert main(args) == 0
+    index = json.loads((tmp_path / "model" / "model_index.json").read_text())
+    kind = {"wan": "wan.WanBackbone", "svd": "svd.SVDBackbone"}[CONFIG_RUNS[files]]
+    assert index["backbone"]["class_path"] == f"neural_render.models.backbone.{kind}"
+    assert index["_class_name"] == ("Sim2RealPipeline" if files[0] == "sim2real.yaml" else "AnchorPropagationPipeline")
