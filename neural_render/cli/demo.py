@@ -181,6 +181,7 @@ def run(args) -> int:
         raise NeuralRenderError(f"--envmaps needs two different env maps, got {args.envmaps[0]} twice")
     envs = {name: load_env(raw) for name, raw in zip(names, args.envmaps)}  # every input checked before work
     inverse_dir, forward_dir = inverse_folder(args.inverse_model), forward_folder(args)
+    cache_dir = cache_folder(args, forward_dir)
     clip = load_demo_clip(clip_path(args.clip), args.frames)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -194,7 +195,6 @@ def run(args) -> int:
         from neural_render.pipelines.forward import ForwardPipeline
 
         forward = ForwardPipeline.from_pretrained(forward_dir)
-        cache_dir = cache_folder(args, forward_dir)
         insert_forward = None
         if cache_dir is not None:
             from neural_render.pipelines.insert import CacheForwardPipeline
@@ -213,7 +213,7 @@ def run(args) -> int:
                    "inverse_trained": bool(inverse.is_trained), "renderer": result.renderer,
                    "forward_model": None if forward_dir is None else str(forward_dir),
                    "insert_renderer": result.insert_renderer or result.renderer,
-                   "insert_model": None if renderer.insert_forward is None else str(cache_folder(args, forward_dir)),
+                   "insert_model": None if cache_dir is None else str(cache_dir),
                    "envmaps": names,
                    "edit": {"target": result.edit_target, **EDIT}, "insert": INSERT_LABEL, "notes": result.notes,
                    "seconds": {"load": round(loaded - start, 2), "compute": round(computed - loaded, 2),

@@ -206,12 +206,12 @@ class CacheInjection(ModelMixin, ConfigMixin):
         return -s * self.shadow_gain.view(1, 1, -1, 1, 1).to(blocked_latents.dtype) * blocked_latents
 
     def light_of(self, light: Tensor | None) -> Tensor | None:
-        """The light to pack the shadow with: ``light`` for shadow_light injections (required), else None."""
-        if not self.config.shadow_light:
-            return None
-        if light is None:
-            raise NeuralRenderError("this cache injection packs its shadow as blocked light: give the light (prior)")
-        return light
+        """The light to pack the shadow with: ``light`` for shadow_light injections, else None. Injections that need
+        the light (:attr:`needs_light`: shadow_light, shadow_residual) refuse a missing one."""
+        if self.needs_light and light is None:
+            raise NeuralRenderError("this cache injection needs the light its shadow blocks: give the light (the "
+                                    "split-sum prior)")
+        return light if self.config.shadow_light else None
 
     @property
     def is_zero(self) -> bool:

@@ -104,13 +104,8 @@ class CacheForwardPipeline(ForwardPipeline):
         latents = self._encode(pack_cache_normals(normal, mask))
         shadow_latents, blocked = None, None
         if shadow is not None and self.injection.config.shadow:  # a missing map is refused by the injection
-            shadow = pad(shadow)
-            if self.injection.needs_light and light is None:
-                raise NeuralRenderError("this cache injection needs the light its shadow blocks: give the light "
-                                        "(the split-sum prior)")
-            light = None if light is None else pad(light)
-            packed_light = self.injection.light_of(light)
-            shadow_latents = self._encode(pack_cache_shadow(shadow, packed_light))
+            shadow, light = pad(shadow), None if light is None else pad(light)
+            shadow_latents = self._encode(pack_cache_shadow(shadow, self.injection.light_of(light)))
             if self.injection.config.shadow_residual:
                 blocked = blocked_light_latents(self._encode, shadow, light)
         else:

@@ -234,6 +234,9 @@ def test_shadow_residual_is_zero_at_init_and_subtracts_the_gained_blocked_light(
 
     injection = CacheInjection(12, 32, shadow=True, shadow_residual=True)
     assert injection.is_zero and injection.needs_light
+    assert injection.light_of(light) is None  # the token path packs the bare map; the residual needs the light
+    with pytest.raises(NeuralRenderError, match="needs the light"):
+        injection.light_of(None)
     assert torch.equal(injection.x0_add(blocked), torch.zeros_like(blocked))  # fresh: exact zeros
     with torch.no_grad():
         injection.shadow_gain.copy_(torch.linspace(0.1, 1.2, 12))
