@@ -303,3 +303,36 @@ def test_sim2real_configs_fast_dev_run(pairs, tmp_path, files):
     kind = {"wan": "wan.WanBackbone", "svd": "svd.SVDBackbone"}[CONFIG_RUNS[files]]
     assert index["backbone"]["class_path"] == f"neural_render.models.backbone.{kind}"
     assert index["_class_name"] == ("Sim2RealPipeline" if files[0] == "sim2real.yaml" else "AnchorPropagationPipeline")
+
+
+def test_sim2real_ic_lora_on_the_pretrained_wan_config(tmp_path):
+    """configs/backbone/wan21_t2v_1.3b.yaml + configs/task/sim2real.yaml -- the IC-LoRA run for a machine with the
+    real Wan weights and a GPU -- composes and trains, here on a tiny Wan transformer + Wan VAE saved in the same
+    local diffusers layout (transformer/, vae/), one fast_dev_run step on the CPU."""
+    import json
+    from pathlib import Path
+
+    import diffusers
+
+    from neural_render.cli import main
+    from neural_render.models.backbone.loading import tiny_wan_config
+
+    pairs = tmp_path / "pairs"
+    _write_pair(pairs / "clip_000000", t=5, seed=0)  # the Wan VAE takes 1 + 4k frames
+    local = tmp_path / "wan_local"
+    torch.manual_seed(0)
+    diffusers.WanTransformer3DModel(**tiny_wan_config()).save_pretrained(local / "transformer")
+    diffusers.AutoencoderKLWan(base_dim=8, z_dim=4, dim_mult=[1, 2], num_res_blocks=1, temperal_downsample=[True],
+                               latents_mean=[0.0] * 4, latents_std=[1.0] * 4).save_pretrained(local / "vae")
+    configs = Path(__file__).resolve().parents[2] / "configs"
+    paths = [configs / "trainer" / "cpu_smoke.yaml", configs / "backbone" / "wan21_t2v_1.3b.yaml",
+             configs / "task" / "sim2real.yaml"]
+    args = ["fit", *(a for f in paths for a in ("--config", str(f))), "--trainer.fast_dev_run", "true",
+            "--trainer.default_root_dir", str(tmp_path / "run"), "--data.init_args.train_dir", str(pairs),
+            "--data.init_args.num_frames", "5", "--data.init_args.batch_size", "1",
+            "--backbone.init_args.pretrained_dir", str(local), "--codec.init_args.pretrained_dir", str(local),
+            "--export_dir", str(tmp_path / "model")]
+    assert main(args) == 0
+    index = json.loads((tmp_path / "model" / "model_index.json").read_text())
+    assert index["_class_name"] == "Sim2RealPipeline"
+    assert index["backbone"]["class_path"] == "neural_render.models.backbone.wan.WanBackbone"
