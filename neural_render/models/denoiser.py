@@ -243,10 +243,20 @@ class Denoiser:
 
     # ------------------------------------------------------------------ training
     def loss(self, backbone, x0: Tensor, cond: Tensor | None = None, context: Tensor | None = None,
-             generator: torch.Generator | None = None, loss_mask: Tensor | None = None,
-             timestep_mask: Tensor | None = None, clean_frames: Tensor | None = None, added: dict | None = None,
-             sigma: Tensor | None = None, noise: Tensor | None = None, x0_add: Tensor | None = None) -> Tensor:
-        """Scalar training loss for clean latents x0: (B, T, C, h, w).
+             generator: torch.Generator | None = None, **kwargs) -> Tensor:
+        """Scalar training loss for clean latents x0: (B, T, C, h, w): the weighted mean of :meth:`loss_terms`
+        (arguments as there)."""
+        err, weight = self.loss_terms(backbone, x0, cond, context, generator, **kwargs)
+        # all frames clean / fully masked -> 0 (with a graph); no host sync on the weight sum
+        return (err * weight).sum() / weight.sum().clamp_min(torch.finfo(err.dtype).tiny)
+
+    def loss_terms(self, backbone, x0: Tensor, cond: Tensor | None = None, context: Tensor | None = None,
+                   generator: torch.Generator | None = None, loss_mask: Tensor | None = None,
+                   timestep_mask: Tensor | None = None, clean_frames: Tensor | None = None, added: dict | None = None,
+                   sigma: Tensor | None = None, noise: Tensor | None = None,
+                   x0_add: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(squared error, weight), both (B, T, C, h, w) float32, of the training objective for clean latents x0:
+        (B, T, C, h, w); :meth:`loss` is their weighted mean, a task may reduce them otherwise.
 
         cond: (B, T, Cc, h, w) | None; context: (B, L, D) | None; loss_mask: broadcastable to x0 (e.g. (B, T, 1, h, w)),
         weights each element (0 = excluded); clean_frames: (B, T) bool, frames given clean at sigma 0 and excluded from
@@ -281,8 +291,7 @@ class Denoiser:
             except RuntimeError as e:
                 raise NeuralRenderError(f"loss_mask shape {tuple(loss_mask.shape)} does not broadcast to "
                                         f"{tuple(err.shape)}") from e
-        # all frames clean / fully masked -> 0 (with a graph); no host sync on the weight sum
-        return (err * weight).sum() / weight.sum().clamp_min(torch.finfo(err.dtype).tiny)
+        return err, weight
 
     # ------------------------------------------------------------------ sampling
     def sampling_sigmas(self, num_steps: int) -> Tensor:

@@ -186,6 +186,12 @@ class DiffusionSystem(pl.LightningModule):
         """
         raise NotImplementedError(f"{type(self).__name__} must implement make_batch")
 
+    def compute_loss(self, x0: Tensor, cond: Tensor | None, context: Tensor | None, generator: torch.Generator,
+                     masks: dict) -> Tensor:
+        """Hook: the scalar loss of one batch (``make_batch``'s outputs); default the Denoiser's weighted mean
+        squared error."""
+        return self.denoiser.loss(self.backbone, x0, cond, context, generator=generator, **masks)
+
     def _generator(self) -> torch.Generator:
         if self._noise_generator is None or self._noise_generator.device != self.device:
             seed = int(self.hparams.noise_seed) + 1_000_003 * int(self.global_rank)
@@ -212,7 +218,7 @@ class DiffusionSystem(pl.LightningModule):
             gen = self._generator()
             cond, dropped, _ = drop_condition(cond, context if self.hparams.drop_context else None, p, gen)
             context = dropped if self.hparams.drop_context else context
-        loss = self.denoiser.loss(self.backbone, x0, cond, context, generator=self._generator(), **masks)
+        loss = self.compute_loss(x0, cond, context, self._generator(), masks)
         trainer = getattr(self, "_trainer", None)  # None when called outside a Trainer (tests, debugging)
         if trainer is not None:
             self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=x0.shape[0])
@@ -224,7 +230,7 @@ class DiffusionSystem(pl.LightningModule):
     def validation_step(self, batch, batch_idx: int) -> Tensor:
         x0, cond, context, masks = self._checked(batch)
         gen = torch.Generator(device=self.device).manual_seed(int(self.hparams.noise_seed) + 7919 * (batch_idx + 1))
-        loss = self.denoiser.loss(self.backbone, x0, cond, context, generator=gen, **masks)
+        loss = self.compute_loss(x0, cond, context, gen, masks)
         self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=x0.shape[0])
         return loss
 

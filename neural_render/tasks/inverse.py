@@ -25,6 +25,10 @@ Batches (:mod:`neural_render.data.inverse_data`): ``rgb`` (B, T, 3, H, W) linear
   learns the spatial part: shading, shadows, highlights, noise. Predicted basecolor then has the input's level.
 * ``pass_loss_weights``: optional per-pass factors on that loss (e.g. ``{basecolor: 3}``: the albedo correction is a
   small residual whose error the normal and depth blocks would otherwise dominate); missing passes weigh 1.
+* ``window_rmse_passes`` (joint mode): those passes' blocks are reduced as the mean over samples of each sample's
+  root mean square error (:func:`window_rmse_loss`) instead of entering the pooled mean squared error; the
+  evaluation averages per-clip RMSEs, and under an uncertain cue (roughness, metallic) the pooled squared error pays
+  for hedged values on clips where the answer is plain (no metal in the clip).
 
 The denoiser kind (flow, edm, single-step x0) is whatever the config injects. :meth:`pipeline` /
 :meth:`export` give an :class:`~neural_render.pipelines.inverse.InverseRenderingPipeline` with the mode and passes.
@@ -77,6 +81,25 @@ def latent_mask(mask: Tensor, latent_frames: int, height: int, width: int) -> Te
 BASECOLOR_TARGETS = ("absolute", "input_level")
 
 
+def window_rmse_loss(err: Tensor, weight: Tensor, rmse_blocks: list[bool]) -> Tensor:
+    """Scalar loss from per-element squared errors and weights (B, T, C, h, w), channels in ``len(rmse_blocks)``
+    equal blocks (the joint mode's passes). Blocks marked False enter the pooled weighted mean squared error as in
+    :meth:`Denoiser.loss`; a block marked True is replaced by its weight share times the mean over samples of
+    sqrt(weighted mean squared error of the sample's block) (a sample with no weight in the block adds 0)."""
+    b, _, c = err.shape[:3]
+    n = len(rmse_blocks)
+    if n == 0 or c % n:
+        raise NeuralRenderError(f"{c} latent channels do not split into {n} pass blocks")
+    total = weight.sum().clamp_min(torch.finfo(err.dtype).tiny)
+    per = (err * weight).unflatten(2, (n, c // n)).transpose(1, 2).flatten(2).sum(-1)  # (B, n) weighted sums
+    w = weight.expand_as(err).unflatten(2, (n, c // n)).transpose(1, 2).flatten(2).sum(-1)  # (B, n)
+    rmse = torch.tensor(rmse_blocks, device=err.device)
+    pooled = per[:, ~rmse].sum() / total
+    rms = (per[:, rmse] / w[:, rmse].clamp_min(torch.finfo(err.dtype).tiny) + 1e-12).sqrt()
+    rms = torch.where(w[:, rmse] > 0, rms, torch.zeros_like(rms))
+    return pooled + (w[:, rmse].sum(0) / total * rms.mean(0)).sum()
+
+
 def input_level_albedo(albedo: Tensor, rgb: Tensor, mask: Tensor | None = None) -> Tensor:
     """albedo (B, T, 3, H, W) times the per-clip, per-channel least-squares scale s minimising |s albedo - rgb|^2 over
     valid pixels (rgb: linear radiance, clamped to [0, 1] like the model's input; mask (B, T, 1, H, W) or None).
@@ -103,7 +126,8 @@ class InverseTask(DiffusionSystem):
                  mask_threshold: float = DEFAULT_MASK_THRESHOLD, processing_size: int | list[int] | None = None,
                  num_steps: int | None = None, skip_passes: list[str] | tuple[str, ...] = (),
                  zero_init_output: bool = False, pass_loss_weights: dict[str, float] | None = None,
-                 basecolor_target: str = "absolute", skip_filter_sigma: float = 0.0, **kwargs):
+                 basecolor_target: str = "absolute", skip_filter_sigma: float = 0.0,
+                 window_rmse_passes: list[str] | tuple[str, ...] = (), **kwargs):
         if zero_init_output:  # before the EMA copies the weights: a fresh model predicts x0 = 0
             zero_output_layer(kwargs.get("backbone", args[0] if args else None))
         super().__init__(*args, **kwargs)
@@ -126,6 +150,10 @@ class InverseTask(DiffusionSystem):
         if basecolor_target not in BASECOLOR_TARGETS:
             raise NeuralRenderError(f"basecolor_target must be one of {BASECOLOR_TARGETS}, got {basecolor_target!r}")
         self.basecolor_target = basecolor_target
+        self.window_rmse_passes = [str(p) for p in window_rmse_passes]
+        if any(p not in passes for p in self.window_rmse_passes) or (self.window_rmse_passes and mode != "joint"):
+            raise NeuralRenderError(f"window_rmse_passes must name passes of {passes} in joint mode, got "
+                                    f"{self.window_rmse_passes} ({mode} mode)")
         self._pass_draw = (-1, 0)  # (global step, draws within it) of the last training pass choice
         self._loaded_step = 0  # global step of a checkpoint loaded outside a Trainer (exported as training info)
         self.pipeline()  # validates codec / backbone / pass embedding against the mode (NeuralRenderError)
@@ -211,6 +239,12 @@ class InverseTask(DiffusionSystem):
             masks["loss_mask"] = torch.cat([self._pass_loss_mask(n, lat_mask, cond)[i:i + 1]
                                             for i, n in enumerate(names)])
         return x0, cond, context, masks
+
+    def compute_loss(self, x0, cond, context, generator, masks) -> Tensor:
+        if not self.window_rmse_passes:
+            return super().compute_loss(x0, cond, context, generator, masks)
+        err, weight = self.denoiser.loss_terms(self.backbone, x0, cond, context, generator, **masks)
+        return window_rmse_loss(err, weight, [p in self.window_rmse_passes for p in self.passes])
 
     def _pass_loss_mask(self, name: str, lat_mask: Tensor | None, cond: Tensor) -> Tensor:
         """Loss weights (B, T', 1, h, w) of pass ``name``: the latent mask for masked passes (ones otherwise, or

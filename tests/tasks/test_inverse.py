@@ -12,7 +12,7 @@ from neural_render.pipelines.inverse import (
     rgb_to_model,
 )
 from neural_render.tasks.base import make_backbone
-from neural_render.tasks.inverse import InverseTask, input_level_albedo, latent_mask
+from neural_render.tasks.inverse import InverseTask, input_level_albedo, latent_mask, window_rmse_loss
 from neural_render.types import GBuffer
 from neural_render.types.gbuffer import PREDICTED_PASSES, depth_scale_of, pack_pass
 
@@ -115,6 +115,43 @@ def test_pass_loss_weights_scale_each_pass_block_of_the_loss_mask():
     for bad in ({"sky": 2.0}, {"normal": 0.0}, {"normal": float("inf")}):
         with pytest.raises(NeuralRenderError, match="pass_loss_weights"):
             task("joint", pass_loss_weights=bad)
+
+
+def test_window_rmse_loss_by_hand_and_pooled_when_no_block_is_marked():
+    # 2 samples, 1 frame, 2 blocks of 1 channel, 1x2 pixels
+    err = torch.tensor([[[[[1.0, 1.0]], [[4.0, 0.0]]]], [[[[9.0, 9.0]], [[16.0, 16.0]]]]])  # (2, 1, 2, 1, 2)
+    weight = torch.ones_like(err)
+    weight[0, :, 1, :, 1] = 0.0  # sample 0, block 1: one pixel unweighted
+    pooled = (err * weight).sum() / weight.sum()
+    assert torch.allclose(window_rmse_loss(err, weight, [False, False]), pooled)
+    # block 1 marked: pooled block 0 (sum 20 over total weight 7) + share 3/7 x mean(sqrt(4 / 1), sqrt(32 / 2))
+    got = window_rmse_loss(err, weight, [False, True])
+    assert torch.allclose(got, torch.tensor(20 / 7 + 3 / 7 * (2.0 + 4.0) / 2))
+    weight[0, :, 1] = 0.0  # a sample with no weight in the marked block adds 0 (no NaN)
+    got = window_rmse_loss(err, weight, [False, True])
+    assert torch.isfinite(got) and torch.allclose(got, torch.tensor(20 / 6 + 2 / 6 * (0.0 + 4.0) / 2))
+    with pytest.raises(NeuralRenderError, match="blocks"):
+        window_rmse_loss(err, weight, [True, False, False])
+
+
+def test_window_rmse_passes_change_only_their_blocks_and_train():
+    batch = demo_batch()
+    plain, rmse = task("joint", kind="x0"), task("joint", kind="x0", window_rmse_passes=["roughness", "metallic"])
+    rmse.load_state_dict(plain.state_dict())
+    x0, cond, context, masks = plain.make_batch(batch)
+    err, weight = plain.denoiser.loss_terms(plain.backbone, x0, cond, context, torch.Generator().manual_seed(0),
+                                            **masks)
+    marked = [p in ("roughness", "metallic") for p in plain.passes]
+    expected = window_rmse_loss(err, weight, marked)
+    got = rmse.compute_loss(x0, cond, context, torch.Generator().manual_seed(0), masks)
+    assert torch.allclose(got, expected) and not torch.allclose(got, plain.compute_loss(
+        x0, cond, context, torch.Generator().manual_seed(0), masks))
+    got.backward()
+    assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in rmse.backbone.parameters())
+    with pytest.raises(NeuralRenderError, match="window_rmse_passes"):
+        task("joint", window_rmse_passes=["sky"])
+    with pytest.raises(NeuralRenderError, match="window_rmse_passes"):
+        task("per_pass", window_rmse_passes=["roughness"])
 
 
 def test_input_level_basecolor_target_is_the_albedo_rescaled_onto_the_input():
