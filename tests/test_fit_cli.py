@@ -140,3 +140,27 @@ def test_pretrained_backbone_configs_parse_and_fail_clearly_without_weights(tmp_
                  "--trainer.default_root_dir", str(tmp_path), "--backbone.init_args.pretrained_dir", str(missing), "--codec.init_args.pretrained_dir", str(missing)])
     assert code == EXIT_BAD_INPUT
     assert "no_weights_here" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def tiny_synth(tmp_path_factory):
+    data = tmp_path_factory.mktemp("synth") / "train"
+    assert main(["synth", "--out", str(data), "--clips", "2", "--frames", "4", "--size", "16x16", "--spp", "2",
+                 "--envmaps", "train", "--seed", "3", "--max-objects", "2", "--no-progress"]) == 0
+    return data
+
+
+EXPERIMENT_VARIANTS = sorted(p.name for p in (CONFIGS / "experiment").glob("inverse_tiny_*.yaml"))
+
+
+@pytest.mark.parametrize("variant", [None, *EXPERIMENT_VARIANTS])
+def test_inverse_experiment_configs_fast_dev_run(tiny_synth, tmp_path, variant):
+    """configs/experiment/inverse_tiny.yaml (the shipped recipe) and every variant composed after it train one
+    fast_dev_run step on a tiny synth set and export."""
+    files = [CONFIGS / "trainer" / "cpu_smoke.yaml", CONFIGS / "experiment" / "inverse_tiny.yaml"]
+    files += [CONFIGS / "experiment" / variant] if variant else []
+    args = ["fit", *(a for f in files for a in ("--config", str(f))), "--trainer.fast_dev_run", "true",
+            "--trainer.default_root_dir", str(tmp_path / "run"), "--data.init_args.train_dir", str(tiny_synth),
+            "--data.init_args.batch_size", "1", "--export_dir", str(tmp_path / "model")]
+    assert main(args) == 0
+    assert (tmp_path / "model" / "model_index.json").is_file()
