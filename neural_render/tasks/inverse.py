@@ -86,8 +86,7 @@ def window_rmse_loss(err: Tensor, weight: Tensor, rmse_blocks: list[bool]) -> Te
     equal blocks (the joint mode's passes). Blocks marked False enter the pooled weighted mean squared error as in
     :meth:`Denoiser.loss`; a block marked True is replaced by its weight share times the mean over samples of
     sqrt(weighted mean squared error of the sample's block) (a sample with no weight in the block adds 0)."""
-    b, _, c = err.shape[:3]
-    n = len(rmse_blocks)
+    c, n = err.shape[2], len(rmse_blocks)
     if n == 0 or c % n:
         raise NeuralRenderError(f"{c} latent channels do not split into {n} pass blocks")
     total = weight.sum().clamp_min(torch.finfo(err.dtype).tiny)
