@@ -10,12 +10,11 @@ recipe problem or a property of the data.
    scores (RMSE over the ground-truth foreground, mean over clips): the train-mean constant; the constant with the
    GROUND's pixels exact (the synth ground is one dielectric material per clip, object id of the mesh of kind
    "ground"); the constant with the OBJECTS' pixels exact; and the ground's share of the scored pixels.
-2. A plain CNN probe (per frame, 0.35 M parameters at width 32, a global-context branch) trained on the train folders' frames
-   to regress roughness and metallic directly (the inverse training's exposure / white-balance / mirror
-   augmentation, the same [0, 1]-clamped sRGB input; zero-initialised output = the constants), on 1 CPU thread for
-   ``--minutes`` of training; ``--scores`` times (evenly, and before training) it is
-   scored on validation and test against the train-mean constants with the paired per-clip bootstrap of
-   ``eval inverse``. The row chosen by validation (lowest roughness + metallic RMSE) is reported with its test score.
+2. A plain CNN probe (per frame, 0.35 M parameters at width 32, a global-context branch) trained on the train
+   folders' frames to regress roughness and metallic directly (the inverse training's exposure / white-balance /
+   mirror augmentation, the same [0, 1]-clamped sRGB input; zero-initialised output = the constants), on 1 CPU
+   thread for ``--minutes`` of training; ``--scores`` times (evenly, and before training) it is scored on
+   validation and test against the train-mean constants with the paired per-clip bootstrap of ``eval inverse``. The row chosen by validation (lowest roughness + metallic RMSE) is reported with its test score.
    ``--loss clip_rmse`` trains on the per-frame root mean square error (the quantity the evaluation averages)
    instead of the pooled squared error.
 
