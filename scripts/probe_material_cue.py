@@ -14,7 +14,8 @@ recipe problem or a property of the data.
    folders' frames to regress roughness and metallic directly (the inverse training's exposure / white-balance /
    mirror augmentation, the same [0, 1]-clamped sRGB input; zero-initialised output = the constants), on 1 CPU
    thread for ``--minutes`` of training; ``--scores`` times (evenly, and before training) it is scored on
-   validation and test against the train-mean constants with the paired per-clip bootstrap of ``eval inverse``. The row chosen by validation (lowest roughness + metallic RMSE) is reported with its test score.
+   validation and test against the train-mean constants with the paired per-clip bootstrap of ``eval inverse``.
+   The row chosen by validation (lowest roughness + metallic RMSE) is reported with its test score.
    ``--loss clip_rmse`` trains on the per-frame root mean square error (the quantity the evaluation averages)
    instead of the pooled squared error.
 
@@ -136,7 +137,8 @@ def train_batch(train: dict[str, torch.Tensor], gen: torch.Generator, size: int 
     n, t = train["rgb"].shape[:2]
     i, k = torch.randint(0, n, (size,), generator=gen), torch.randint(0, t, (size,), generator=gen)
     gain = torch.exp(0.3 * torch.randn(size, 1, 1, 1, generator=gen) + 0.1 * torch.randn(size, 3, 1, 1, generator=gen))
-    x, y, m = rgb_to_model(train["rgb"][i, k] * gain), torch.cat([train[p][i, k] for p in PASSES], 1), train["mask"][i, k]
+    x, m = rgb_to_model(train["rgb"][i, k] * gain), train["mask"][i, k]
+    y = torch.cat([train[p][i, k] for p in PASSES], 1)
     flip = torch.rand(size, generator=gen) < 0.5
     x, y, m = (torch.where(flip.view(-1, 1, 1, 1), v.flip(-1), v) for v in (x, y, m))
     return x, y, m
