@@ -38,7 +38,9 @@
 4. ``neural-render eval inverse --data <data>/synth_test_64 --long-data <data>/synth_long_64 --model <out>
    --window 16 --overlap 8 --json <out>/eval_heldout.json`` (the metrics file shipped beside the weights), and the
    same on ``<data>/synth_test_64_spp256`` (the held-out scenes path-traced at 256 spp, inputs without Monte-Carlo
-   noise) -> ``<out>/eval_heldout_spp256.json`` when that set exists (scripts/make_synth_datasets.sh makes it).
+   noise) -> ``<out>/eval_heldout_spp256.json`` and on ``<data>/synth_test_64_large`` (96 held-out clips whose first
+   24 are the test set: more power for the per-clip paired test) -> ``<out>/eval_heldout_large.json`` when those sets
+   exist (scripts/make_synth_datasets.sh makes them).
 
 Threads: on a shared 2-core machine two torch threads per process are ~10x SLOWER than one when other processes
 compete for the cores (OpenMP barriers wait for descheduled threads), so ``--threads auto`` takes 2 only when the
@@ -226,12 +228,14 @@ def main() -> int:
                "--json", str(out / "eval_heldout.json")]
         print(" ".join(cmd), flush=True)
         subprocess.run(cmd, check=True, cwd=ROOT)
-        clean = Path(args.data) / "synth_test_64_spp256"  # the same scenes path-traced at 256 spp (no MC noise)
-        if (clean / "synth.json").is_file():
-            cmd = [sys.executable, "-m", "neural_render", "eval", "inverse", "--data", str(clean), "--model", str(out),
-                   "--threads", str(threads), "--json", str(out / "eval_heldout_spp256.json")]
-            print(" ".join(cmd), flush=True)
-            subprocess.run(cmd, check=True, cwd=ROOT)
+        extra = {"synth_test_64_spp256": "eval_heldout_spp256.json",  # the same scenes at 256 spp (no MC noise)
+                 "synth_test_64_large": "eval_heldout_large.json"}  # 96 held-out clips (the first 24 are the test set)
+        for folder, report in extra.items():
+            if (Path(args.data) / folder / "synth.json").is_file():
+                cmd = [sys.executable, "-m", "neural_render", "eval", "inverse", "--data", str(Path(args.data) / folder),
+                       "--model", str(out), "--threads", str(threads), "--json", str(out / report)]
+                print(" ".join(cmd), flush=True)
+                subprocess.run(cmd, check=True, cwd=ROOT)
     return 0
 
 
