@@ -58,16 +58,17 @@ def load_set(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 def ground_masks(folder: str | os.PathLike) -> torch.Tensor:
     """(N, T, 1, H, W) bool: the pixels of each clip's ground mesh (all False for clips without one)."""
+    from neural_render.io.clip import read_meta
     from neural_render.synth.dataset import read_object_ids
 
     masks = []
     for clip in find_clips(folder):
-        meta = json.loads((clip / "meta.json").read_text())
-        objects = meta.get("extra", {}).get("synth", {}).get("objects")
+        meta = read_meta(clip)
+        objects = ((meta.extra or {}).get("synth") or {}).get("objects")
         if objects is None:
             raise NeuralRenderError("meta.json has no extra.synth.objects (not a synth clip)", clip)
         ids = [o["id"] for o in objects if o.get("kind") == "ground"]
-        frames = np.stack([read_object_ids(clip, t) for t in range(int(meta["num_frames"]))])
+        frames = np.stack([read_object_ids(clip, t) for t in range(meta.num_frames)])
         masks.append(torch.from_numpy(np.isin(frames, ids)))
     return torch.stack(masks)
 
