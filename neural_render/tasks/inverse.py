@@ -89,9 +89,12 @@ def window_rmse_loss(err: Tensor, weight: Tensor, rmse_blocks: list[bool]) -> Te
     c, n = err.shape[2], len(rmse_blocks)
     if n == 0 or c % n:
         raise NeuralRenderError(f"{c} latent channels do not split into {n} pass blocks")
+
+    def block_sums(x: Tensor) -> Tensor:  # (B, T, C, h, w) -> (B, n) sums over each sample's block
+        return x.unflatten(2, (n, c // n)).transpose(1, 2).flatten(2).sum(-1)
+
     total = weight.sum().clamp_min(torch.finfo(err.dtype).tiny)
-    per = (err * weight).unflatten(2, (n, c // n)).transpose(1, 2).flatten(2).sum(-1)  # (B, n) weighted sums
-    w = weight.expand_as(err).unflatten(2, (n, c // n)).transpose(1, 2).flatten(2).sum(-1)  # (B, n)
+    per, w = block_sums(err * weight), block_sums(weight.expand_as(err))  # weighted error sums, weights
     rmse = torch.tensor(rmse_blocks, device=err.device)
     pooled = per[:, ~rmse].sum() / total
     rms = (per[:, rmse] / w[:, rmse].clamp_min(torch.finfo(err.dtype).tiny) + 1e-12).sqrt()
