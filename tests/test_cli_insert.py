@@ -63,8 +63,8 @@ def test_insert_writes_the_video(assets, tmp_path, capsys):
     assert frames.shape[:3] == (T, 16, 24)
     side, _ = read_video(tmp_path / "out.side_by_side.mp4")
     assert side.shape[:3] == (T, 16, 48)
-    text = capsys.readouterr().out
-    assert "untrained (zero)" in text and "visible in" in text
+    captured = capsys.readouterr()
+    assert "untrained (zero)" in captured.err and "visible in" in captured.out
 
 
 def insertion_inputs(assets):

@@ -43,7 +43,7 @@ def test_video_file_gives_clip_previews_and_contact_sheet(tmp_path, models, caps
     out = tmp_path / "out"
     assert main(["inverse", str(tmp_path / "in.mp4"), "--out", str(out), "--model", str(models["joint"]),
                  "--steps", "2", "--window", "3", "--overlap", "1", "--no-progress"]) == 0
-    assert "UNTRAINED" in capsys.readouterr().out
+    assert "UNTRAINED" in capsys.readouterr().err  # a warning: logged to stderr
     clip = read_clip(out)
     g = clip.gbuffer.validate("output")
     assert clip.rgb.shape == (1, 5, 3, 12, 14) and g.normal.shape == (1, 5, 3, 12, 14)

@@ -57,8 +57,9 @@ def test_demo_on_the_shipped_clip_with_the_classical_shader(tmp_path, models, ca
     (out / "keep.txt").write_text("a file of the user's: the demo leaves it alone")
     assert main(["demo", "--out", str(out), "--inverse-model", str(models / "inverse_model"), "--classical",
                  "--frames", "4"]) == 0
-    printed = capsys.readouterr().out
-    assert "UNTRAINED" in printed and "classical split-sum shader" in printed and "wall time" in printed
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert "UNTRAINED" in captured.err and "classical split-sum shader" in printed and "wall time" in printed
     summary = _check_outputs(out, printed, 4, 96, 128, others=["keep.txt"])
     assert summary["renderer"] == "classical split-sum shader" and summary["forward_model"] is None
     assert summary["edit"]["target"].endswith("(clip object ids)") and summary["frames"] == 4

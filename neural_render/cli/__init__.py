@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 #: command name -> module path. Later features register their commands here.
@@ -54,7 +55,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+LOG_LEVEL_ENV = "NEURAL_RENDER_LOG_LEVEL"
+
+
+class _StderrHandler(logging.StreamHandler):
+    """A handler writing to the current ``sys.stderr`` (looked up per record: redirection and capture work)."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+def configure_logging() -> None:
+    """Diagnostics of the ``neural_render`` loggers go to stderr as ``neural-render: WARNING: ...`` (once per process).
+
+    Level: ``$NEURAL_RENDER_LOG_LEVEL`` (DEBUG, INFO, WARNING, ERROR; default WARNING). Result lines stay on stdout.
+    """
+    import os
+
+    logger = logging.getLogger("neural_render")
+    level = logging.getLevelName(os.environ.get(LOG_LEVEL_ENV, "WARNING").strip().upper())
+    logger.setLevel(level if isinstance(level, int) else logging.WARNING)
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("neural-render: %(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+
+
 def main(argv: list[str] | None = None) -> int:
+    configure_logging()
     from neural_render.errors import NeuralRenderError
 
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -258,7 +258,8 @@ def run(args) -> int:
         warnings.filterwarnings("ignore", message=message)
     module, data = build_lightning(args, items, out, model_path, spec)
     if not module.pipe.is_trained:
-        print(f"warning: {model_path} is an UNTRAINED model (0 training steps): its G-buffers are meaningless")
+        logging.getLogger(__name__).warning(f"{model_path} is an UNTRAINED model (0 training steps): its G-buffers "
+                                            "are meaningless")
     processes = args.devices * args.num_nodes
     trainer = pl.Trainer(accelerator=args.accelerator, devices=args.devices, num_nodes=args.num_nodes,
                          strategy=args.strategy if processes > 1 else "auto", logger=False,

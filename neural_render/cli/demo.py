@@ -188,7 +188,9 @@ def run(args) -> int:
         raise NeuralRenderError("output exists and is not a folder", out)
     inverse = InverseRenderingPipeline.from_pretrained(inverse_dir)
     if not inverse.is_trained:
-        print(f"warning: the inverse model {inverse_dir} is UNTRAINED: its G-buffers are meaningless")
+        import logging
+        logging.getLogger(__name__).warning(f"the inverse model {inverse_dir} is UNTRAINED: its G-buffers are "
+                                            "meaningless")
     if forward_dir is None:
         renderer = Renderer(None, "classical split-sum shader", args.seed)
     else:

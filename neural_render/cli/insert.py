@@ -27,6 +27,12 @@ from __future__ import annotations
 
 HELP = "insert a 3D object into a video: inverse render, composite its G-buffers, forward render with the 3D cache"
 DEFAULT_CACHE_MODEL = "models/forward_cache_tiny"  # inside the shipped data folder
+#: --scale above this many scene units (metres) is refused before any work (1e4: a 10 km object).
+MAX_OBJECT_SCALE = 1e4
+#: an object smaller than this many pixels across in every frame is refused (it could not be seen).
+MIN_OBJECT_PIXELS = 0.5
+#: an object over this many times the scene's (metric) depth extent is refused once the scene's depth is known.
+MAX_SCENE_RATIO = 100.0
 
 
 def add_arguments(parser) -> None:
@@ -46,8 +52,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--rotate", default="0,0,0", help="env map yaw,pitch,roll in degrees")
     parser.add_argument("--fov", type=float, default=60.0, help="horizontal FOV (degrees) for videos without a camera")
     parser.add_argument("--depth-scale", type=float, default=None,
-                        help="scene units of relative depth 1 (default: see the module docstring; estimated "
-                             "depth is anchored at the object's ground contact)")
+                        help="scene units (metres) per unit of the scene's relative depth, i.e. how far away the "
+                             "estimated scene is; it decides what hides the object. Default, first that applies: "
+                             "the clip's stored passes (--gbuffers clip); the estimated depth anchored so the "
+                             "object's ground contact point lies on the scene surface; the clip meta's "
+                             "depth_scale; 10")
     parser.add_argument("--gbuffers", choices=("inverse", "clip"), default="inverse",
                         help="scene G-buffers from the inverse renderer (default) or the clip folder's passes")
     parser.add_argument("--inverse-model", default=None, help="inverse pipeline folder (default: shipped inverse_tiny)")
@@ -150,7 +159,8 @@ def scene_gbuffers(args, video, meta):
 
     pipe = load_model(args.inverse_model, resolve_device(args.device))
     if not pipe.is_trained:
-        print("warning: the inverse model is UNTRAINED: its G-buffers are meaningless")
+        import logging
+        logging.getLogger(__name__).warning("the inverse model is UNTRAINED: its G-buffers are meaningless")
     result = pipe(video, seed=args.seed, progress=not args.no_progress)
     return result.gbuffer, None
 
@@ -175,7 +185,53 @@ def choose_depth_scale(given, clip_scale, scene, camera, obj, meta) -> tuple[flo
     return None, f"default {DEFAULT_DEPTH_SCALE:g}"
 
 
+def check_scale(scale: float) -> None:
+    """--scale before any work: finite, > 0 and at most :data:`MAX_OBJECT_SCALE` scene units."""
+    import math
+
+    from neural_render.errors import NeuralRenderError
+
+    if not (math.isfinite(scale) and 0 < scale <= MAX_OBJECT_SCALE):
+        raise NeuralRenderError(f"--scale (the object's largest extent in scene units, metres) must be a finite number "
+                                f"in (0, {MAX_OBJECT_SCALE:g}], got {scale:g}")
+
+
+def check_object_footprint(scale: float, camera, at) -> None:
+    """Refuse an object smaller than :data:`MIN_OBJECT_PIXELS` pixels in every frame (cheap: camera only)."""
+    import torch
+
+    from neural_render.errors import NeuralRenderError
+
+    c2w = camera.camera_to_world[0].to(torch.float64)
+    p = torch.as_tensor(at, dtype=torch.float64).reshape(3)
+    z = -torch.einsum("tij,tj->ti", torch.linalg.inv(c2w[:, :3, :3]), p[None] - c2w[:, :3, 3])[:, 2]
+    fx = float(camera.intrinsics[0, 0])
+    pixels = scale * fx / z[z > 1e-6]
+    if pixels.numel() and float(pixels.max()) < MIN_OBJECT_PIXELS:
+        raise NeuralRenderError(f"--scale {scale:g} makes the object {float(pixels.max()):.2g} pixels across at its "
+                                f"distance ({float(z[z > 1e-6].min()):.3g} scene units at the nearest): smaller than "
+                                "a pixel; use a larger --scale or an --at closer to the camera")
+
+
+def check_object_vs_scene(scale: float, scene, depth_scale: float | None, how: str) -> None:
+    """Refuse an object over :data:`MAX_SCENE_RATIO` times the scene's depth extent (metric, after the depth scale)."""
+    import math
+
+    from neural_render.errors import NeuralRenderError
+    from neural_render.pipelines.insert import DEFAULT_DEPTH_SCALE
+
+    if scene.depth is None:
+        return
+    depth = scene.depth if scene.mask is None else scene.depth[scene.mask > 0.5]
+    extent = float(depth.max()) * (depth_scale or DEFAULT_DEPTH_SCALE) if depth.numel() else 0.0
+    if math.isfinite(extent) and extent > 0 and scale > MAX_SCENE_RATIO * extent:
+        raise NeuralRenderError(f"--scale {scale:g} is over {MAX_SCENE_RATIO:g} times the scene's depth extent "
+                                f"({extent:.3g} scene units, depth scale from {how}): the object would swallow the "
+                                "scene; use a smaller --scale (or --depth-scale if the scene's scale is wrong)")
+
+
 def run(args) -> int:
+    import math
     from pathlib import Path
 
     import torch
@@ -199,8 +255,9 @@ def run(args) -> int:
         raise NeuralRenderError("--out must be an .mp4 file", out)
     if not out.parent.is_dir():
         raise NeuralRenderError("output folder does not exist", out.parent)
-    if not args.scale > 0 or (args.depth_scale is not None and not args.depth_scale > 0):
-        raise NeuralRenderError("--scale and --depth-scale must be > 0")
+    check_scale(args.scale)
+    if args.depth_scale is not None and not (math.isfinite(args.depth_scale) and args.depth_scale > 0):
+        raise NeuralRenderError(f"--depth-scale must be a finite number > 0, got {args.depth_scale:g}")
     if args.strength is not None and not args.strength >= 0:
         raise NeuralRenderError("--strength must be >= 0")
     material = parse_material(args.material)
@@ -211,6 +268,7 @@ def run(args) -> int:
     is_clip = (Path(args.video) / "meta.json").is_file()
     meta = read_meta(args.video) if is_clip else None
     check_in_front(camera, at, args.mesh)
+    check_object_footprint(args.scale, camera, at)
     if args.envmap:
         env = load_env(args.envmap, args.rotate)
     else:
@@ -230,13 +288,16 @@ def run(args) -> int:
             raise NeuralRenderError("this forward model has no cache injection (cache_injection/); use --no-inject",
                                     folder)
         inject = False
+    import logging
+    log = logging.getLogger(__name__)
     if note:
-        print(f"note: {note}")
+        log.warning(note)
     if inject and forward.injection.is_zero:
-        print("warning: the cache injection of this model is untrained (zero): it changes nothing")
+        log.warning("the cache injection of this model is untrained (zero): it changes nothing")
     scene, clip_scale = scene_gbuffers(args, video, meta)
     obj = InsertedObject(str(args.mesh), material, tuple(at), float(args.scale), tuple(rotation))
     depth_scale, how = choose_depth_scale(args.depth_scale, clip_scale, scene, camera, obj, meta)
+    check_object_vs_scene(args.scale, scene, depth_scale, how)
     result = insert_object(forward, video, camera, env, obj, scene, depth_scale=depth_scale, inject=inject,
                            strength=args.strength, blend=args.blend, seed=args.seed, num_steps=args.steps,
                            received_from=args.received_from,

@@ -188,7 +188,9 @@ def run(args) -> int:
     path = model_dir(args.model)
     pipe = load_model(path, device)
     if not pipe.is_trained:
-        print(f"warning: {path} is an UNTRAINED model (0 training steps): its G-buffers are meaningless")
+        import logging
+        logging.getLogger(__name__).warning(f"{path} is an UNTRAINED model (0 training steps): its G-buffers "
+                                            "are meaningless")
     start = time.perf_counter()
     summary = label_video(pipe, args.input, args.out, args, path)
     print(f"{args.out}: {summary['frames']} frames {summary['size'][1]}x{summary['size'][0]}, passes "

@@ -122,7 +122,7 @@ def write_output(out: str | os.PathLike, rgb, camera, fps: float) -> None:
 
 
 def run(args) -> int:
-    import sys
+    import logging
 
     import torch
 
@@ -133,8 +133,8 @@ def run(args) -> int:
     size = parse_hw(args.size)
     pipe = load_sim2real(args.lora, args.base)
     if not pipe.is_trained:
-        print("neural-render sim2real: WARNING: this model was never trained (global_step 0); output is meaningless",
-              file=sys.stderr)
+        logging.getLogger(__name__).warning("sim2real: this model was never trained (global_step 0); output is "
+                                            "meaningless")
     rgb, camera, fps = read_video_input(args.video)
     torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
     out = pipe(rgb, strength=args.strength, num_steps=args.steps, window=args.window, overlap=args.overlap,

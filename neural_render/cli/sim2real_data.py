@@ -27,7 +27,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    import sys
+    import logging
 
     from neural_render.errors import NeuralRenderError
     from neural_render.pipelines.sim2real_anchors import make_enhancer
@@ -37,8 +37,7 @@ def run(args) -> int:
         raise NeuralRenderError(f"--limit must be >= 1, got {args.limit}")
     pipe = AnchorPropagationPipeline.from_pretrained(args.model)
     if not pipe.is_trained:
-        print("neural-render sim2real-data: WARNING: the propagation model was never trained (global_step 0)",
-              file=sys.stderr)
+        logging.getLogger(__name__).warning("sim2real-data: the propagation model was never trained (global_step 0)")
     enhancer = make_enhancer(args.enhancer, seed=args.seed)
     report = make_pairs(args.input, args.out, pipe, enhancer, seed=args.seed, limit=args.limit,
                         progress=not args.no_progress)

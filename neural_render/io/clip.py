@@ -162,6 +162,7 @@ def read_clip(clip_dir: str | os.PathLike, frames: slice | None = None, passes: 
     returned data (num_frames, camera_to_world, passes, rgb_source updated; ``extra`` is left as stored).
     """
     meta = read_meta(clip_dir)
+    check_frame_files(clip_dir, meta)
     if frames is not None and not isinstance(frames, slice):
         raise NeuralRenderError(f"frames must be a slice or None, got {type(frames).__name__}", clip_dir)
     indices = list(range(meta.num_frames))[frames or slice(None)]
@@ -201,6 +202,39 @@ def read_clip(clip_dir: str | os.PathLike, frames: slice | None = None, passes: 
     except NeuralRenderError as err:
         raise NeuralRenderError(err.reason, Path(clip_dir) / META_NAME) from err
     return Clip(rgb_tensor, gbuffer, camera, out_meta)
+
+
+def check_frame_files(clip_dir: str | os.PathLike, meta: ClipMeta) -> None:
+    """Refuse a clip folder whose files disagree with meta.json's ``num_frames`` (cheap: no frame is decoded).
+
+    Numbered frame EXRs (when meta lists passes) must be exactly ``frames/000000.exr`` .. ``num_frames - 1``;
+    other files in ``frames/`` (e.g. ``flow_000000.exr``) are not counted. ``rgb.mp4``
+    must hold ``num_frames`` frames where its container states the count exactly (MP4 sample count).
+    """
+    import re
+
+    from neural_render.io.video import mp4_frame_count
+    root = Path(clip_dir)
+    n = meta.num_frames
+    if meta.passes:
+        folder = root / FRAMES_DIR
+        numbered = re.compile(r"\d{6,}\.exr")  # frame_file's names; other files (flow_*.exr, ...) are extras
+        found = sorted(f.name for f in folder.iterdir() if numbered.fullmatch(f.name)) if folder.is_dir() else []
+        expected = [Path(frame_file(i)).name for i in range(n)]
+        if found != expected:
+            missing = sorted(set(expected) - set(found))
+            extra = sorted(set(found) - set(expected))
+            detail = "; ".join(part for part in (
+                f"missing {len(missing)} ({missing[0]}{' ...' if len(missing) > 1 else ''})" if missing else "",
+                f"{len(extra)} unexpected ({extra[0]}{' ...' if len(extra) > 1 else ''})" if extra else "") if part)
+            raise NeuralRenderError(f"meta.json says num_frames={n} but {FRAMES_DIR}/ holds {len(found)} frame EXRs "
+                                    f"({detail})", clip_dir)
+    video = root / RGB_VIDEO
+    if video.is_file():
+        counted = mp4_frame_count(video)
+        if counted is not None and counted[1] and int(counted[0]) != n:
+            raise NeuralRenderError(f"meta.json says num_frames={n} but {RGB_VIDEO} holds {int(counted[0])} frames",
+                                    clip_dir)
 
 
 def _read_rgb_mp4(path: Path, meta: ClipMeta, indices: list[int]) -> Tensor:

@@ -98,7 +98,9 @@ def load_envmap(path: str | os.PathLike, name: str | None = None):
     """Read an equirectangular HDR env map -> :class:`neural_render.types.EnvMap` ((3, H, W) float32, identity rotation).
 
     LDR formats (.png, .jpg, ...) are refused: they clip the sun and sky and would light scenes wrongly.
-    Values must be finite and non-negative. ``name`` defaults to the file stem.
+    Values must be finite and non-negative, and the image exactly 2:1 (W == 2 H, the equirect layout): a cube-map
+    cross, a mirror ball or a cropped panorama would otherwise be read as a stretched, wrong sky.
+    ``name`` defaults to the file stem.
     """
     import torch
 
@@ -116,6 +118,10 @@ def load_envmap(path: str | os.PathLike, name: str | None = None):
         raise NeuralRenderError(f"environment map has negative radiance (min {low:.4g})", path)
     if image.shape[0] < 2 or image.shape[1] < 2:
         raise NeuralRenderError(f"environment map is too small: {image.shape[1]}x{image.shape[0]}", path)
+    if image.shape[1] != 2 * image.shape[0]:
+        h, w = image.shape[:2]
+        raise NeuralRenderError(f"environment map is {w}x{h}, not 2:1: an equirectangular (lat-long) map must be "
+                                f"exactly twice as wide as tall (e.g. {2 * h}x{h})", path)
     tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
     try:
         return EnvMap(tensor, torch.eye(3), Path(path).stem if name is None else name)
