@@ -55,10 +55,21 @@ def clip_path(name_or_path: str | os.PathLike) -> Path:
                             f"shipped: {known}", path)
 
 
+#: keys of data/envmaps/split.json: the shipped models' training maps; held-out maps for every choice (model
+#: selection, ablations; "test" before issue #22); held-out maps scored once per shipped model; a training pool
+ENVMAP_SPLITS = ("train", "val", "test", "train_extra")
+
+
 def envmap_split() -> dict[str, list[str]]:
-    """{'train': [...], 'test': [...]} names of the shipped env maps (test maps are never trained on)."""
+    """{'train': [...], 'val': [...], 'test': [...], 'train_extra': [...]} names of the shipped env maps (see
+    ``ENVMAP_SPLITS`` and data/envmaps/CREDITS.md): val and test maps are never trained on, and test maps are never
+    used to make a choice. NeuralRenderError when split.json is unreadable or lacks a key."""
     path = data_dir() / "envmaps" / "split.json"
     try:
-        return json.loads(path.read_text())
+        split = json.loads(path.read_text())
     except (OSError, ValueError) as err:
         raise NeuralRenderError(f"cannot read env map split ({err})", path) from err
+    missing = [key for key in ENVMAP_SPLITS if not isinstance(split.get(key), list)]
+    if missing:
+        raise NeuralRenderError(f"env map split lacks {', '.join(missing)} (keys: {', '.join(ENVMAP_SPLITS)})", path)
+    return split
