@@ -6,6 +6,11 @@ same whichever worker renders it, in whatever order, after however many restarts
 there is one; object ids in the G-buffer AOV are mesh index + 1 (0 = background). ``config.roughness_variant`` k > 0
 re-draws every surface's roughness from a separate stream after the scene is drawn (:func:`redraw_roughness`): the
 same clip, with other roughness only.
+
+Held-out factors (synth/splits.py defines the dataset splits): ``config.shape_families`` and
+``config.material_families`` name the families objects are drawn from (synth/families.py, synth/materials.py) and
+``config.sky_split`` the procedural sky's ranges (synth/sky.py). Their defaults are the train families and ranges,
+with which a scene is exactly the one this generator drew before these options existed (same random draws).
 """
 
 from __future__ import annotations
@@ -23,12 +28,18 @@ from neural_render.raster.mesh import Mesh
 from neural_render.render.rotation import euler_to_matrix
 from neural_render.synth import shapes
 from neural_render.synth.cameras import TrajectoryParams, trajectory
-from neural_render.synth.materials import GROUND_ROUGHNESS, OBJECT_ROUGHNESS, ground_material, random_material
+from neural_render.synth.families import SHAPE_FAMILIES, TRAIN_SHAPES, draw_shape, pick_held_out
+from neural_render.synth.materials import (GROUND_ROUGHNESS, MATERIAL_FAMILIES, OBJECT_ROUGHNESS, TRAIN_MATERIALS,
+                                           ground_material, random_material)
 from neural_render.synth.motion import MotionParams, object_transforms, visibility
-from neural_render.synth.sky import procedural_sky, random_sky_params
+from neural_render.synth.sky import SKY_SPLITS, procedural_sky, random_sky_params
 from neural_render.types import Camera, EnvMap
 
-PROCEDURAL_KINDS = ("sphere", "box", "cylinder", "torus", "superquadric", "displaced")
+PROCEDURAL_KINDS = TRAIN_SHAPES
+#: fields left out of ``SynthConfig.to_dict()`` while they hold these defaults, so the specs of datasets made
+#: before the options existed (synth.json, meta.json) stay exactly as they were
+_OMITTED_DEFAULTS = {"roughness_variant": 0, "shape_families": TRAIN_SHAPES, "material_families": TRAIN_MATERIALS,
+                     "sky_split": "train", "split": None}
 
 
 @dataclass
@@ -52,6 +63,14 @@ class SynthConfig:
     sky: bool = False             # procedural sky instead of env map files
     env_height: int = 128         # rows of the procedural sky; taller env map files are shrunk to this
     roughness_variant: int = 0    # k > 0: the same scene with every surface's roughness re-drawn (module doc)
+    shape_families: tuple[str, ...] = TRAIN_SHAPES        # families objects are drawn from (synth/families.py)
+    material_families: tuple[str, ...] = TRAIN_MATERIALS  # families of object materials (synth/materials.py)
+    sky_split: str = "train"      # ranges of the procedural sky (synth/sky.py SKY_SPLITS)
+    split: str | None = None      # dataset split these settings came from (synth/splits.py); a record only
+
+    def __post_init__(self):  # JSON gives lists: SynthConfig(**spec["config"]) must equal the config written
+        self.shape_families = tuple(self.shape_families)
+        self.material_families = tuple(self.material_families)
 
     def validate(self) -> "SynthConfig":
         if not (isinstance(self.num_frames, int) and self.num_frames >= 1):
@@ -69,13 +88,18 @@ class SynthConfig:
             raise NeuralRenderError("env_height must be >= 2, env_tilt_deg in [0, 90] and fps > 0")
         if not (isinstance(self.roughness_variant, int) and self.roughness_variant >= 0):
             raise NeuralRenderError(f"roughness_variant must be an integer >= 0, got {self.roughness_variant!r}")
+        for name, known in (("shape_families", SHAPE_FAMILIES), ("material_families", MATERIAL_FAMILIES)):
+            chosen = getattr(self, name)
+            if not chosen or len(set(chosen)) != len(chosen) or not set(chosen) <= set(known):
+                raise NeuralRenderError(f"{name} must be distinct names among {', '.join(known)}, got {chosen!r}")
+        if self.sky_split not in SKY_SPLITS:
+            raise NeuralRenderError(f"sky_split must be one of {', '.join(SKY_SPLITS)}, got {self.sky_split!r}")
         return self
 
     def to_dict(self) -> dict:
-        out = dict(self.__dict__)
-        if not out["roughness_variant"]:  # absent when 0: datasets made before the option keep their spec
-            del out["roughness_variant"]
-        return out
+        """JSON-ready fields; those in ``_OMITTED_DEFAULTS`` only when they differ from the default."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()
+                if k not in _OMITTED_DEFAULTS or v != _OMITTED_DEFAULTS[k]}
 
 
 @dataclass
@@ -117,22 +141,13 @@ def tessellation(config: SynthConfig) -> int:
     return int(np.clip(max(config.width, config.height) // 16 * 8, 32, 128))
 
 
-def _procedural(kind: str, rng: np.random.Generator, segments: int = 64) -> shapes.Geometry:
-    n = segments
-    if kind == "sphere":
-        return shapes.uv_sphere(0.5, n, n // 2)
-    if kind == "box":
-        return shapes.box(tuple(rng.uniform(0.4, 1.0, 3)))
-    if kind == "cylinder":
-        return shapes.cylinder(0.5 * rng.uniform(0.4, 1.0), rng.uniform(0.4, 1.0), n)
-    if kind == "torus":
-        return shapes.torus(0.35, 0.35 * rng.uniform(0.2, 0.5), n, n // 2)
-    if kind == "superquadric":
-        return shapes.superquadric(tuple(rng.uniform(0.3, 0.5, 3)), float(rng.uniform(0.25, 1.6)),
-                                   float(rng.uniform(0.25, 1.6)), n, (3 * n) // 4)
-    if kind == "displaced":
-        return shapes.displaced_sphere(rng, 0.4, float(rng.uniform(0.03, 0.1)), nu=(3 * n) // 2, nv=(3 * n) // 4)
-    raise ValueError(kind)
+def shape_family(config: SynthConfig, rng: np.random.Generator) -> str:
+    """The family of the next object: a held-out one of ``config.shape_families`` or, by the mixing rule of
+    synth/families.py, a uniform pick among its train ones (for the default families: the original draw)."""
+    held = pick_held_out(rng, config.shape_families, TRAIN_SHAPES)
+    if held is not None:
+        return held
+    return str(rng.choice([f for f in config.shape_families if f in TRAIN_SHAPES]))
 
 
 def _placed_radius(geometry: shapes.Geometry, rotation: np.ndarray, scale: float) -> tuple[float, float]:
@@ -166,8 +181,8 @@ def generate_scene(config: SynthConfig, seed: int, clip_index: int, envs: list[E
             label = sorted(user)[int(rng.integers(len(user)))]
             geometry, kind = user[label], f"file:{label}"
         else:
-            kind = str(rng.choice(PROCEDURAL_KINDS))
-            geometry = _procedural(kind, rng, tessellation(config))
+            kind = shape_family(config, rng)
+            geometry = draw_shape(kind, rng, tessellation(config))
         lo, hi = geometry.bounds()
         size = float(rng.uniform(0.35, 0.8))
         scale = size / float((hi - lo).max())
@@ -202,7 +217,7 @@ def generate_scene(config: SynthConfig, seed: int, clip_index: int, envs: list[E
                 motion.bob_period = float(rng.uniform(8.0, 24.0))
         if t > 1 and k > 0 and rng.uniform() < config.spawn_prob:
             motion.spawn_frame = int(rng.integers(1, t))
-        material = random_material(rng, name=f"obj{k}_")
+        material = random_material(rng, name=f"obj{k}_", families=config.material_families)
         meshes.append(Mesh(geometry.vertices, geometry.faces, geometry.normals, geometry.uvs, material,
                            object_transforms(motion, t), visibility(motion, t), name=kind))
         objects.append({"kind": kind, "material": material.summary(), "motion": motion.to_dict(),
@@ -261,7 +276,7 @@ def redraw_roughness(meshes: list[Mesh], objects: list[dict], seed: int, clip_in
 
 def _environment(config: SynthConfig, rng: np.random.Generator, envs: list[EnvMap] | None) -> tuple[EnvMap, dict]:
     if config.sky:
-        sky = random_sky_params(rng)
+        sky = random_sky_params(rng, config.sky_split)
         image = procedural_sky(sky, config.env_height)
         return EnvMap(image, torch.eye(3), "sky"), {"kind": "sky", "name": "sky", "sky": sky.to_dict()}
     if not envs:

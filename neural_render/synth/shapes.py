@@ -182,17 +182,83 @@ def cylinder(radius: float = 0.3, height: float = 0.8, nu: int = 96) -> Geometry
         lambda u, v: np.stack([radius * np.sin(2 * math.pi * u), height / 2 - height * v,
                                -radius * np.cos(2 * math.pi * u)], -1),
         nu, 1, normal_fn=lambda u, v: np.stack([np.sin(2 * math.pi * u), 0 * u, -np.cos(2 * math.pi * u)], -1))
-    parts = [side]
-    for sign in (1.0, -1.0):
-        phi = np.linspace(0, 2 * math.pi, nu, endpoint=False)
-        ring = np.stack([radius * np.sin(phi), np.full_like(phi, sign * height / 2), -radius * np.cos(phi)], 1)
-        pos = np.concatenate([[[0.0, sign * height / 2, 0.0]], ring])
-        nrm = np.tile([0.0, sign, 0.0], (nu + 1, 1))
-        uv = 0.5 + 0.5 * pos[:, [0, 2]] / radius
-        idx = np.arange(nu)
-        fan = np.stack([np.zeros(nu, np.int64), 1 + idx, 1 + (idx + 1) % nu], 1)
-        parts.append(_finish(pos, nrm, uv, fan))
-    return merge(parts)
+    phi = np.linspace(0, 2 * math.pi, nu, endpoint=False)
+    outline = np.stack([radius * np.sin(phi), -radius * np.cos(phi)], 1)
+    return merge([side] + [fan_cap(outline, sign * height / 2, sign, radius) for sign in (1.0, -1.0)])
+
+
+def fan_cap(outline: np.ndarray, y: float, sign: float, uv_radius: float) -> Geometry:
+    """Flat cap at height ``y`` facing ``sign`` * Y: a triangle fan from (0, y, 0) to the closed ``outline`` (K, 2)
+    of (x, z) points, which must be star-shaped around the Y axis; uv = 0.5 + 0.5 (x, z) / ``uv_radius``."""
+    k = len(outline)
+    ring = np.stack([outline[:, 0], np.full(k, y, dtype=np.float64), outline[:, 1]], 1)
+    pos = np.concatenate([[[0.0, y, 0.0]], ring])
+    nrm = np.tile([0.0, sign, 0.0], (k + 1, 1))
+    uv = 0.5 + 0.5 * pos[:, [0, 2]] / uv_radius
+    idx = np.arange(k)
+    fan = np.stack([np.zeros(k, np.int64), 1 + idx, 1 + (idx + 1) % k], 1)
+    return _finish(pos, nrm, uv, fan)
+
+
+def revolved(radius_fn, height: float, nu: int = 96, nv: int = 48) -> Geometry:
+    """Lathe (vase, bottle) around +Y: the side ``r = radius_fn(v)`` (metres, > 0, smooth) from y = height / 2
+    (v = 0) to y = -height / 2 (v = 1), normals from the parametrisation, closed by flat caps with sharp rims."""
+    def fn(u, v):
+        r = radius_fn(v)
+        return np.stack([r * np.sin(2 * math.pi * u), height / 2 - height * v, -r * np.cos(2 * math.pi * u)], -1)
+
+    side = parametric_surface(fn, nu, nv)
+    phi = np.linspace(0, 2 * math.pi, nu, endpoint=False)
+    caps = []
+    for v, sign in ((0.0, 1.0), (1.0, -1.0)):
+        r = float(radius_fn(np.array(v)))
+        caps.append(fan_cap(np.stack([r * np.sin(phi), -r * np.cos(phi)], 1), sign * height / 2, sign, r))
+    return merge([side] + caps)
+
+
+def extruded(outline: np.ndarray, height: float, smooth: bool = False) -> Geometry:
+    """Prism of a closed (x, z) ``outline`` (K, 2), star-shaped around the Y axis, from y = -height/2 to height/2
+    with flat caps. ``smooth``: side normals are averaged at the outline's corners (a rounded outline), else every
+    outline edge is a flat face with its own vertices (sharp corners). Side uv: u = arc length fraction, v = 0 at
+    the top; cap uv as :func:`fan_cap`."""
+    pts = np.asarray(outline, dtype=np.float64)
+    k = len(pts)
+    nxt = np.roll(pts, -1, axis=0)
+    edge = nxt - pts
+    normal = _normalize(np.stack([edge[:, 1], -edge[:, 0]], 1), fallback=(1.0, 0.0))
+    normal *= np.where(((pts + nxt) * normal).sum(1) < 0, -1.0, 1.0)[:, None]  # outward: away from the axis
+    arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(edge, axis=1))])
+    u = arc / arc[-1]
+    top, bottom = height / 2, -height / 2
+    if smooth:
+        corner = _normalize(normal + np.roll(normal, 1, axis=0), fallback=(1.0, 0.0))
+        ring = np.concatenate([pts, pts[:1]])                                  # (K + 1) with the seam repeated
+        ring_n = np.concatenate([corner, corner[:1]])
+        pos = np.concatenate([np.stack([ring[:, 0], np.full(k + 1, y), ring[:, 1]], 1) for y in (top, bottom)])
+        nrm = np.tile(np.stack([ring_n[:, 0], np.zeros(k + 1), ring_n[:, 1]], 1), (2, 1))
+        uv = np.concatenate([np.stack([u, np.full(k + 1, v)], 1) for v in (0.0, 1.0)])
+        side = _finish(pos, nrm, uv, _grid_faces(1, k))
+    else:
+        def at(p, y):
+            return np.stack([p[:, 0], np.full(k, y), p[:, 1]], 1)
+
+        pos = np.stack([at(pts, top), at(nxt, top), at(nxt, bottom), at(pts, bottom)], 1).reshape(-1, 3)
+        nrm = np.repeat(np.stack([normal[:, 0], np.zeros(k), normal[:, 1]], 1), 4, axis=0)
+        uv = np.stack([np.stack([u[:-1], np.zeros(k)], 1), np.stack([u[1:], np.zeros(k)], 1),
+                       np.stack([u[1:], np.ones(k)], 1), np.stack([u[:-1], np.ones(k)], 1)], 1).reshape(-1, 2)
+        quad = 4 * np.arange(k)[:, None]
+        side = _finish(pos, nrm, uv, np.concatenate([quad + [0, 1, 2], quad + [0, 2, 3]]))
+    reach = float(np.linalg.norm(pts, axis=1).max())
+    return merge([side, fan_cap(pts, top, 1.0, reach), fan_cap(pts, bottom, -1.0, reach)])
+
+
+def transformed(geometry: Geometry, matrix=None, offset=(0.0, 0.0, 0.0)) -> Geometry:
+    """``geometry`` mapped by x -> matrix @ x + offset (metres; matrix (3, 3) invertible, default identity); normals
+    by the inverse transpose, renormalised, and faces re-wound when the matrix mirrors."""
+    m = np.eye(3) if matrix is None else np.asarray(matrix, dtype=np.float64)
+    pos = geometry.vertices.astype(np.float64) @ m.T + np.asarray(offset, dtype=np.float64)
+    nrm = geometry.normals.astype(np.float64) @ np.linalg.inv(m)
+    return _finish(pos, nrm, geometry.uvs.astype(np.float64), geometry.faces)
 
 
 def merge(parts: list[Geometry]) -> Geometry:

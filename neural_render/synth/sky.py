@@ -3,6 +3,11 @@
 The image follows the project env map convention (types/envmap.py); each pixel is the mean of 4x4 sub-samples so
 the small sun disc is area-filtered, not aliased. Radiance units are arbitrary but physically plausible in ratio:
 sky ~1, sun disc ~ ``sun_radiance`` (default: the sun gives about 6x the sky's irradiance on a horizontal plane).
+
+``random_sky_params(rng, split)`` draws the sun elevation and the halo (the haze glow around the sun, our stand-in
+for turbidity) from disjoint ranges per dataset split (``SKY_SPLITS``): train keeps the generator's original ranges
+(mid-height suns, light to moderate haze); val has high suns and heavier haze; test has very low and near-zenith
+suns with either almost no halo or the haziest one. The other parameters share one range.
 """
 
 from __future__ import annotations
@@ -33,9 +38,39 @@ class SkyParams:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
 
 
-def random_sky_params(rng: np.random.Generator) -> SkyParams:
+@dataclass(frozen=True)
+class SkyRanges:
+    """Per-split ranges: unions of [low, high) intervals of the sun elevation (degrees) and the halo strength."""
+
+    elevation_deg: tuple[tuple[float, float], ...]
+    halo: tuple[tuple[float, float], ...]
+
+
+SKY_SPLITS = {
+    "train": SkyRanges(elevation_deg=((8.0, 65.0),), halo=((0.2, 1.0),)),
+    "val": SkyRanges(elevation_deg=((65.0, 78.0),), halo=((1.0, 1.4),)),
+    "test": SkyRanges(elevation_deg=((4.0, 8.0), (78.0, 88.0)), halo=((0.02, 0.2), (1.4, 1.8))),
+}
+
+
+def uniform_union(rng: np.random.Generator, intervals) -> float:
+    """One uniform draw from a union of disjoint intervals (a single interval: exactly ``rng.uniform(low, high)``)."""
+    if len(intervals) == 1:
+        return float(rng.uniform(*intervals[0]))
+    lengths = np.array([high - low for low, high in intervals])
+    x = float(rng.uniform(0.0, lengths.sum()))
+    for (low, high), length in zip(intervals, lengths):
+        if x < length:
+            return low + x
+        x -= length
+    return float(intervals[-1][1])
+
+
+def random_sky_params(rng: np.random.Generator, split: str = "train") -> SkyParams:
+    """Random sky of dataset split ``split`` (a key of ``SKY_SPLITS``; module doc)."""
+    ranges = SKY_SPLITS[split]
     warm = rng.uniform(0.0, 1.0)
-    elevation = float(rng.uniform(8.0, 65.0))
+    elevation = uniform_union(rng, ranges.elevation_deg)
     low = max(0.0, 1.0 - elevation / 30.0)  # low sun -> warmer light
     sun_color = (1.0, 0.93 - 0.25 * low * warm, 0.82 - 0.45 * low * warm)
     zenith = tuple(float(x) for x in np.array([0.2, 0.4, 0.9]) * rng.uniform(0.6, 1.3))
@@ -43,7 +78,7 @@ def random_sky_params(rng: np.random.Generator) -> SkyParams:
     return SkyParams(sun_elevation_deg=elevation, sun_azimuth_deg=float(rng.uniform(0.0, 360.0)),
                      sun_radius_deg=float(rng.uniform(1.5, 4.0)), zenith=zenith, horizon=horizon,
                      ground=tuple(float(x) for x in rng.uniform(0.05, 0.2, 3)), sun_color=sun_color,
-                     halo=float(rng.uniform(0.2, 1.0)))
+                     halo=uniform_union(rng, ranges.halo))
 
 
 def _directions(height: int, width: int, ss: int) -> np.ndarray:
