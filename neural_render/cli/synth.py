@@ -19,11 +19,17 @@ def add_arguments(parser) -> None:
     parser.add_argument("--frames", type=int, default=8, help="frames per clip (default 8)")
     parser.add_argument("--size", default="128x128", help="WxH in pixels (default 128x128)")
     parser.add_argument("--spp", type=int, default=64, help="path-tracing samples per pixel (default 64)")
-    parser.add_argument("--seed", type=int, default=0, help="dataset seed: clip i is a function of (seed, i)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="dataset seed: clip i is a function of (seed, i) (default: the --split's seed, else 0)")
+    parser.add_argument("--split", choices=("train", "val", "test"), default=None,
+                        help="dataset split (neural_render/synth/splits.py): its env maps, shape and material "
+                             "families, sky ranges and seed (train 1000, val 4000, test 7000); --envmaps and --seed "
+                             "override; recorded in synth.json. Val is for every choice, test is scored once")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--preview", action="store_true", help="also write preview.png + rgb.mp4 per clip")
-    parser.add_argument("--envmaps", default="train",
-                        help="'train' / 'test' (shipped split), a folder of .hdr/.exr files or one such file")
+    parser.add_argument("--envmaps", default=None,
+                        help="'train' / 'val' / 'test' / 'train_extra' (shipped maps of data/envmaps/split.json), a "
+                             "folder of .hdr/.exr files or one such file (default: the --split's maps, else train)")
     parser.add_argument("--sky", action="store_true", help="procedural sky (sun + gradient) instead of env maps")
     parser.add_argument("--meshes", nargs="*", default=[], metavar="FILE",
                         help="OBJ/GLB/PLY/... files that may replace procedural shapes")
@@ -47,20 +53,22 @@ def add_arguments(parser) -> None:
 
 
 def resolve_envmaps(spec: str) -> list[str]:
-    """'train' | 'test' | folder | file -> env map file paths (NeuralRenderError when none or not HDR)."""
+    """'train' | 'val' | 'test' | 'train_extra' | folder | file -> env map file paths (NeuralRenderError when none or
+    not HDR)."""
     from pathlib import Path
 
-    from neural_render.data_assets import envmap_path, envmap_split
+    from neural_render.data_assets import ENVMAP_SPLITS, envmap_path, envmap_split
     from neural_render.errors import NeuralRenderError
     from neural_render.io.hdr import HDR_SUFFIXES, LDR_SUFFIXES
 
-    if spec in ("train", "test"):
+    if spec in ENVMAP_SPLITS:
         return [str(envmap_path(name)) for name in envmap_split()[spec]]
     path = Path(spec)
     if path.is_file():
         return [str(path)]
     if not path.is_dir():
-        raise NeuralRenderError("--envmaps must be 'train', 'test', a folder or an env map file", spec)
+        raise NeuralRenderError(f"--envmaps must be one of {', '.join(ENVMAP_SPLITS)}, a folder or an env map file",
+                                spec)
     files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in HDR_SUFFIXES + LDR_SUFFIXES)
     ldr = [p for p in files if p.suffix.lower() in LDR_SUFFIXES]
     if ldr:
@@ -90,9 +98,15 @@ def run(args) -> int:
                          fps=args.fps, min_objects=args.min_objects, max_objects=args.max_objects, sky=args.sky,
                          env_height=args.env_height, env_tilt_deg=args.env_tilt, spawn_prob=args.spawn_prob,
                          roughness_variant=args.roughness_variant)
+    split = None
+    if args.split is not None:
+        from neural_render.synth.splits import get_split
+        split = get_split(args.split)
+        config = split.configure(config)
     config.validate()
-    envmaps = [] if args.sky else resolve_envmaps(args.envmaps)
-    job = SynthJob(out=args.out, config=config, seed=args.seed, envmap_paths=envmaps, mesh_paths=list(args.meshes),
+    seed = args.seed if args.seed is not None else split.seed if split else 0
+    envmaps = [] if args.sky else resolve_envmaps(args.envmaps or (split.envmaps if split else "train"))
+    job = SynthJob(out=args.out, config=config, seed=seed, envmap_paths=envmaps, mesh_paths=list(args.meshes),
                    preview=args.preview, proxy=args.proxy)
     report = run_synth(job, args.clips, workers=args.workers, progress=not args.no_progress,
                        first_clip=args.first_clip)
