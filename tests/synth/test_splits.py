@@ -5,6 +5,7 @@ import hashlib
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -51,15 +52,16 @@ def test_env_map_splits_are_disjoint_and_shipped():
         assert split_def.envmaps in split
 
 
-def test_test_maps_show_panoramas_no_train_or_val_map_shows():
+def test_test_maps_are_no_copy_of_a_train_or_val_map():
     """Pixel check of held-out-ness: no test map is a copy (at any yaw) of a train or val map."""
     from neural_render.io.hdr import read_hdr
 
-    sys.path.insert(0, "scripts")
+    scripts = str(Path(__file__).resolve().parents[2] / "scripts")
+    sys.path.insert(0, scripts)
     try:
         from import_envmaps import same_panorama
     finally:
-        sys.path.remove("scripts")
+        sys.path.remove(scripts)
     split = envmap_split()
     seen = [read_hdr(envmap_path(n)) for n in split["train"] + split["val"]]
     for name in split["test"]:
