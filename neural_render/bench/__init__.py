@@ -11,6 +11,7 @@ BENCHMARKS: dict[str, str] = {
     "backbone": "neural_render.bench.backbone",
     "synth": "neural_render.bench.synth",
     "inverse": "neural_render.bench.inverse",
+    "inverse-e2e": "neural_render.bench.inverse_e2e",
     "gpu-estimate": "neural_render.bench.gpu_estimate",
     "all": "neural_render.bench.all",
 }

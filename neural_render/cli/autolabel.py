@@ -235,7 +235,7 @@ def run(args) -> int:
 
     import lightning.pytorch as pl
 
-    from neural_render.cli.inverse import check_settings, model_dir, parse_size
+    from neural_render.cli.inverse import check_settings, model_dir, parse_size, warn_no_native_size
     from neural_render.errors import NeuralRenderError
 
     check_settings(args)
@@ -260,6 +260,7 @@ def run(args) -> int:
     if not module.pipe.is_trained:
         logging.getLogger(__name__).warning(f"{model_path} is an UNTRAINED model (0 training steps): its G-buffers "
                                             "are meaningless")
+    warn_no_native_size(module.pipe, size, model_path)
     processes = args.devices * args.num_nodes
     trainer = pl.Trainer(accelerator=args.accelerator, devices=args.devices, num_nodes=args.num_nodes,
                          strategy=args.strategy if processes > 1 else "auto", logger=False,

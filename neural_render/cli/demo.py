@@ -46,16 +46,12 @@ def add_arguments(parser) -> None:
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """'WxH' -> (W, H), both >= 8 (shared by synth, serve and bench)."""
-    from neural_render.errors import NeuralRenderError
+    """'WxH' -> (W, H), 'N' -> (N, N), both >= 8 (synth, serve and bench; parsed by the one size parser of every
+    command, :func:`neural_render.pipelines.frame_size.parse_size_arg`)."""
+    from neural_render.pipelines.frame_size import parse_size_arg
 
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise NeuralRenderError(f"size must look like WxH, e.g. 160x120, got {text!r}") from None
-    if w < 8 or h < 8:
-        raise NeuralRenderError(f"size must be at least 8x8, got {text!r}")
-    return w, h
+    size = parse_size_arg(text, minimum=8)
+    return (size, size) if isinstance(size, int) else (size[1], size[0])
 
 
 def inverse_folder(path: str | None):

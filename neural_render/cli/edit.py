@@ -30,6 +30,9 @@ def add_arguments(parser) -> None:
                         help="clip folder with G-buffers of VIDEO (e.g. from `neural-render inverse`): skip the inverse")
     parser.add_argument("--fov", type=float, default=60.0, help="horizontal FOV (degrees) for videos without a camera")
     add_model_arguments(parser)
+    from neural_render.cli.inverse import add_inverse_size_argument
+
+    add_inverse_size_argument(parser)
 
 
 def parse_edits(items: list[str]) -> dict:
@@ -112,8 +115,12 @@ def run(args) -> int:
     check_mask(mask, video, args.mask)
     gbuffer = read_gbuffer(args.gbuffer, video, args.video)
     pipe = load_pipelines(args, need_inverse=gbuffer is None)
+    from neural_render.cli.inverse import parse_size, report_inverse_size
+
+    size = parse_size(args.size)
     result = pipe.edit(video, mask, edits, env, camera=camera, keep_outside=not args.no_keep_outside,
-                       gbuffer=gbuffer, seed=args.seed, domain=args.domain)
+                       gbuffer=gbuffer, seed=args.seed, domain=args.domain, processing_size=size)
+    report_inverse_size(pipe.inverse, result.processing_size, size)
     write_mp4(out, result.video, fps, args.exposure)
     sbs = out.with_name(out.stem + ".side_by_side.mp4")
     write_mp4(sbs, side_by_side([video, result.video]), fps, args.exposure)

@@ -68,6 +68,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--blend", choices=("differential", "full"), default="differential")
     parser.add_argument("--no-progress", action="store_true")
     add_model_arguments(parser)
+    from neural_render.cli.inverse import add_inverse_size_argument
+
+    add_inverse_size_argument(parser)
 
 
 def _floats(text: str, count: int | None, what: str) -> list[float]:
@@ -161,7 +164,11 @@ def scene_gbuffers(args, video, meta):
     if not pipe.is_trained:
         import logging
         logging.getLogger(__name__).warning("the inverse model is UNTRAINED: its G-buffers are meaningless")
-    result = pipe(video, seed=args.seed, progress=not args.no_progress)
+    from neural_render.cli.inverse import parse_size, report_inverse_size
+
+    size = parse_size(args.size)
+    result = pipe(video, seed=args.seed, progress=not args.no_progress, processing_size=size)
+    report_inverse_size(pipe, result.processing_size, size)
     return result.gbuffer, None
 
 

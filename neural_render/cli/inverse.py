@@ -34,7 +34,8 @@ def add_model_arguments(parser) -> None:
     parser.add_argument("--overlap", type=int, default=INVERSE_OVERLAP,
                         help=f"frames shared by neighbouring windows (default {INVERSE_OVERLAP})")
     parser.add_argument("--size", default=None,
-                        help="processing size: N (longer side) or HxW (default: the model's, else the input size)")
+                        help="processing size: WxH or N (longer side) (default: the model's native size, else the "
+                             "input size); outputs are resized back to the input size")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     parser.add_argument("--fov", type=float, default=60.0,
                         help="horizontal FOV in degrees for videos without a camera (default 60)")
@@ -49,21 +50,65 @@ def add_arguments(parser) -> None:
 
 
 def parse_size(text: str | None):
-    """'N' -> int, 'HxW' -> (h, w), None -> None (NeuralRenderError otherwise)."""
-    from neural_render.errors import NeuralRenderError
+    """--size: 'WxH' -> (h, w), 'N' -> N (longer side), None -> None (the one parser of every command,
+    :func:`neural_render.pipelines.frame_size.parse_size_arg`)."""
+    from neural_render.pipelines.frame_size import parse_size_arg
 
-    if text is None:
+    return parse_size_arg(text)
+
+
+def warn_no_native_size(pipe, size=None, model_path=None) -> None:
+    """Log a warning when no --size is given and the model records no native size (older folders: the input size
+    is used, as before)."""
+    import logging
+
+    if size is None and pipe.default_processing_size() is None:
+        logging.getLogger(__name__).warning(f"{model_path or 'the inverse model'} records no native size (a folder "
+                                            "from before native_size): processing at the input size; --size N sets it")
+
+
+def check_input_size(pipe, input_path, size=None, passes=None):
+    """Before decoding ``input_path``: refuse an input whose run would exceed the memory budget (NeuralRenderError
+    with a hint; pipelines/memory.py). Returns the planned processing (h, w), or None when the input's size is
+    unknown (the reader then reports the input)."""
+    from neural_render.io.video_probe import probe_input
+    from neural_render.pipelines.memory import GBUFFER_CHANNELS, MemoryEstimate, check_memory
+    from neural_render.types.gbuffer import PASS_CHANNELS
+
+    probe = probe_input(input_path)
+    if probe is None:
         return None
-    try:
-        if "x" in text.lower():
-            h, w = (int(v) for v in text.lower().split("x"))
-            if h > 0 and w > 0:
-                return (h, w)
-        elif int(text) > 0:
-            return int(text)
-    except ValueError:
-        pass
-    raise NeuralRenderError(f"--size must be N or HxW with positive integers, got {text!r}")
+    channels = GBUFFER_CHANNELS if not passes else 1 + sum(PASS_CHANNELS.get(p, 0) for p in passes if p != "mask")
+    proc = pipe.processing_shape(probe.height, probe.width, size)
+    check_memory(MemoryEstimate(probe.frames, (probe.height, probe.width), proc, channels), input_path,
+                 size_hint=lambda side: pipe.processing_shape(probe.height, probe.width, side))
+    return proc
+
+
+def add_inverse_size_argument(parser) -> None:
+    """``--size`` of the commands that run the inverse model as one step (relight, edit, insert)."""
+    from neural_render.pipelines.frame_size import SIZE_HELP
+
+    parser.add_argument("--size", default=None,
+                        help=f"processing size of the inverse step: {SIZE_HELP} (default: the inverse model's native "
+                             "size, else the input size); its G-buffers are resized back to the input size")
+
+
+def report_inverse_size(inverse, proc, size=None) -> None:
+    """Print the size the inverse step processed at (nothing when it did not run: G-buffers given)."""
+    if proc is None or inverse is None:
+        return
+    warn_no_native_size(inverse, size)
+    print(f"inverse step processed at {size_text(proc, inverse)}")
+
+
+def size_text(proc, pipe=None) -> str:
+    """'64x48' (+ ' (the model's native size)' when that is what decided it) for the messages of every command."""
+    text = f"{int(proc[1])}x{int(proc[0])}"
+    native = getattr(pipe, "native_size", None)
+    if native is not None and pipe.processing_size is None and max(proc) == native:
+        text += " (the model's native size)"
+    return text
 
 
 def check_settings(args) -> None:
@@ -121,7 +166,6 @@ def read_input(path: str | os.PathLike, fov: float = 60.0):
 
     from neural_render.errors import NeuralRenderError
     from neural_render.io import read_clip, read_video
-    from neural_render.render.tonemap import srgb_to_linear
     from neural_render.types import Camera
 
     p = Path(path)
@@ -133,8 +177,24 @@ def read_input(path: str | os.PathLike, fov: float = 60.0):
     frames, fps = read_video(p)
     t, h, w, _ = frames.shape
     camera = Camera.from_fov(fov, w, h, torch.eye(4).repeat(1, t, 1, 1))
-    rgb = srgb_to_linear(torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255.0)[None].contiguous()
-    return rgb, camera, fps, "mp4"
+    return srgb8_to_linear(frames), camera, fps, "mp4"
+
+
+def srgb8_to_linear(frames) -> "torch.Tensor":
+    """uint8 sRGB (T, H, W, 3) numpy -> linear (1, T, 3, H, W) float32 through a 256-entry table of
+    :func:`srgb_to_linear` (the values of the elementwise formula; a few frames at a time, so no full-size float
+    temporaries)."""
+    import torch
+
+    from neural_render.render.tonemap import srgb_to_linear
+
+    t, h, w, _ = frames.shape
+    table = srgb_to_linear(torch.arange(256, dtype=torch.float32) / 255.0)
+    rgb = torch.empty((1, t, 3, h, w), dtype=torch.float32)
+    step = max(1, (1 << 24) // max(1, h * w * 3))
+    for a in range(0, t, step):
+        rgb[0, a:a + step] = table[torch.from_numpy(frames[a:a + step]).to(torch.int32)].permute(0, 3, 1, 2)
+    return rgb
 
 
 def model_info(pipe, model_path) -> dict:
@@ -150,12 +210,14 @@ def label_video(pipe, input_path, out_dir, args, model_path=None) -> dict:
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise NeuralRenderError("output exists and is not a folder", out)
+    size = parse_size(args.size)
+    check_input_size(pipe, input_path, size, args.passes)
     rgb, camera, fps, rgb_format = read_input(input_path, args.fov)
-    result = pipe(rgb, passes=args.passes, num_steps=args.steps, processing_size=parse_size(args.size),
+    result = pipe(rgb, passes=args.passes, num_steps=args.steps, processing_size=size,
                   window=args.window, overlap=args.overlap, seed=args.seed, progress=not args.no_progress)
     settings = {"source": str(input_path), **model_info(pipe, model_path), "passes": list(result.gbuffer.passes),
                 "steps": int(args.steps or pipe.default_steps()), "window": args.window, "overlap": args.overlap,
-                "processing_size": list(result.processing_size), "seed": args.seed,
+                "processing_size": list(result.processing_size), "native_size": pipe.native_size, "seed": args.seed,
                 "windows": [list(w) for w in result.windows],
                 "depth": "relative: 1 = farthest visible surface (scale unknown), 0 = background"}
     with atomic_dir(out) as tmp:
@@ -163,21 +225,54 @@ def label_video(pipe, input_path, out_dir, args, model_path=None) -> dict:
     return {"frames": int(rgb.shape[1]), "size": [int(rgb.shape[3]), int(rgb.shape[4])], **settings}
 
 
+def write_fast_png(path: Path, image) -> None:
+    """uint8 (H, W, 3) -> PNG at zlib level 1 (lossless; ~3x faster than the default level 6 for a contact sheet of
+    512-pixel tiles, file ~30% larger), atomically."""
+    from PIL import Image
+
+    from neural_render.io.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        Image.fromarray(image).save(tmp, format="PNG", compress_level=1)
+
+
+#: frame EXRs of the output clip: lossless, ~4x faster to write than zip for G-buffers (files ~15% larger)
+OUTPUT_EXR_COMPRESSION = "rle"
+
+
 def write_outputs(folder: Path, rgb, gbuffer, camera, fps: float, rgb_format: str, settings: dict) -> None:
-    """Clip folder + previews/<pass>.mp4 + contact_sheet.png into the (temporary, empty) ``folder``."""
-    from neural_render.io import Clip, ClipMeta, write_clip, write_image, write_video
-    from neural_render.viz.contact_sheet import gbuffer_contact_sheet, pass_to_display
+    """Clip folder + previews/<pass>.mp4 + contact_sheet.png into the (temporary, empty) ``folder``.
+
+    Each pass is converted for display once (its preview and its contact-sheet column); the previews are encoded by
+    ffmpeg on worker threads while the frame EXRs are written."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    from neural_render.io import Clip, ClipMeta, write_clip, write_video
+    from neural_render.io.exr import exr_compression
+    from neural_render.viz.contact_sheet import COLUMN_ORDER, make_contact_sheet, pass_to_display
 
     meta = ClipMeta.for_camera(camera, fps=float(fps), extra={"inverse": settings})
-    stage = folder / ".clip"
-    write_clip(stage, Clip(rgb=rgb, gbuffer=gbuffer, camera=camera, meta=meta), rgb_format=rgb_format)
-    for child in stage.iterdir():
-        os.replace(child, folder / child.name)
-    stage.rmdir()
     mask = gbuffer.mask[0] if gbuffer.mask is not None else None
-    for name, x in gbuffer.passes.items():
-        write_video(folder / PREVIEW_DIR / f"{name}.mp4", pass_to_display(name, x[0], mask).numpy(), fps=float(fps))
-    write_image(folder / CONTACT_SHEET, gbuffer_contact_sheet(gbuffer, rgb))
+    shown = {name: pass_to_display(name, x[0], mask) for name, x in gbuffer.passes.items()}
+    (folder / PREVIEW_DIR).mkdir(exist_ok=True)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        jobs = [pool.submit(write_video, folder / PREVIEW_DIR / f"{name}.mp4", y.numpy(), fps=float(fps))
+                for name, y in shown.items()]
+        stage = folder / ".clip"
+        with exr_compression(OUTPUT_EXR_COMPRESSION):
+            write_clip(stage, Clip(rgb=rgb, gbuffer=gbuffer, camera=camera, meta=meta), rgb_format=rgb_format)
+        for child in stage.iterdir():
+            os.replace(child, folder / child.name)
+        stage.rmdir()
+        t = int(rgb.shape[1])  # the rows of viz.contact_sheet.gbuffer_contact_sheet: up to 6 frames spread evenly
+        rows = np.unique(np.linspace(0, t - 1, num=min(t, 6)).round().astype(int))
+        columns = {"rgb": pass_to_display("rgb", rgb[0, rows])}
+        columns.update({name: shown[name][rows] for name in COLUMN_ORDER[1:] if name in shown})
+        write_fast_png(folder / CONTACT_SHEET, make_contact_sheet(columns, max_rows=len(rows)))
+        for job in jobs:
+            job.result()
 
 
 def run(args) -> int:
@@ -191,10 +286,11 @@ def run(args) -> int:
         import logging
         logging.getLogger(__name__).warning(f"{path} is an UNTRAINED model (0 training steps): its G-buffers "
                                             "are meaningless")
+    warn_no_native_size(pipe, parse_size(args.size), path)
     start = time.perf_counter()
     summary = label_video(pipe, args.input, args.out, args, path)
     print(f"{args.out}: {summary['frames']} frames {summary['size'][1]}x{summary['size'][0]}, passes "
           f"{', '.join(summary['passes'])}, {summary['steps']} steps, {len(summary['windows'])} window(s), "
-          f"processed at {summary['processing_size'][1]}x{summary['processing_size'][0]} in "
+          f"processed at {size_text(summary['processing_size'], pipe)} in "
           f"{time.perf_counter() - start:.1f} s")
     return 0

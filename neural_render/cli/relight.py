@@ -33,6 +33,9 @@ def add_arguments(parser) -> None:
                         help="clip folder with G-buffers of VIDEO (e.g. from `neural-render inverse`): skip the inverse")
     parser.add_argument("--fov", type=float, default=60.0, help="horizontal FOV (degrees) for videos without a camera")
     add_model_arguments(parser)
+    from neural_render.cli.inverse import add_inverse_size_argument
+
+    add_inverse_size_argument(parser)
 
 
 def side_by_side(videos) -> "torch.Tensor":
@@ -90,7 +93,12 @@ def run(args) -> int:
     video, camera, fps, _ = read_input(args.video, fov=args.fov)
     gbuffer = read_gbuffer(args.gbuffer, video, args.video)
     pipe = load_pipelines(args, need_inverse=gbuffer is None)
-    result = pipe.relight(video, envs, camera=camera, gbuffer=gbuffer, seed=args.seed, domain=args.domain)
+    from neural_render.cli.inverse import parse_size, report_inverse_size
+
+    size = parse_size(args.size)
+    result = pipe.relight(video, envs, camera=camera, gbuffer=gbuffer, seed=args.seed, domain=args.domain,
+                          processing_size=size)
+    report_inverse_size(pipe.inverse, result.processing_size, size)
     if out.suffix.lower() == ".mp4":
         write_mp4(out, result.videos[0], fps, args.exposure)
         sbs = out.with_name(out.stem + ".side_by_side.mp4")

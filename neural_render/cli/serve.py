@@ -13,7 +13,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     parser.add_argument("--frames", type=int, default=16, help="frames of the demo scene (default 16)")
-    parser.add_argument("--size", default="128x96", help="WxH of the demo scene (default 128x96)")
+    parser.add_argument("--size", default="128x96", help="size of the demo scene: WxH, or N for NxN (default 128x96)")
     parser.add_argument("--fps", type=float, default=12.0, help="frame rate of the demo scene's video")
     parser.add_argument("--max-frames", type=int, default=24, help="uploaded videos are cut to this many frames")
     parser.add_argument("--model", default=None,

@@ -28,24 +28,28 @@ def add_arguments(parser) -> None:
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
     parser.add_argument("--window", type=int, default=None, help="latent frames per window (default: the model's)")
     parser.add_argument("--overlap", type=int, default=None, help="latent frames shared by windows (default: model's)")
-    parser.add_argument("--size", default=None, help="processing size HxW (default: the input size)")
+    parser.add_argument("--size", default=None,
+                        help="processing size: WxH or N (longer side), multiples of the model stride "
+                             "(default: the input size)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     parser.add_argument("--fps", type=float, default=None, help="output frame rate (default: the input's)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def parse_hw(text: str | None):
-    from neural_render.errors import NeuralRenderError
+    """--size: 'WxH' -> (h, w), 'N' -> N (longer side; resolved against the input by :func:`processing_hw`), None."""
+    from neural_render.pipelines.frame_size import parse_size_arg
 
-    if text is None:
-        return None
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-        if h > 0 and w > 0:
-            return (h, w)
-    except ValueError:
-        pass
-    raise NeuralRenderError(f"--size must be HxW with positive integers, got {text!r}")
+    return parse_size_arg(text)
+
+
+def processing_hw(size, rgb, stride: int):
+    """--size N (longer side) -> (h, w) for this video, in multiples of ``stride``; (h, w) and None unchanged."""
+    if not isinstance(size, int):
+        return size
+    from neural_render.pipelines.frame_size import processing_shape
+
+    return processing_shape(int(rgb.shape[-2]), int(rgb.shape[-1]), stride, size)
 
 
 def read_video_input(path: str | os.PathLike):
@@ -138,7 +142,9 @@ def run(args) -> int:
     rgb, camera, fps = read_video_input(args.video)
     torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
     out = pipe(rgb, strength=args.strength, num_steps=args.steps, window=args.window, overlap=args.overlap,
-               processing_size=size, seed=args.seed, progress=not args.no_progress)
+               processing_size=processing_hw(size, rgb, pipe.stride), seed=args.seed, progress=not args.no_progress)
     write_output(args.out, out.frames, camera, float(args.fps or fps))
-    print(f"{args.out}  ({out.frames.shape[1]} frames, {len(out.windows)} window(s), strength {args.strength})")
+    ph, pw = out.processing_size
+    print(f"{args.out}  ({out.frames.shape[1]} frames, {len(out.windows)} window(s), strength {args.strength}, "
+          f"processed at {pw}x{ph})")
     return 0

@@ -17,7 +17,7 @@ def add_arguments(parser) -> None:
                         help="index of the first clip (default 0): a later slice of the same dataset, e.g. scenes a "
                              "model trained on clips 0..511 never saw")
     parser.add_argument("--frames", type=int, default=8, help="frames per clip (default 8)")
-    parser.add_argument("--size", default="128x128", help="WxH in pixels (default 128x128)")
+    parser.add_argument("--size", default="128x128", help="frame size: WxH, or N for NxN (default 128x128)")
     parser.add_argument("--spp", type=int, default=64, help="path-tracing samples per pixel (default 64)")
     parser.add_argument("--seed", type=int, default=None,
                         help="dataset seed: clip i is a function of (seed, i) (default: the --split's seed, else 0)")

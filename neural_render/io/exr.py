@@ -12,6 +12,8 @@ Per-frame clip EXRs hold the RGB and G-buffer passes of one frame as channels ``
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 from pathlib import Path
 
@@ -33,6 +35,23 @@ GBUFFER_CHANNELS: dict[str, tuple[str, ...]] = {
 
 #: Accepted ``compression`` names. zip/zips/rle/piz/zstd are lossless; pxr24 is lossy for float32; b44/dwa are lossy.
 COMPRESSIONS = ("none", "rle", "zips", "zip", "piz", "pxr24", "b44", "b44a", "dwaa", "dwab", "zstd")
+
+#: compression of :func:`write_frame_exr` when none is given; :func:`exr_compression` changes it for a block
+_FRAME_COMPRESSION: contextvars.ContextVar[str] = contextvars.ContextVar("frame_exr_compression", default="zip")
+
+
+@contextlib.contextmanager
+def exr_compression(name: str):
+    """Within the block (this thread / context), frame EXRs written without an explicit ``compression`` use ``name``
+    (e.g. "rle": lossless, ~4x faster to write than "zip" for G-buffers, files ~15% larger). Lossless names keep the
+    pixels bit-exact."""
+    if str(name).lower() not in COMPRESSIONS:
+        raise NeuralRenderError(f"unknown EXR compression {name!r}; choose one of {', '.join(COMPRESSIONS)}")
+    token = _FRAME_COMPRESSION.set(str(name).lower())
+    try:
+        yield
+    finally:
+        _FRAME_COMPRESSION.reset(token)
 
 
 def _compression(name: str, path) -> object:
@@ -125,11 +144,14 @@ def read_exr(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return out
 
 
-def write_frame_exr(path: str | os.PathLike, passes: dict[str, np.ndarray], compression: str = "zip") -> None:
+def write_frame_exr(path: str | os.PathLike, passes: dict[str, np.ndarray], compression: str | None = None) -> None:
     """Write one frame's passes to an EXR: name -> (C, H, W) float32 with C = len(GBUFFER_CHANNELS[name]).
 
     Channels are named ``"<pass>.<suffix>"``; values are stored as float32 (bit-exact round trip).
+    compression: default "zip", or what an enclosing :func:`exr_compression` block set.
     """
+    if compression is None:
+        compression = _FRAME_COMPRESSION.get()
     if not isinstance(passes, dict) or not passes:
         raise NeuralRenderError("write_frame_exr needs a non-empty dict of passes", path)
     channels: dict[str, np.ndarray] = {}

@@ -6,10 +6,12 @@ Pure functions on the project layout (B, T, C, H, W); shared by the inverse and 
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-from torch import Tensor
+from typing import TYPE_CHECKING
 
 from neural_render.errors import NeuralRenderError
+
+if TYPE_CHECKING:  # torch is imported by the functions that use it: parse_size_arg serves --help-fast CLI modules
+    from torch import Tensor
 
 
 def resize_video(x: Tensor, height: int, width: int) -> Tensor:
@@ -43,3 +45,36 @@ def processing_shape(height: int, width: int, stride: int, size: int | Sequence[
     if len(size) != 2 or min(int(s) for s in size) < stride:
         raise NeuralRenderError(f"processing size must be an int or (h, w) >= the stride {stride}, got {size}")
     return snap(int(size[0])), snap(int(size[1]))
+
+
+SIZE_HELP = "WxH or N (longer side)"
+
+
+def parse_size_arg(text: str | None, option: str = "--size", minimum: int = 1) -> int | tuple[int, int] | None:
+    """The one parser of every command's size option: 'N' -> N (the longer side), 'WxH' -> (h, w) (height first, the
+    project's internal order), None -> None. Each value must be an integer >= ``minimum`` (NeuralRenderError
+    otherwise, naming ``option``)."""
+    if text is None:
+        return None
+    value = str(text).strip().lower()
+    try:
+        if "x" in value:
+            w, h = (int(v) for v in value.split("x"))
+            if min(w, h) >= minimum:
+                return (h, w)
+        elif int(value) >= minimum:
+            return int(value)
+    except ValueError:
+        pass
+    raise NeuralRenderError(f"{option} must be {SIZE_HELP}, integers >= {minimum}, e.g. 640x480 or 512; "
+                            f"got {text!r}")
+
+
+def format_size(size: int | Sequence[int] | None) -> str:
+    """(h, w) -> 'WxH', N -> 'N (longer side)', None -> 'the input size' (messages)."""
+    if size is None:
+        return "the input size"
+    if isinstance(size, int):
+        return f"{size} (longer side)"
+    h, w = (int(s) for s in size)
+    return f"{w}x{h}"

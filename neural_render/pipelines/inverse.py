@@ -27,6 +27,10 @@ length.
 
 Any size: frames are resized (bilinear, antialiased: kornia) to a processing size whose sides are multiples of
 :attr:`InverseRenderingPipeline.stride` (codec spatial factor x backbone spatial multiple), outputs resized back.
+The processing size is, first found: the call's ``processing_size``, the folder's ``processing_size``, the model's
+``native_size`` (the longer side of its training frames, like Marigold's processing resolution: the model sees
+objects at the scale it was trained on, and a 4000x3000 video costs what a 64x48 one does) and, for folders that
+record none, the input size.
 A side smaller than the stride is an error. Any length: overlapping windows blended in latent space at every
 denoising step (:mod:`neural_render.pipelines.windows`); conditions are encoded and outputs decoded chunk by chunk,
 so peak memory grows with length only by the latents (and the returned G-buffer; :meth:`stream` avoids holding it).
@@ -34,7 +38,7 @@ Codecs with temporal compression (Wan VAE, T = 1 + 4k) encode/decode the whole v
 internally); video frames are padded by repeating the last frame and cropped back.
 
 Folder: a :class:`VideoDiffusionPipeline` folder plus ``inverse_config.json`` (mode, passes, mask threshold,
-processing size, default steps, training info); folders without it (plain ``DiffusionSystem.export``) load with the
+processing size, native size, default steps, training info); folders without it (plain ``DiffusionSystem.export``) load with the
 mode inferred from the channel counts.
 """
 
@@ -63,6 +67,7 @@ from neural_render.types.gbuffer import (
     PREDICTED_PASSES,
     GBuffer,
     unpack_pass,
+    vector_length,
 )
 
 INVERSE_CONFIG = "inverse_config.json"
@@ -119,21 +124,24 @@ class InverseRenderingPipeline(VideoDiffusionPipeline):
     mode: "per_pass" | "joint" | None (inferred: latent channels == codec channels -> per_pass, else joint).
     passes: model passes in order (per_pass default: the pass embedding's names; joint: the 5 predicted passes,
     + mask for 6 blocks). mask_threshold: relative depth above which a pixel is foreground. processing_size: default
-    for ``__call__``. num_steps: default steps (None: 1 for the x0 denoiser, else 20). info: training info
+    for ``__call__``. native_size: the longer side of the frames the model was trained on (the default processing
+    size when ``processing_size`` is None; None: unknown, the input size is used). num_steps: default steps (None: 1 for the x0 denoiser, else 20). info: training info
     (``global_step``; 0 means UNTRAINED).
     """
 
     def __init__(self, backbone, denoiser, codec=None, pass_embedding=None, mode: str | None = None,
                  passes: Sequence[str] | None = None, mask_threshold: float = DEFAULT_MASK_THRESHOLD,
                  processing_size: int | Sequence[int] | None = None, num_steps: int | None = None,
-                 info: dict | None = None, skip_passes: Sequence[str] = (), skip_filter_sigma: float = 0.0):
+                 info: dict | None = None, skip_passes: Sequence[str] = (), skip_filter_sigma: float = 0.0,
+                 native_size: int | None = None):
         super().__init__(backbone, denoiser, codec, pass_embedding)
         self.configure(mode=mode, passes=passes, mask_threshold=mask_threshold, processing_size=processing_size,
-                       num_steps=num_steps, info=info, skip_passes=skip_passes, skip_filter_sigma=skip_filter_sigma)
+                       num_steps=num_steps, info=info, skip_passes=skip_passes, skip_filter_sigma=skip_filter_sigma,
+                       native_size=native_size)
 
     # ------------------------------------------------------------------ configuration
     def configure(self, mode=None, passes=None, mask_threshold=DEFAULT_MASK_THRESHOLD, processing_size=None,
-                  num_steps=None, info=None, skip_passes=(), skip_filter_sigma=0.0, source=None
+                  num_steps=None, info=None, skip_passes=(), skip_filter_sigma=0.0, native_size=None, source=None
                   ) -> InverseRenderingPipeline:
         """Set and validate the inverse settings against the components (NeuralRenderError naming ``source``)."""
         codec, backbone = self.codec, self.backbone
@@ -167,6 +175,10 @@ class InverseRenderingPipeline(VideoDiffusionPipeline):
             raise NeuralRenderError(f"mask_threshold must be in (0, 1), got {mask_threshold}", source)
         if num_steps is not None and int(num_steps) < 1:
             raise NeuralRenderError(f"num_steps must be >= 1, got {num_steps}", source)
+        if native_size is not None and (isinstance(native_size, bool) or not isinstance(native_size, int)
+                                        or native_size < self.stride):
+            raise NeuralRenderError(f"native_size must be an integer >= the model stride {self.stride} (the longer "
+                                    f"side of the training frames) or null, got {native_size!r}", source)
         skip_passes = [str(p) for p in (skip_passes or ())]
         if any(p not in passes or PASS_CHANNELS[p] != 3 for p in skip_passes):
             raise NeuralRenderError(f"skip_passes must be 3-channel passes among {passes}, got {skip_passes}", source)
@@ -177,13 +189,25 @@ class InverseRenderingPipeline(VideoDiffusionPipeline):
                                 int(processing_size) if isinstance(processing_size, int) else
                                 tuple(int(s) for s in processing_size))
         self.num_steps = None if num_steps is None else int(num_steps)
+        self.native_size = None if native_size is None else int(native_size)
         self.info = dict(info or {})
         return self
+
+    def default_processing_size(self) -> int | tuple[int, int] | None:
+        """What a call without ``processing_size`` processes at: the folder's ``processing_size``, else the model's
+        ``native_size`` (longer side), else None (the input size)."""
+        return self.processing_size if self.processing_size is not None else self.native_size
+
+    def processing_shape(self, height: int, width: int, processing_size=None) -> tuple[int, int]:
+        """The (h, w) a (height, width) video is processed at for ``processing_size`` (None: the default)."""
+        size = processing_size if processing_size is not None else self.default_processing_size()
+        return processing_shape(height, width, self.stride, size)
 
     def inverse_config(self) -> dict:
         size = self.processing_size
         return {"mode": self.mode, "passes": list(self.passes), "mask_threshold": self.mask_threshold,
-                "processing_size": list(size) if isinstance(size, tuple) else size, "num_steps": self.num_steps,
+                "processing_size": list(size) if isinstance(size, tuple) else size, "native_size": self.native_size,
+                "num_steps": self.num_steps,
                 "skip_passes": list(self.skip_passes), "skip_filter_sigma": self.skip_filter_sigma, "info": self.info}
 
     # ------------------------------------------------------------------ persistence
@@ -195,7 +219,7 @@ class InverseRenderingPipeline(VideoDiffusionPipeline):
     def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device | None = None):
         """Load a pipeline folder (any malformed folder -> NeuralRenderError naming it)."""
         allowed = {"mode", "passes", "mask_threshold", "processing_size", "num_steps", "skip_passes",
-                   "skip_filter_sigma", "info"}
+                   "skip_filter_sigma", "native_size", "info"}
         return cls._load_with_settings(directory, INVERSE_CONFIG, allowed, "an inverse rendering pipeline",
                                        required=False, adopt=True, device=device)
 
@@ -218,7 +242,7 @@ class InverseRenderingPipeline(VideoDiffusionPipeline):
         if mask or "mask" in (passes or ()):
             run.add("mask" if "mask" in self.passes else "depth" if "depth" in self.passes else None)
         run.discard(None)
-        proc = processing_shape(h, w, self.stride, processing_size if processing_size is not None else self.processing_size)
+        proc = self.processing_shape(h, w, processing_size)
         padded, latent_t, spans = fit_windows(t, self.codec, self.backbone.frame_rule, window, overlap)
         return _Plan(b, t, padded, latent_t, (h, w), proc, (proc[0] // self.codec.spatial_factor,
                      proc[1] // self.codec.spatial_factor), spans, [p for p in self.passes if p in run], out_passes,
@@ -228,6 +252,19 @@ class InverseRenderingPipeline(VideoDiffusionPipeline):
         return video_span(a, c, int(getattr(self.codec, "temporal_factor", 1)), plan.frames)
 
     # ------------------------------------------------------------------ condition
+    @torch.no_grad()
+    def _resized(self, video: Tensor, plan: _Plan) -> Tensor:
+        """The video on the pipeline's device at the processing size, resized chunk by chunk as :meth:`_condition`
+        does (so encoding it gives the same latents)."""
+        (ph, pw), device = plan.proc, self.device
+        if tuple(video.shape[-2:]) == (ph, pw) and video.device == device and video.dtype == torch.float32:
+            return video
+        chunk = max(b - a for a, b in plan.spans) if int(getattr(self.codec, "temporal_factor", 1)) == 1 else plan.frames
+        out = torch.empty((plan.batch, plan.frames, 3, ph, pw), dtype=torch.float32, device=device)
+        for a in range(0, plan.frames, chunk):
+            out[:, a:a + chunk] = resize_video(video[:, a:a + chunk].to(device, torch.float32), ph, pw)
+        return out
+
     @torch.no_grad()
     def _condition(self, video: Tensor, plan: _Plan, filter_sigma: float = 0.0) -> Tensor:
         """(B, T', Cc, h, w) condition latents, encoded chunk by chunk for frame-independent codecs; with
@@ -265,6 +302,8 @@ class InverseRenderingPipeline(VideoDiffusionPipeline):
         """Denoised latents {pass: (B, T', C, h, w)} of the passes the request needs, and the plan."""
         plan = self._plan(video, passes, processing_size, window, overlap, mask, zero_background)
         steps = int(num_steps or self.default_steps())
+        if self.skip_filter_sigma and any(p in plan.run_passes for p in self.skip_passes):
+            video = self._resized(video, plan)  # resized once for both encodings (condition and skip base)
         cond = self._condition(video, plan)
         c = int(self.codec.latent_channels)
         h, w = plan.latent_hw
@@ -334,7 +373,7 @@ class InverseRenderingPipeline(VideoDiffusionPipeline):
                 x = x * scale.view(-1, 1, 1, 1, 1)
             elif name == "normal":  # a vector that decoded to exactly zero faces the camera (+Z)
                 facing = torch.tensor([0.0, 0.0, 1.0]).view(1, 1, 3, 1, 1)
-                x = torch.where((x.norm(dim=2, keepdim=True) > 0.5), x, facing)
+                x = torch.where(vector_length(x) > 0.5, x, facing)
             out[name] = x * mask if mask is not None and plan.zero_background else x
         if mask is not None:
             out["mask"] = mask
@@ -356,7 +395,8 @@ class InverseRenderingPipeline(VideoDiffusionPipeline):
         """Estimate G-buffers of ``video`` (B, T, 3, H, W) linear float32 (any T >= 1, H, W >= :attr:`stride`).
 
         passes: subset of :attr:`passes` (default all); num_steps: sampler steps (default :meth:`default_steps`);
-        processing_size: int (longer side) | (h, w) | None (input size); window / overlap: video frames per window
+        processing_size: int (longer side) | (h, w) | None (:meth:`default_processing_size`: the folder's processing
+        size, else the model's native size, else the input size); window / overlap: video frames per window
         and overlap (converted to latent frames, fitted to the codec and backbone frame rules); generator or seed
         (per-pass seeds ``seed + 7919 * pass index``); mask: add the foreground mask (see module doc);
         zero_background: set every pass to 0 outside that mask (default; False keeps the predicted values);

@@ -31,21 +31,25 @@ EDITABLE = {"basecolor": 3, "roughness": 1, "metallic": 1}
 
 @dataclass
 class RelightOutput:
-    """gbuffer: the inverse estimate (B, T, C, H, W); videos: one (B, T, 3, H, W) linear render per env map."""
+    """gbuffer: the inverse estimate (B, T, C, H, W); videos: one (B, T, 3, H, W) linear render per env map;
+    processing_size: (h, w) the inverse model ran at (None when the G-buffers were given)."""
 
     gbuffer: GBuffer
     videos: list[Tensor]
+    processing_size: tuple[int, int] | None = None
 
 
 @dataclass
 class EditOutput:
     """gbuffer: estimate; edited: edited G-buffer; rendered: forward render of ``edited`` (B, T, 3, H, W) linear;
-    video: ``rendered`` composited over the input outside the mask (== rendered without keep_outside)."""
+    video: ``rendered`` composited over the input outside the mask (== rendered without keep_outside);
+    processing_size: (h, w) the inverse model ran at (None when the G-buffers were given)."""
 
     gbuffer: GBuffer
     edited: GBuffer
     rendered: Tensor
     video: Tensor
+    processing_size: tuple[int, int] | None = None
 
 
 def check_video(video: Tensor, source: str | None = None) -> None:
@@ -126,43 +130,56 @@ class RelightPipeline:
                    ForwardPipeline.from_pretrained(forward_dir, device=device))
 
     def decompose(self, video: Tensor, seed: int = 0, window: int = INVERSE_WINDOW,
-                  overlap: int = INVERSE_OVERLAP, progress: bool = False) -> GBuffer:
-        """Estimated G-buffers (B, T, C, H, W) of a linear video, mask included."""
+                  overlap: int = INVERSE_OVERLAP, progress: bool = False, processing_size=None) -> GBuffer:
+        """Estimated G-buffers (B, T, C, H, W) of a linear video, mask included (at the input size; the model runs at
+        ``processing_size``: int longer side | (h, w) | None = the inverse model's native size, else the input's)."""
+        return self._decompose(video, seed, window, overlap, progress, processing_size)[0]
+
+    def _decompose(self, video: Tensor, seed: int = 0, window: int = INVERSE_WINDOW, overlap: int = INVERSE_OVERLAP,
+                   progress: bool = False, processing_size=None) -> tuple[GBuffer, tuple[int, int]]:
         check_video(video)
         if self.inverse is None:
             raise NeuralRenderError("this relight pipeline has no inverse model: pass the G-buffers")
-        return self.inverse(video, seed=seed, window=window, overlap=overlap, progress=progress).gbuffer
+        out = self.inverse(video, seed=seed, window=window, overlap=overlap, progress=progress,
+                           processing_size=processing_size)
+        return out.gbuffer, out.processing_size
 
     def relight(self, video: Tensor, envs: Sequence[EnvMap], camera: Camera | None = None,
                 gbuffer: GBuffer | None = None, seed: int = 0, domain: str = "real",
-                progress: bool = False) -> RelightOutput:
-        """Render ``video`` under every env map of ``envs`` (decomposing it once unless ``gbuffer`` is given)."""
+                progress: bool = False, processing_size=None) -> RelightOutput:
+        """Render ``video`` under every env map of ``envs`` (decomposing it once unless ``gbuffer`` is given, the
+        inverse model running at ``processing_size``, see :meth:`decompose`)."""
         check_video(video)
         if not envs or not all(isinstance(e, EnvMap) for e in envs):
             raise NeuralRenderError("relight needs at least one EnvMap")
         camera = static_camera(video) if camera is None else camera
         _check_camera(camera, video)
-        gbuffer = self.decompose(video, seed=seed, progress=progress) if gbuffer is None else gbuffer
+        proc = None
+        if gbuffer is None:
+            gbuffer, proc = self._decompose(video, seed=seed, progress=progress, processing_size=processing_size)
         _check_gbuffer(gbuffer, video)
         videos = [self.forward.render(gbuffer, camera, env, generator=torch.Generator().manual_seed(seed),
                                       domain=domain, progress=progress).rgb for env in envs]
-        return RelightOutput(gbuffer, videos)
+        return RelightOutput(gbuffer, videos, proc)
 
     def edit(self, video: Tensor, mask: Tensor, edits: Mapping[str, float | Sequence[float]], env: EnvMap,
              camera: Camera | None = None, keep_outside: bool = True, gbuffer: GBuffer | None = None, seed: int = 0,
-             domain: str = "real", progress: bool = False) -> EditOutput:
-        """Decompose (unless ``gbuffer`` is given), edit the materials inside ``mask`` and re-render under ``env``."""
+             domain: str = "real", progress: bool = False, processing_size=None) -> EditOutput:
+        """Decompose (unless ``gbuffer`` is given; the inverse model at ``processing_size``, see :meth:`decompose`),
+        edit the materials inside ``mask`` and re-render under ``env``."""
         check_video(video)
         mask = check_mask(mask, video)
         camera = static_camera(video) if camera is None else camera
         _check_camera(camera, video)
-        gbuffer = self.decompose(video, seed=seed, progress=progress) if gbuffer is None else gbuffer
+        proc = None
+        if gbuffer is None:
+            gbuffer, proc = self._decompose(video, seed=seed, progress=progress, processing_size=processing_size)
         _check_gbuffer(gbuffer, video)
         edited = apply_material_edit(gbuffer, mask, edits)
         rendered = self.forward.render(edited, camera, env, generator=torch.Generator().manual_seed(seed),
                                        domain=domain, progress=progress).rgb
         composite = mask * rendered + (1.0 - mask) * video.clamp(0.0, 1.0) if keep_outside else rendered
-        return EditOutput(gbuffer, edited, rendered, composite)
+        return EditOutput(gbuffer, edited, rendered, composite, proc)
 
 
 def _check_gbuffer(gbuffer: GBuffer, video: Tensor) -> None:

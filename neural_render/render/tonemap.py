@@ -15,9 +15,15 @@ REINHARD_MAX_WHITE = 16.0
 LOG_ENCODING_MAX = 10000.0
 
 
+def _differentiable(x: Tensor) -> bool:
+    return torch.is_grad_enabled() and x.requires_grad
+
+
 def linear_to_srgb(x: Tensor) -> Tensor:
     """IEC 61966-2-1 sRGB OETF on [0, 1] (input clamped)."""
     x = x.clamp(0.0, 1.0)
+    if not _differentiable(x):  # the same operations in place on fresh temporaries: equal values, fewer allocations
+        return torch.where(x <= 0.0031308, x * 12.92, x.clamp_min(0.0031308).pow_(1.0 / 2.4).mul_(1.055).sub_(0.055))
     return torch.where(x <= 0.0031308, 12.92 * x, 1.055 * x.clamp_min(0.0031308) ** (1.0 / 2.4) - 0.055)
 
 
@@ -55,7 +61,7 @@ def exposure(x: Tensor, stops: float) -> Tensor:
 
 def to_uint8(x: Tensor) -> Tensor:
     """Display values in [0, 1] -> uint8 with round-to-nearest (same shape)."""
-    return (x.clamp(0.0, 1.0) * 255.0 + 0.5).floor().to(torch.uint8)
+    return x.clamp(0.0, 1.0).mul_(255.0).add_(0.5).floor_().to(torch.uint8)
 
 
 def display(x: Tensor, stops: float = 0.0) -> Tensor:

@@ -119,7 +119,9 @@ class InverseTask(DiffusionSystem):
     masked_passes: passes whose loss is restricted to valid pixels. skip_passes: passes predicted relative to the
     input latent, pixel-filtered first when skip_filter_sigma (pixels) > 0 (module doc). pass_loss_weights:
     {pass: factor > 0} on the loss (module doc). basecolor_target: "absolute" | "input_level" (module doc). zero_init_output: zero the backbone's output layer at construction.
-    mask_threshold / processing_size / num_steps: stored in exported pipelines (inference defaults). Other args:
+    mask_threshold / processing_size / num_steps: stored in exported pipelines (inference defaults). native_size:
+    the longer side of the training frames, stored in exported pipelines as their default processing size (None:
+    the largest frame side of the training batches seen, kept in checkpoints). Other args:
     :class:`DiffusionSystem`.
     """
 
@@ -129,7 +131,7 @@ class InverseTask(DiffusionSystem):
                  num_steps: int | None = None, skip_passes: list[str] | tuple[str, ...] = (),
                  zero_init_output: bool = False, pass_loss_weights: dict[str, float] | None = None,
                  basecolor_target: str = "absolute", skip_filter_sigma: float = 0.0,
-                 window_rmse_passes: list[str] | tuple[str, ...] = (), **kwargs):
+                 window_rmse_passes: list[str] | tuple[str, ...] = (), native_size: int | None = None, **kwargs):
         if zero_init_output:  # before the EMA copies the weights: a fresh model predicts x0 = 0
             zero_output_layer(kwargs.get("backbone", args[0] if args else None))
         super().__init__(*args, **kwargs)
@@ -158,6 +160,8 @@ class InverseTask(DiffusionSystem):
                                     f"{self.window_rmse_passes} ({mode} mode)")
         self._pass_draw = (-1, 0)  # (global step, draws within it) of the last training pass choice
         self._loaded_step = 0  # global step of a checkpoint loaded outside a Trainer (exported as training info)
+        self.native_size = None if native_size is None else int(native_size)
+        self._seen_size: int | None = None  # the largest training frame side seen (native size when not given)
         self.pipeline()  # validates codec / backbone / pass embedding against the mode (NeuralRenderError)
 
     # ------------------------------------------------------------------ inference
@@ -171,6 +175,7 @@ class InverseTask(DiffusionSystem):
                                         passes=self.passes, mask_threshold=self.mask_threshold,
                                         processing_size=self.processing_size, num_steps=self.num_steps,
                                         skip_passes=self.skip_passes, skip_filter_sigma=self.skip_filter_sigma,
+                                        native_size=self.native_size or self._seen_size,
                                         info={"global_step": step, "task": type(self).__name__})
 
     # ------------------------------------------------------------------ batches
@@ -206,6 +211,8 @@ class InverseTask(DiffusionSystem):
         if missing:
             raise NeuralRenderError(f"inverse batch lacks G-buffer passes {missing}")
         b = rgb.shape[0]
+        if self.training:  # the native size of an exported pipeline: the training frames' longer side
+            self._seen_size = max(self._seen_size or 0, int(max(rgb.shape[-2:])))
         cond = self.encode(rgb_to_model(rgb))
         base = cond  # what skip passes are predicted relative to
         if self.skip_passes and self.skip_filter_sigma:
@@ -258,6 +265,11 @@ class InverseTask(DiffusionSystem):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)
         self._loaded_step = int(checkpoint.get("global_step", 0) or 0)
+        self._seen_size = checkpoint.get("inverse_seen_size", self._seen_size)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["inverse_seen_size"] = self._seen_size
 
     def on_train_epoch_start(self) -> None:
         """Draw new clip windows each epoch (ClipDataset.set_epoch; workers are re-created per epoch)."""
