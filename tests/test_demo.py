@@ -33,7 +33,8 @@ def models(untrained_pipelines):
 def _check_outputs(out, printed, frames, height, width, others=()):
     for name in OUTPUTS:
         assert (out / name).is_file() and str(out / name) in printed, name
-    assert sorted(os.listdir(out)) == sorted([*OUTPUTS, *others])  # complete, nothing else (no temporaries)
+    # complete, nothing else (no temporaries), and marked as the demo's own output (a re-run may replace it)
+    assert sorted(os.listdir(out)) == sorted([*OUTPUTS, *others, ".neural-render-output.json"])
     assert [p.name for p in out.parent.iterdir() if p.name.startswith(".")] == []
     videos = {}
     for name in OUTPUTS[:6]:
@@ -52,15 +53,18 @@ def _check_outputs(out, printed, frames, height, width, others=()):
 
 
 def test_demo_on_the_shipped_clip_with_the_classical_shader(tmp_path, models, capsys):
+    users = tmp_path / "users"
+    users.mkdir()
+    (users / "keep.txt").write_text("a file of the user's: the demo refuses the folder and leaves it alone")
+    argv = ["--inverse-model", str(models / "inverse_model"), "--classical", "--frames", "4"]
+    assert main(["demo", "--out", str(users), *argv]) == EXIT_BAD_INPUT
+    assert "not written by `neural-render demo`" in capsys.readouterr().err and os.listdir(users) == ["keep.txt"]
     out = tmp_path / "demo"
-    out.mkdir()
-    (out / "keep.txt").write_text("a file of the user's: the demo leaves it alone")
-    assert main(["demo", "--out", str(out), "--inverse-model", str(models / "inverse_model"), "--classical",
-                 "--frames", "4"]) == 0
+    assert main(["demo", "--out", str(out), *argv]) == 0
     captured = capsys.readouterr()
     printed = captured.out
     assert "UNTRAINED" in captured.err and "classical split-sum shader" in printed and "wall time" in printed
-    summary = _check_outputs(out, printed, 4, 96, 128, others=["keep.txt"])
+    summary = _check_outputs(out, printed, 4, 96, 128)
     assert summary["renderer"] == "classical split-sum shader" and summary["forward_model"] is None
     assert summary["edit"]["target"].endswith("(clip object ids)") and summary["frames"] == 4
 
@@ -125,7 +129,7 @@ def test_shipped_demo_clip_is_small_and_complete():
     assert sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) < 2_000_000
     clip = load_demo_clip(folder)
     assert clip.video.shape == (1, 16, 3, 96, 128) and clip.camera.num_frames == 16
-    assert clip.env is not None and clip.env.name in envmap_split()["test"]  # lit by a held-out env map
+    assert clip.env is not None and clip.env.name in envmap_split()["val"]  # lit by a held-out (val) env map
     assert clip.object_ids.shape == (1, 16, 1, 96, 128) and clip.depth_scale > 0
     target = clip.settings["edit_object_id"]
     assert all(bool((clip.object_ids[0, t] == target).any()) for t in range(16))

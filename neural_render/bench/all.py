@@ -31,17 +31,21 @@ SETTINGS = {
     "full": {"backbone": dict(frames=4, size=32, steps=20, warmup=3, rss=True),
              "synth": dict(clips=2, frames=8, width=128, height=128, spp=64, warmup=True),
              "inverse": [],
+             "inverse-e2e": dict(width=512, height=512, frames=24),
              "gpu-estimate": dict(size=512, frames=24, steps=20, mfu=0.4, backbones=["svd", "wan"])},
     "quick": {"backbone": dict(frames=2, size=8, steps=2, warmup=1, rss=False),
               "synth": dict(clips=1, frames=2, width=32, height=32, spp=4, warmup=False),
               "inverse": ["--frames", "4", "--size", "16", "--steps", "1", "--window", "4", "--overlap", "1",
                           "--repeats", "1", "--memory-frames"],
+              "inverse-e2e": dict(width=32, height=24, frames=3),
               "gpu-estimate": dict(size=64, frames=2, steps=20, mfu=0.4, backbones=["svd"])},
 }
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--out", default="out/bench", help="output folder (default out/bench)")
+    parser.add_argument("--out", default="out/bench",
+                        help="output folder (default out/bench): new, empty or an earlier bench all output, whose "
+                             "files are replaced; any other non-empty folder is refused (exit 2), untouched")
     parser.add_argument("--quick", action="store_true", help="tiny settings (< 60 s), for tests")
     parser.add_argument("--readme", default=None, help="README.md whose bench:start/end block is replaced")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for every benchmark (default 1)")
@@ -80,7 +84,14 @@ def _run_gpu(s, threads):
     return {"rows": measure(s["size"], s["frames"], s["steps"], s["mfu"], s["backbones"]), **s}
 
 
-RUNNERS = {"backbone": _run_backbone, "synth": _run_synth, "inverse": _run_inverse, "gpu-estimate": _run_gpu}
+def _run_inverse_e2e(s, threads):
+    from neural_render.bench.inverse_e2e import measure
+
+    return measure(s["width"], s["height"], s["frames"], threads=threads)
+
+
+RUNNERS = {"backbone": _run_backbone, "synth": _run_synth, "inverse": _run_inverse, "inverse-e2e": _run_inverse_e2e,
+           "gpu-estimate": _run_gpu}
 
 
 def _machine() -> dict:
@@ -186,6 +197,19 @@ def _inverse_md(r: dict) -> list[str]:
     return lines + _table(["measure", "value", "goal"], rows)
 
 
+def _inverse_e2e_md(r: dict) -> list[str]:
+    from neural_render.bench.inverse_e2e import GOAL
+
+    return [f"`neural-render inverse` of a {r['frames']}-frame {r['video']} H.264 clip (ffmpeg testsrc2) processed at "
+            f"{r['processing_size']} by {Path(r['model']).name}, {r['threads']} thread(s): the command in a fresh "
+            "process vs the pipeline call alone.", ""] + _table(["measure", "value", "goal"], [
+                ["end to end / model", f"{r['ratio']:.2f} ({r['e2e_s']:.2f} s / {r['model_s']:.2f} s)", f"<= {GOAL:g}"],
+                ["around the model: load (imports + weights), read, write (s)",
+                 f"{r['load_s']:.2f}, {r['read_s']:.2f}, {r['write_s']:.2f}", ""],
+                ["written G-buffers vs the pipeline's, max abs difference",
+                 f"{r['written_vs_pipeline_max_abs_diff']:.3g}", "0"]])
+
+
 def _gpu_md(r: dict) -> list[str]:
     from neural_render.bench.gpu_estimate import A100_BF16_PEAK, PUBLISHED_A100
 
@@ -193,10 +217,12 @@ def _gpu_md(r: dict) -> list[str]:
              f"{x['a100_seconds']:.1f}", (f"{PUBLISHED_A100['inverse (per pass)'] * 5:.1f} (5 passes)"
                                           if x["task"] == "inverse" else f"{PUBLISHED_A100['forward']:.1f}"),
              f"{x['memory_GiB']:.1f}"] for x in r["rows"]]
-    return [f"FLOP/memory model (no GPU) at {r['size']}x{r['size']}, {r['steps']} steps, A100 bf16 peak "
-            f"{A100_BF16_PEAK / 1e12:.0f} TFLOP/s x MFU {r['mfu']}; memory = bf16 weights + peak activations.", ""] + \
-        _table(["backbone", "task", "frames", "params (B)", "TFLOP/step", "A100 s (one run; joint = full G-buffer)",
-                "DiffusionRenderer A100 s", "memory GiB"], rows)
+    return [f"MODELLED, not measured: a FLOP/memory model (no GPU here) at {r['size']}x{r['size']}, {r['steps']} steps, "
+            f"A100 bf16 peak {A100_BF16_PEAK / 1e12:.0f} TFLOP/s x an ASSUMED model FLOP utilisation of {r['mfu']}; "
+            "memory = bf16 weights + peak activations. Only the DiffusionRenderer column is a measurement (published).",
+            ""] + \
+        _table(["backbone", "task", "frames", "params (B)", "TFLOP/step", "A100 s MODELLED (one run; joint = full "
+                "G-buffer)", "DiffusionRenderer A100 s (published, measured)", "memory GiB MODELLED"], rows)
 
 
 def _sweeps_md(s: dict, image_prefix: str) -> list[str]:
@@ -216,7 +242,8 @@ def _sweeps_md(s: dict, image_prefix: str) -> list[str]:
     return out
 
 
-FORMATTERS = {"backbone": _backbone_md, "synth": _synth_md, "inverse": _inverse_md, "gpu-estimate": _gpu_md}
+FORMATTERS = {"backbone": _backbone_md, "synth": _synth_md, "inverse": _inverse_md, "inverse-e2e": _inverse_e2e_md,
+              "gpu-estimate": _gpu_md}
 
 
 def markdown(result: dict, level: int = 2, image_prefix: str = "", title: bool = True) -> str:
@@ -309,6 +336,9 @@ def run(args) -> int:
         if not Path(args.readme).is_file():
             raise NeuralRenderError("--readme: no such file", args.readme)
         replace_block(Path(args.readme).read_text(encoding="utf-8"), "")
+    from neural_render.io.output import open_folder
+
+    open_folder(args.out, command="bench all", inputs=[args.readme])  # after every argument check, before measuring
     result = run_all(args.quick, args.threads)
     for path in write_report(result, args.out, args.readme):
         print(path)

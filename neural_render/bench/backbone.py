@@ -25,13 +25,13 @@ HELP = "adapter vs bare diffusers step time, bf16/fp32 speed, memory with/withou
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--backbone", choices=("svd", "wan"), default="svd")
+    parser.add_argument("--backbone", choices=("svd", "wan"), default="svd", help="backbone to time (default svd)")
     parser.add_argument("--frames", type=int, default=4, help="latent frames T (default 4)")
     parser.add_argument("--size", type=int, default=32, help="latent height = width (default 32)")
-    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
     parser.add_argument("--cond-channels", type=int, default=4, help="condition channels concatenated (default 4)")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per side (median reported)")
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps before timing (default 3)")
     parser.add_argument("--config", default=None, help="JSON dict of model config overrides (default: tiny config)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--no-rss", action="store_true", help="skip the subprocess RSS measurement")

@@ -34,7 +34,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--frames", type=int, default=24, help="frames (default 24; Wan uses the next 1+4k)")
     parser.add_argument("--steps", type=int, default=20, help="denoising steps assumed (default 20)")
     parser.add_argument("--mfu", type=float, default=0.4, help="assumed model FLOP utilisation (default 0.4)")
-    parser.add_argument("--backbones", nargs="+", default=["svd", "wan"], choices=["svd", "wan"])
+    parser.add_argument("--backbones", nargs="+", default=["svd", "wan"], choices=["svd", "wan"],
+                        help="backbones to model (default: svd wan)")
 
 
 class _LiveBytes:

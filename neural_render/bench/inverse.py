@@ -37,8 +37,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--frames", type=int, default=16, help="frames of the speed-test video (default 16)")
     parser.add_argument("--size", type=int, default=32, help="speed/memory video size in pixels (default 32)")
     parser.add_argument("--steps", type=int, default=4, help="denoising steps for both modes (default 4)")
-    parser.add_argument("--window", type=int, default=16)
-    parser.add_argument("--overlap", type=int, default=4)
+    parser.add_argument("--window", type=int, default=16, help="frames per temporal window (default 16)")
+    parser.add_argument("--overlap", type=int, default=4, help="frames shared by neighbouring windows (default 4)")
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per mode (default 3)")
     parser.add_argument("--memory-frames", type=int, nargs="*", default=[16, 128],
                         help="video lengths for the memory test (default 16 128; none to skip)")

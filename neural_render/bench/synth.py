@@ -15,13 +15,13 @@ HELP = "synthetic data engine: frames/s at 128x128 / 64 spp and total-vs-raw-Mit
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--clips", type=int, default=2)
-    parser.add_argument("--frames", type=int, default=8)
-    parser.add_argument("--size", default="128x128")
-    parser.add_argument("--spp", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--clips", type=int, default=2, help="clips to render (default 2)")
+    parser.add_argument("--frames", type=int, default=8, help="frames per clip (default 8)")
+    parser.add_argument("--size", default="128x128", help="WxH in pixels (default 128x128)")
+    parser.add_argument("--spp", type=int, default=64, help="samples per pixel (default 64)")
+    parser.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
     parser.add_argument("--sky", action="store_true", help="procedural sky instead of the shipped train env maps")
-    parser.add_argument("--no-warmup", action="store_true")
+    parser.add_argument("--no-warmup", action="store_true", help="time the first render too (JIT compile included)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
 
 

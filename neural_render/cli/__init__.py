@@ -36,6 +36,12 @@ COMMANDS: dict[str, str] = {
 }
 
 EXIT_BAD_INPUT = 2
+EXIT_TERMINATED = 128 + 15
+
+
+def _terminate(signum, frame):
+    """SIGTERM: unwind like Ctrl-C so every atomic write removes its temporaries and locks are released."""
+    raise SystemExit(EXIT_TERMINATED)
 
 
 def _module(name: str):
@@ -91,6 +97,19 @@ def configure_logging() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     configure_logging()
+    import signal
+    import threading
+
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    try:
+        return _main(argv)
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> int:
     from neural_render.errors import NeuralRenderError
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -104,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(_module(args.command).run(args) or 0)
     except NeuralRenderError as err:
         print(f"neural-render: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as err:  # a write that failed after the checks (disk full, permissions changed): one line
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"neural-render: error: {where}{err.strerror or err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("neural-render: interrupted", file=sys.stderr)

@@ -36,7 +36,9 @@ def add_arguments(parser) -> None:
     from neural_render.cli.inverse import add_model_arguments
 
     parser.add_argument("input_dir", help="folder of videos, frame folders and/or clip folders")
-    parser.add_argument("--out", required=True, help="output folder (one clip folder per input + manifest.json)")
+    parser.add_argument("--out", required=True,
+                        help="output folder (one clip folder per input + manifest.json): created, or resumed when a "
+                             "previous autolabel output; any other non-empty folder is refused (exit 2), untouched")
     add_model_arguments(parser)
     parser.add_argument("--devices", type=int, default=1, help="processes/devices per node (default 1)")
     parser.add_argument("--num-nodes", type=int, default=1, help="nodes (default 1)")
@@ -113,8 +115,23 @@ def is_done(out: Path, clip_id: str) -> bool:
     return bool(status and status.get("status") == "done" and is_complete_clip(out / clip_id))
 
 
+def _writer_alive(name: str, prefix: str) -> bool:
+    """Whether the process that made the temporary ``name`` (``<prefix><pid>-<hex>...``, io/atomic.py) still runs."""
+    pid = name[len(prefix):].split("-", 1)[0]
+    if not pid.isdigit():
+        return True  # not a name we made: leave it alone
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def remove_stale_temporaries(out: Path, clip_ids: list[str]) -> None:
-    """Hidden leftovers of killed atomic writes of THIS shard's clips (nobody else writes them)."""
+    """Hidden leftovers of KILLED atomic writes of this shard's clips: only those whose writer process is gone (a
+    concurrent run's temporaries are never touched)."""
     import shutil
 
     folders = [out, out / STATE_DIR / "status"]
@@ -124,7 +141,7 @@ def remove_stale_temporaries(out: Path, clip_ids: list[str]) -> None:
         for entry in folder.iterdir():
             for cid in clip_ids:
                 for prefix in (f".{cid}.tmp-", f".{cid}.old-", f".{cid}.json.tmp-"):
-                    if not entry.name.startswith(prefix):
+                    if not entry.name.startswith(prefix) or _writer_alive(entry.name, prefix):
                         continue
                     if entry.is_dir():
                         shutil.rmtree(entry, ignore_errors=True)
@@ -176,16 +193,27 @@ def label_one(pipe, item: dict, out: Path, args, model_path) -> dict:
 
     from neural_render.cli.inverse import label_video
 
+    from neural_render.errors import NeuralRenderError
+    from neural_render.io.output import output_lock
+
     cid = item["id"]
     if is_done(out, cid):
         return {"id": cid, "status": "done", "skipped": True}
     start = time.perf_counter()
     try:
-        summary = label_video(pipe, item["path"], out / cid, args, model_path)
-        status = {"id": cid, "status": "done", "frames": summary["frames"]}
-    except Exception as err:  # noqa: BLE001 - a failing clip is recorded and the run goes on
-        status = {"id": cid, "status": "failed", "reason": f"{type(err).__name__}: {err}"}
-    _write_json(status_path(out, cid), status)
+        with output_lock(out / cid, "autolabel"):
+            if is_done(out, cid):  # finished by a concurrent run while we waited for nothing
+                return {"id": cid, "status": "done", "skipped": True}
+            try:
+                summary = label_video(pipe, item["path"], out / cid, args, model_path, owner="autolabel")
+                status = {"id": cid, "status": "done", "frames": summary["frames"]}
+            except Exception as err:  # noqa: BLE001 - a failing clip is recorded and the run goes on
+                reason = err.reason if isinstance(err, NeuralRenderError) else f"{type(err).__name__}: {err}"
+                status = {"id": cid, "status": "failed", "reason": reason}
+            _write_json(status_path(out, cid), status)
+    except NeuralRenderError as err:  # another run holds this clip: it is that run's to finish
+        print(f"{cid}: skipped, {err.reason}", flush=True)
+        return {"id": cid, "status": "busy", "reason": err.reason}
     seconds = time.perf_counter() - start
     print(f"{cid}: {status['status']}" + (f" ({status['reason']})" if status["status"] == "failed" else
                                            f" ({status['frames']} frames, {seconds:.1f} s)"), flush=True)
@@ -241,16 +269,16 @@ def run(args) -> int:
     check_settings(args)
     if args.devices < 1 or args.num_nodes < 1:
         raise NeuralRenderError(f"--devices and --num-nodes must be >= 1, got {args.devices}, {args.num_nodes}")
+    from neural_render.io.output import open_folder
+
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise NeuralRenderError("output exists and is not a folder", out)
     items = find_inputs(args.input_dir, exclude=out)
+    open_folder(out, command="autolabel", inputs=[path for _, path in items], also_owned_if=[SPEC_NAME])
     model_path = model_dir(args.model)
     size = parse_size(args.size)
     spec = {"model": str(model_path.resolve()), "passes": args.passes, "steps": args.steps, "window": args.window,
             "overlap": args.overlap, "size": list(size) if isinstance(size, tuple) else size, "seed": args.seed,
             "fov": args.fov}
-    out.mkdir(parents=True, exist_ok=True)
     check_spec(out, spec)
     args.no_progress = True  # one line per clip instead of per-window bars (several processes share the terminal)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)

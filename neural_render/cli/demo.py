@@ -29,7 +29,9 @@ GBUFFER_PASSES = ("basecolor", "normal", "depth", "roughness", "metallic")
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
+    from neural_render.io.output import add_out_argument
+
+    add_out_argument(parser, "output folder", required=False, default="demo_out")
     parser.add_argument("--clip", default=DEFAULT_CLIP, help=f"shipped clip name or clip folder (default {DEFAULT_CLIP})")
     parser.add_argument("--frames", type=int, default=None, help="use the first N frames (default: all)")
     parser.add_argument("--envmaps", nargs=2, default=list(DEFAULT_ENVMAPS), metavar=("A", "B"),
@@ -149,25 +151,14 @@ def write_outputs(folder, clip, result, envs, fps: float) -> list:
 
 
 def run(args) -> int:
-    import json
-    import os
-    import shutil
-    import tempfile
     import time
     from pathlib import Path
 
     from neural_render.cli.forward import load_env
     from neural_render.data_assets import clip_path
-    from neural_render.demo.run import (
-        EDIT,
-        EDIT_LABEL,
-        INSERT_LABEL,
-        Renderer,
-        load_demo_clip,
-        run_demo,
-    )
+    from neural_render.demo.run import load_demo_clip
     from neural_render.errors import NeuralRenderError
-    from neural_render.pipelines.inverse import InverseRenderingPipeline
+    from neural_render.io.output import claim_output
 
     start = time.perf_counter()
     if args.frames is not None and args.frames < 2:
@@ -180,8 +171,22 @@ def run(args) -> int:
     cache_dir = cache_folder(args, forward_dir)
     clip = load_demo_clip(clip_path(args.clip), args.frames)
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise NeuralRenderError("output exists and is not a folder", out)
+    with claim_output(out, command="demo", kind="dir", overwrite=args.overwrite,
+                      inputs=[clip_path(args.clip), inverse_dir, forward_dir, cache_dir]):
+        return _demo(args, start, names, envs, inverse_dir, forward_dir, cache_dir, clip, out)
+
+
+def _demo(args, start, names, envs, inverse_dir, forward_dir, cache_dir, clip, out) -> int:
+    import json
+    import time
+    from pathlib import Path
+
+    from neural_render.data_assets import clip_path
+    from neural_render.demo.run import EDIT, EDIT_LABEL, INSERT_LABEL, Renderer, run_demo
+    from neural_render.io.atomic import atomic_dir
+    from neural_render.io.output import write_folder_marker
+    from neural_render.pipelines.inverse import InverseRenderingPipeline
+
     inverse = InverseRenderingPipeline.from_pretrained(inverse_dir)
     if not inverse.is_trained:
         import logging
@@ -202,9 +207,8 @@ def run(args) -> int:
     loaded = time.perf_counter()
     result = run_demo(clip, inverse, renderer, envs, seed=args.seed)
     computed = time.perf_counter()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{out.name}.demo-", dir=out.parent)
-    try:
+    with atomic_dir(out) as tmp:
+        write_folder_marker(tmp, "demo")
         written = write_outputs(Path(tmp), clip, result, envs, clip.fps)
         summary = {"clip": str(clip_path(args.clip)), "frames": int(clip.video.shape[1]),
                    "size": [int(clip.video.shape[4]), int(clip.video.shape[3])], "inverse_model": str(inverse_dir),
@@ -218,11 +222,6 @@ def run(args) -> int:
                                "total": round(time.perf_counter() - start, 2)}}
         (Path(tmp) / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         written.append("summary.json")
-        out.mkdir(exist_ok=True)
-        for name in written:  # same file system: each move is atomic; files of an earlier run are replaced
-            os.replace(Path(tmp) / name, out / name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     t, h, w = clip.video.shape[1], clip.video.shape[3], clip.video.shape[4]
     print(f"demo: {clip.name}, {t} frames of {w}x{h}; G-buffers by the inverse model {inverse_dir}; "
           f"rendered by the {result.renderer}")

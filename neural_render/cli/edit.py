@@ -24,7 +24,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--envmap", default=None, help="env map to render under (default: the clip's own)")
     parser.add_argument("--rotate", default="0,0,0", help="yaw,pitch,roll in degrees")
     parser.add_argument("--no-keep-outside", action="store_true", help="do not composite the input outside the mask")
-    parser.add_argument("--out", required=True, help="output .mp4")
+    from neural_render.io.output import add_out_argument
+
+    add_out_argument(parser, "output .mp4 (X.side_by_side.mp4 is written beside it)")
     parser.add_argument("--inverse-model", default=None, help="inverse pipeline folder (default: shipped inverse_tiny)")
     parser.add_argument("--gbuffer", default=None,
                         help="clip folder with G-buffers of VIDEO (e.g. from `neural-render inverse`): skip the inverse")
@@ -88,7 +90,26 @@ def read_mask(path: str, num_frames: int):
 def run(args) -> int:
     from pathlib import Path
 
-    from neural_render.cli.forward import check_sampling, load_env, write_mp4
+    from neural_render.cli.forward import check_sampling
+    from neural_render.errors import NeuralRenderError
+    from neural_render.io.output import claim_output
+
+    check_sampling(args)
+    edits = parse_edits(args.edits)
+    out = Path(args.out)
+    if out.suffix.lower() != ".mp4":
+        raise NeuralRenderError("--out must be an .mp4 file", out)
+    sbs = out.with_name(out.stem + ".side_by_side.mp4")
+    kwargs = dict(command="edit", kind="file", overwrite=args.overwrite,
+                  inputs=[args.video, args.mask, args.gbuffer, args.envmap])
+    with claim_output(out, **kwargs), claim_output(sbs, **kwargs):
+        return _edit(args, edits, out, sbs)
+
+
+def _edit(args, edits, out, sbs) -> int:
+    from pathlib import Path
+
+    from neural_render.cli.forward import load_env, write_mp4
     from neural_render.cli.inverse import read_input
     from neural_render.cli.relight import load_pipelines, read_gbuffer, side_by_side
     from neural_render.cli.shade import parse_rotation
@@ -96,11 +117,6 @@ def run(args) -> int:
     from neural_render.io import read_clip_envmap, read_meta
     from neural_render.pipelines.relight import check_mask
 
-    check_sampling(args)
-    edits = parse_edits(args.edits)
-    out = Path(args.out)
-    if out.suffix.lower() != ".mp4":
-        raise NeuralRenderError("--out must be an .mp4 file", out)
     if args.envmap:
         env = load_env(args.envmap, args.rotate)
     else:
@@ -121,9 +137,8 @@ def run(args) -> int:
     result = pipe.edit(video, mask, edits, env, camera=camera, keep_outside=not args.no_keep_outside,
                        gbuffer=gbuffer, seed=args.seed, domain=args.domain, processing_size=size)
     report_inverse_size(pipe.inverse, result.processing_size, size)
-    write_mp4(out, result.video, fps, args.exposure)
-    sbs = out.with_name(out.stem + ".side_by_side.mp4")
-    write_mp4(sbs, side_by_side([video, result.video]), fps, args.exposure)
+    write_mp4(out, result.video, fps, args.exposure, owner="edit")
+    write_mp4(sbs, side_by_side([video, result.video]), fps, args.exposure, owner="edit")
     print(out)
     print(sbs)
     return 0

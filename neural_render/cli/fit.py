@@ -43,7 +43,9 @@ def _cli_class():
                 parser.link_arguments(name, f"model.init_args.{name}", apply_on="instantiate")
             parser.add_argument("--ckpt_path", type=str | None, default=None, help="resume training from a checkpoint")
             parser.add_argument("--export_dir", type=str | None, default=None,
-                                help="after training, write a pipeline folder here (EMA weights)")
+                                help="after training, write a pipeline folder here (EMA weights); checked before "
+                                     "training: it must be new, empty or an earlier pipeline folder (model_index.json)"
+                                     ", which is replaced; anything else is refused (exit 2)")
 
     return FitCLI
 
@@ -94,9 +96,13 @@ def build_cli(argv: list[str]):
 
 def run_argv(argv: list[str]) -> int:
     """Entry of ``neural-render fit``: train, then optionally export. Returns the exit code."""
+    from neural_render.io.output import check_output
+
     cli = build_cli(argv)
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.get("ckpt_path"))
     export_dir = cli.config.get("export_dir")
+    if export_dir:  # before minutes of training, not after
+        check_output(export_dir, command="fit", kind="dir", also_owned_if=["model_index.json"])
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.get("ckpt_path"))
     if export_dir and cli.trainer.is_global_zero:
         cli.model.export(export_dir)
     return 0

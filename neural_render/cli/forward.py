@@ -25,7 +25,8 @@ def add_model_arguments(parser) -> None:
                         help="Realiz3D domain of every block (default real; matters only for models with shifters)")
     parser.add_argument("--reassign-blocks", type=int, default=0,
                         help="Realiz3D: first N blocks use e_synthetic during the first --reassign-steps steps")
-    parser.add_argument("--reassign-steps", type=int, default=0)
+    parser.add_argument("--reassign-steps", type=int, default=0,
+                        help="Realiz3D reassignment: number of first denoising steps that use it (default 0: off)")
     parser.add_argument("--exposure", type=float, default=0.0, help="exposure in stops for MP4 output")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
 
@@ -36,7 +37,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--rotate", default="0,0,0", help="yaw,pitch,roll in degrees (default 0,0,0)")
     parser.add_argument("--passes", nargs="+", default=None, metavar="PASS",
                         help="use only these passes (default: every forward pass the clip has)")
-    parser.add_argument("--out", required=True, help="output .mp4 (sRGB) or a clip folder (linear EXR)")
+    from neural_render.io.output import add_out_argument
+
+    add_out_argument(parser, "output .mp4 (sRGB) or a clip folder (linear EXR)")
     add_model_arguments(parser)
 
 
@@ -93,23 +96,31 @@ def render_kwargs(args) -> dict:
             "generator": torch.Generator().manual_seed(args.seed)}
 
 
-def write_mp4(path, rgb, fps: float, stops: float = 0.0) -> None:
-    """(1, T, 3, H, W) linear -> display MP4 (atomic)."""
+def write_mp4(path, rgb, fps: float, stops: float = 0.0, owner: str | None = None) -> None:
+    """(1, T, 3, H, W) linear -> display MP4 (atomic); owner: the command writing it (io/output.py)."""
     from neural_render.io import write_video
     from neural_render.render.tonemap import display
 
-    write_video(path, display(rgb[0], stops).permute(0, 2, 3, 1).contiguous().numpy(), fps=fps)
+    write_video(path, display(rgb[0], stops).permute(0, 2, 3, 1).contiguous().numpy(), fps=fps, owner=owner)
 
 
 def run(args) -> int:
     from pathlib import Path
 
+    from neural_render.io.output import claim_output
+
+    check_sampling(args)
+    out = Path(args.out)
+    kind = "file" if out.suffix.lower() == ".mp4" else "dir"
+    with claim_output(out, command="forward", kind=kind, overwrite=args.overwrite, inputs=[args.clip]):
+        return _forward(args, out)
+
+
+def _forward(args, out) -> int:
     from neural_render.data.forward_data import FORWARD_PASSES
     from neural_render.errors import NeuralRenderError
     from neural_render.io import Clip, read_clip, read_clip_envmap, read_meta, write_clip
 
-    check_sampling(args)
-    out = Path(args.out)
     meta = read_meta(args.clip)
     stored = [p for p in FORWARD_PASSES if p in meta.passes]
     passes = stored if args.passes is None else list(dict.fromkeys(args.passes))
@@ -133,12 +144,12 @@ def run(args) -> int:
     pipe = load_forward(args.model, args.device)
     rgb = pipe.render(gbuffer, clip.camera, env, **render_kwargs(args)).rgb
     if out.suffix.lower() == ".mp4":
-        write_mp4(out, rgb, clip.meta.fps, args.exposure)
+        write_mp4(out, rgb, clip.meta.fps, args.exposure, owner="forward")
     else:
         import dataclasses
 
         meta = dataclasses.replace(clip.meta, envmap=None, extra=dict(clip.meta.extra, forward={
             "envmap": args.envmap or "clip", "rotate": args.rotate, "passes": passes, "model": str(model_dir(args.model))}))
-        write_clip(out, Clip(rgb=rgb, gbuffer=clip.gbuffer, camera=clip.camera, meta=meta))  # mask kept
+        write_clip(out, Clip(rgb=rgb, gbuffer=clip.gbuffer, camera=clip.camera, meta=meta), owner="forward")  # mask kept
     print(out)
     return 0

@@ -12,24 +12,33 @@ HELP = "turn a video (MP4 or a folder of PNG/JPG frames) into a clip folder (met
 
 def add_arguments(parser) -> None:
     parser.add_argument("video", help="MP4 file or a folder of PNG/JPG frames")
-    parser.add_argument("--out", required=True, help="clip folder to write (replaced atomically)")
+    from neural_render.io.output import add_out_argument
+
+    add_out_argument(parser, "clip folder to write")
     parser.add_argument("--fov", type=float, default=60.0, help="horizontal field of view in degrees (default 60)")
     parser.add_argument("--fps", type=float, default=None, help="override the frame rate")
     parser.add_argument("--max-frames", type=int, default=None, help="keep only the first N frames")
 
 
 def run(args) -> int:
-    import torch
-
     from neural_render.errors import NeuralRenderError
-    from neural_render.io import Clip, ClipMeta, read_video, write_clip
-    from neural_render.render.tonemap import srgb_to_linear
-    from neural_render.types import Camera, GBuffer
+    from neural_render.io.output import claim_output
 
     if not 1.0 <= args.fov <= 179.0:
         raise NeuralRenderError(f"--fov must be in [1, 179] degrees, got {args.fov}")
     if args.max_frames is not None and args.max_frames < 1:
         raise NeuralRenderError(f"--max-frames must be >= 1, got {args.max_frames}")
+    with claim_output(args.out, command="import", kind="dir", overwrite=args.overwrite, inputs=[args.video]):
+        return _import(args)
+
+
+def _import(args) -> int:
+    import torch
+
+    from neural_render.io import Clip, ClipMeta, read_video, write_clip
+    from neural_render.render.tonemap import srgb_to_linear
+    from neural_render.types import Camera, GBuffer
+
     frames, fps = read_video(args.video)
     if args.max_frames is not None:
         frames = frames[: args.max_frames]
@@ -37,6 +46,6 @@ def run(args) -> int:
     camera = Camera.from_fov(args.fov, w, h, torch.eye(4).repeat(1, t, 1, 1))
     rgb = srgb_to_linear(torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255.0)[None]
     meta = ClipMeta.for_camera(camera, fps=float(args.fps or fps), extra={"source": str(args.video), "poses": "identity"})
-    write_clip(args.out, Clip(rgb=rgb, gbuffer=GBuffer(), camera=camera, meta=meta), rgb_format="mp4")
+    write_clip(args.out, Clip(rgb=rgb, gbuffer=GBuffer(), camera=camera, meta=meta), rgb_format="mp4", owner="import")
     print(f"{args.out}: {t} frames, {w}x{h}, {meta.fps:g} fps")
     return 0

@@ -46,7 +46,9 @@ def add_arguments(parser) -> None:
                         help="x,y,z world position of the object's centre (negative x: write --at=-1,0,2)")
     parser.add_argument("--scale", type=float, default=1.0, help="largest extent of the object in scene units")
     parser.add_argument("--object-rotate", default="0,0,0", help="object yaw,pitch,roll in degrees")
-    parser.add_argument("--out", required=True, help="output .mp4")
+    from neural_render.io.output import add_out_argument
+
+    add_out_argument(parser, "output .mp4")
     parser.add_argument("--side-by-side", action="store_true", help="also write OUT.side_by_side.mp4 (input | output)")
     parser.add_argument("--envmap", default=None, help="env map (shipped name or .hdr/.exr); default: the clip's own")
     parser.add_argument("--rotate", default="0,0,0", help="env map yaw,pitch,roll in degrees")
@@ -65,8 +67,10 @@ def add_arguments(parser) -> None:
                         help="injections with received shadows: what shadows the object, only the plane it stands on "
                              "(default: robust to estimated depth) or the scene lifted from its G-buffer")
     parser.add_argument("--no-inject", action="store_true", help="render without the 3D cache injection")
-    parser.add_argument("--blend", choices=("differential", "full"), default="differential")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--blend", choices=("differential", "full"), default="differential",
+                        help="differential (default): add the rendered change (object + its shadow) to the input "
+                             "video; full: the forward render of the whole frame")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_model_arguments(parser)
     from neural_render.cli.inverse import add_inverse_size_argument
 
@@ -172,26 +176,6 @@ def scene_gbuffers(args, video, meta):
     return result.gbuffer, None
 
 
-def choose_depth_scale(given, clip_scale, scene, camera, obj, meta) -> tuple[float | None, str]:
-    """(depth scale or None for the pipeline's default, how it was chosen): the module docstring's order."""
-    from neural_render.pipelines.insert import (
-        DEFAULT_DEPTH_SCALE,
-        anchored_depth_scale,
-        ground_contact,
-    )
-
-    if given:
-        return float(given), "--depth-scale"
-    if clip_scale:
-        return float(clip_scale), "the clip's passes"
-    anchored = anchored_depth_scale(camera, scene.depth, ground_contact(obj))
-    if anchored:
-        return anchored, "anchored at the object's ground contact"
-    if meta is not None and meta.depth_scale:
-        return float(meta.depth_scale), "the clip's meta"
-    return None, f"default {DEFAULT_DEPTH_SCALE:g}"
-
-
 def check_scale(scale: float) -> None:
     """--scale before any work: finite, > 0 and at most :data:`MAX_OBJECT_SCALE` scene units."""
     import math
@@ -238,6 +222,24 @@ def check_object_vs_scene(scale: float, scene, depth_scale: float | None, how: s
 
 
 def run(args) -> int:
+    import contextlib
+    from pathlib import Path
+
+    from neural_render.errors import NeuralRenderError
+    from neural_render.io.output import claim_output
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".mp4":
+        raise NeuralRenderError("--out must be an .mp4 file", out)
+    targets = [out] + ([out.with_name(out.stem + ".side_by_side.mp4")] if args.side_by_side else [])
+    with contextlib.ExitStack() as stack:
+        for target in targets:
+            stack.enter_context(claim_output(target, command="insert", kind="file", overwrite=args.overwrite,
+                                             inputs=[args.video, args.mesh, args.envmap]))
+        return _insert(args)
+
+
+def _insert(args) -> int:
     import math
     from pathlib import Path
 
@@ -260,8 +262,6 @@ def run(args) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".mp4":
         raise NeuralRenderError("--out must be an .mp4 file", out)
-    if not out.parent.is_dir():
-        raise NeuralRenderError("output folder does not exist", out.parent)
     check_scale(args.scale)
     if args.depth_scale is not None and not (math.isfinite(args.depth_scale) and args.depth_scale > 0):
         raise NeuralRenderError(f"--depth-scale must be a finite number > 0, got {args.depth_scale:g}")
@@ -303,6 +303,8 @@ def run(args) -> int:
         log.warning("the cache injection of this model is untrained (zero): it changes nothing")
     scene, clip_scale = scene_gbuffers(args, video, meta)
     obj = InsertedObject(str(args.mesh), material, tuple(at), float(args.scale), tuple(rotation))
+    from neural_render.pipelines.insert import choose_depth_scale
+
     depth_scale, how = choose_depth_scale(args.depth_scale, clip_scale, scene, camera, obj, meta)
     check_object_vs_scene(args.scale, scene, depth_scale, how)
     result = insert_object(forward, video, camera, env, obj, scene, depth_scale=depth_scale, inject=inject,
@@ -311,11 +313,11 @@ def run(args) -> int:
                            window=args.window, overlap=args.overlap, domain=args.domain,
                            reassign_blocks=args.reassign_blocks, reassign_steps=args.reassign_steps,
                            progress=not args.no_progress)
-    write_mp4(out, result.rgb, fps, args.exposure)
+    write_mp4(out, result.rgb, fps, args.exposure, owner="insert")
     print(out)
     if args.side_by_side:
         sbs = out.with_name(out.stem + ".side_by_side.mp4")
-        write_mp4(sbs, side_by_side([video, result.rgb]), fps, args.exposure)
+        write_mp4(sbs, side_by_side([video, result.rgb]), fps, args.exposure, owner="insert")
         print(sbs)
     pixels = result.object_mask.flatten(2).sum(2)[0].to(torch.int64).tolist()
     print(f"object visible in {sum(p > 0 for p in pixels)}/{len(pixels)} frames ({min(pixels)}..{max(pixels)} px), "

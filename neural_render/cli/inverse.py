@@ -45,7 +45,9 @@ def add_model_arguments(parser) -> None:
 
 def add_arguments(parser) -> None:
     parser.add_argument("input", help="video file, folder of frames, or clip folder")
-    parser.add_argument("--out", required=True, help="output clip folder (replaced atomically)")
+    from neural_render.io.output import add_out_argument
+
+    add_out_argument(parser, "output clip folder")
     add_model_arguments(parser)
 
 
@@ -202,8 +204,9 @@ def model_info(pipe, model_path) -> dict:
             "trained": pipe.is_trained, "global_step": int(pipe.info.get("global_step", 0) or 0)}
 
 
-def label_video(pipe, input_path, out_dir, args, model_path=None) -> dict:
-    """Run ``pipe`` on one input and write the output folder atomically; returns a summary dict."""
+def label_video(pipe, input_path, out_dir, args, model_path=None, owner: str = "inverse") -> dict:
+    """Run ``pipe`` on one input and write the output folder atomically (``owner``: the command, recorded in
+    the folder's owner marker); returns a summary dict."""
     from neural_render.errors import NeuralRenderError
     from neural_render.io.atomic import atomic_dir
 
@@ -221,6 +224,9 @@ def label_video(pipe, input_path, out_dir, args, model_path=None) -> dict:
                 "windows": [list(w) for w in result.windows],
                 "depth": "relative: 1 = farthest visible surface (scale unknown), 0 = background"}
     with atomic_dir(out) as tmp:
+        from neural_render.io.output import write_folder_marker
+
+        write_folder_marker(tmp, owner)
         write_outputs(Path(tmp), rgb, result.gbuffer, camera, fps, rgb_format, settings)
     return {"frames": int(rgb.shape[1]), "size": [int(rgb.shape[3]), int(rgb.shape[4])], **settings}
 
@@ -278,17 +284,20 @@ def write_outputs(folder: Path, rgb, gbuffer, camera, fps: float, rgb_format: st
 def run(args) -> int:
     import time
 
+    from neural_render.io.output import claim_output
+
     check_settings(args)
-    device = resolve_device(args.device)
-    path = model_dir(args.model)
-    pipe = load_model(path, device)
-    if not pipe.is_trained:
-        import logging
-        logging.getLogger(__name__).warning(f"{path} is an UNTRAINED model (0 training steps): its G-buffers "
-                                            "are meaningless")
-    warn_no_native_size(pipe, parse_size(args.size), path)
-    start = time.perf_counter()
-    summary = label_video(pipe, args.input, args.out, args, path)
+    with claim_output(args.out, command="inverse", kind="dir", overwrite=args.overwrite, inputs=[args.input]):
+        device = resolve_device(args.device)
+        path = model_dir(args.model)
+        pipe = load_model(path, device)
+        if not pipe.is_trained:
+            import logging
+            logging.getLogger(__name__).warning(f"{path} is an UNTRAINED model (0 training steps): its G-buffers "
+                                                "are meaningless")
+        warn_no_native_size(pipe, parse_size(args.size), path)
+        start = time.perf_counter()
+        summary = label_video(pipe, args.input, args.out, args, path)
     print(f"{args.out}: {summary['frames']} frames {summary['size'][1]}x{summary['size'][0]}, passes "
           f"{', '.join(summary['passes'])}, {summary['steps']} steps, {len(summary['windows'])} window(s), "
           f"processed at {size_text(summary['processing_size'], pipe)} in "

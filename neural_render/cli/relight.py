@@ -27,7 +27,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--envmap-sequence", nargs="+", default=[], metavar="ENV",
                         help="more target env maps: one relit video each, sharing one inverse pass")
     parser.add_argument("--rotate", default="0,0,0", help="yaw,pitch,roll in degrees applied to every env map")
-    parser.add_argument("--out", required=True, help="X.mp4 (one env map) or an output folder")
+    from neural_render.io.output import add_out_argument
+
+    add_out_argument(parser, "X.mp4 (one env map; X.side_by_side.mp4 is written beside it) or an output folder")
     parser.add_argument("--inverse-model", default=None, help="inverse pipeline folder (default: shipped inverse_tiny)")
     parser.add_argument("--gbuffer", default=None,
                         help="clip folder with G-buffers of VIDEO (e.g. from `neural-render inverse`): skip the inverse")
@@ -74,13 +76,11 @@ def load_pipelines(args, need_inverse: bool = True):
 
 
 def run(args) -> int:
-    import re
     from pathlib import Path
 
-    from neural_render.cli.forward import check_sampling, load_env, write_mp4
-    from neural_render.cli.inverse import read_input
+    from neural_render.cli.forward import check_sampling
     from neural_render.errors import NeuralRenderError
-    from neural_render.io.atomic import atomic_dir
+    from neural_render.io.output import claim_output
 
     check_sampling(args)
     names = ([args.envmap] if args.envmap else []) + list(args.envmap_sequence)
@@ -89,6 +89,25 @@ def run(args) -> int:
     out = Path(args.out)
     if out.suffix.lower() == ".mp4" and len(names) > 1:
         raise NeuralRenderError("several env maps need an output folder, not a single .mp4", out)
+    inputs = [args.video, args.gbuffer, *names]
+    kwargs = dict(command="relight", overwrite=args.overwrite, inputs=inputs)
+    if out.suffix.lower() != ".mp4":
+        with claim_output(out, kind="dir", **kwargs):
+            return _relight(args, names, out)
+    sbs = out.with_name(out.stem + ".side_by_side.mp4")
+    with claim_output(out, kind="file", **kwargs), claim_output(sbs, kind="file", **kwargs):
+        return _relight(args, names, out, sbs)
+
+
+def _relight(args, names, out, sbs=None) -> int:
+    import re
+    from pathlib import Path
+
+    from neural_render.cli.forward import load_env, write_mp4
+    from neural_render.cli.inverse import read_input
+    from neural_render.io.atomic import atomic_dir
+    from neural_render.io.output import write_folder_marker
+
     envs = [load_env(name, args.rotate) for name in names]
     video, camera, fps, _ = read_input(args.video, fov=args.fov)
     gbuffer = read_gbuffer(args.gbuffer, video, args.video)
@@ -99,14 +118,14 @@ def run(args) -> int:
     result = pipe.relight(video, envs, camera=camera, gbuffer=gbuffer, seed=args.seed, domain=args.domain,
                           processing_size=size)
     report_inverse_size(pipe.inverse, result.processing_size, size)
-    if out.suffix.lower() == ".mp4":
-        write_mp4(out, result.videos[0], fps, args.exposure)
-        sbs = out.with_name(out.stem + ".side_by_side.mp4")
-        write_mp4(sbs, side_by_side([video, result.videos[0]]), fps, args.exposure)
+    if sbs is not None:
+        write_mp4(out, result.videos[0], fps, args.exposure, owner="relight")
+        write_mp4(sbs, side_by_side([video, result.videos[0]]), fps, args.exposure, owner="relight")
         print(out)
         print(sbs)
         return 0
     with atomic_dir(out) as tmp:
+        write_folder_marker(tmp, "relight")
         for k, (name, rgb) in enumerate(zip(names, result.videos)):
             stem = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(name).stem)
             write_mp4(Path(tmp) / f"relit_{k}_{stem}.mp4", rgb, fps, args.exposure)

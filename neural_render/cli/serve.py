@@ -21,7 +21,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--inverse-model", default=None,
                         help="inverse pipeline folder for uploaded videos (default: data/models/inverse_tiny if present)")
     parser.add_argument("--device", default="cpu", help="device of the neural pipelines (default cpu)")
-    parser.add_argument("--out", default=None, help="folder for the rendered results (default: a temporary folder)")
+    parser.add_argument("--out", default=None, help="folder for the rendered results (default: a temporary folder); each run writes a new "
+                             "run_<id> subfolder, nothing already there is touched")
 
 
 def make_config(args):

@@ -14,7 +14,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("clip", help="clip folder with at least a normal pass")
     parser.add_argument("--envmap", help="HDR env map (.hdr/.exr) or shipped name; default: the clip's own")
     parser.add_argument("--rotate", default="0,0,0", help="yaw,pitch,roll in degrees (default 0,0,0)")
-    parser.add_argument("--out", required=True, help="output .mp4 (sRGB preview) or a clip folder (linear EXR)")
+    from neural_render.io.output import add_out_argument
+
+    add_out_argument(parser, "output .mp4 (sRGB preview) or a clip folder (linear EXR)")
     parser.add_argument("--exposure", type=float, default=0.0, help="exposure in stops for the MP4")
 
 
@@ -36,13 +38,23 @@ def parse_rotation(text: str) -> tuple[float, float, float]:
 def run(args) -> int:
     from pathlib import Path
 
+    from neural_render.io.output import claim_output
+
+    yaw, pitch, roll = parse_rotation(args.rotate)
+    kind = "file" if Path(args.out).suffix.lower() == ".mp4" else "dir"
+    with claim_output(args.out, command="shade", kind=kind, overwrite=args.overwrite, inputs=[args.clip]):
+        return _shade(args, yaw, pitch, roll)
+
+
+def _shade(args, yaw, pitch, roll) -> int:
+    from pathlib import Path
+
     from neural_render.data_assets import envmap_path
     from neural_render.errors import NeuralRenderError
     from neural_render.io import Clip, load_envmap, read_clip, read_clip_envmap, write_clip, write_video
     from neural_render.render.shade import prepare_ibl, shade
     from neural_render.render.tonemap import display
 
-    yaw, pitch, roll = parse_rotation(args.rotate)
     clip = read_clip(args.clip, rgb=False)
     if clip.gbuffer.normal is None:
         raise NeuralRenderError("clip has no normal pass to shade", args.clip)
@@ -52,8 +64,9 @@ def run(args) -> int:
     rgb = shade(clip.gbuffer, clip.camera, prepare_ibl(env.rotated(yaw, pitch, roll)))
     out = Path(args.out)
     if out.suffix.lower() == ".mp4":
-        write_video(out, display(rgb[0], args.exposure).permute(0, 2, 3, 1).numpy(), fps=clip.meta.fps)
+        write_video(out, display(rgb[0], args.exposure).permute(0, 2, 3, 1).numpy(), fps=clip.meta.fps,
+                    owner="shade")
     else:
-        write_clip(out, Clip(rgb=rgb, gbuffer=clip.gbuffer, camera=clip.camera, meta=clip.meta))
+        write_clip(out, Clip(rgb=rgb, gbuffer=clip.gbuffer, camera=clip.camera, meta=clip.meta), owner="shade")
     print(out)
     return 0

@@ -23,7 +23,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("video", help="video file, folder of frames, or clip folder")
     parser.add_argument("--lora", required=True, help="sim2real model folder or IC-LoRA folder")
     parser.add_argument("--base", default=None, help="base pipeline folder for a bare IC-LoRA folder")
-    parser.add_argument("--out", required=True, help="output .mp4 or clip folder")
+    from neural_render.io.output import add_out_argument
+
+    add_out_argument(parser, "output .mp4 or clip folder")
     parser.add_argument("--strength", type=float, default=1.0, help="LoRA scale (default 1)")
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
     parser.add_argument("--window", type=int, default=None, help="latent frames per window (default: the model's)")
@@ -106,7 +108,7 @@ def load_sim2real(lora: str | os.PathLike, base: str | os.PathLike | None = None
                             info={"global_step": int(info.get("global_step", 0) or 0), "lora": os.fspath(root)})
 
 
-def write_output(out: str | os.PathLike, rgb, camera, fps: float) -> None:
+def write_output(out: str | os.PathLike, rgb, camera, fps: float, owner: str | None = None) -> None:
     """(1, T, 3, H, W) linear -> .mp4 (sRGB) or a clip folder (linear EXR), atomically."""
     from neural_render.io import Clip, write_clip, write_video
     from neural_render.io.clip import ClipMeta
@@ -115,26 +117,35 @@ def write_output(out: str | os.PathLike, rgb, camera, fps: float) -> None:
 
     out = Path(out)
     if out.suffix.lower() == ".mp4":
-        write_video(out, display(rgb[0]).permute(0, 2, 3, 1).contiguous().numpy(), fps=fps)
+        write_video(out, display(rgb[0]).permute(0, 2, 3, 1).contiguous().numpy(), fps=fps, owner=owner)
         return
     if camera is None:
         import torch
 
         t, h, w = rgb.shape[1], rgb.shape[-2], rgb.shape[-1]
         camera = Camera.from_fov(60.0, w, h, torch.eye(4).expand(1, t, 4, 4).clone())
-    write_clip(out, Clip(rgb=rgb.contiguous(), gbuffer=GBuffer(), camera=camera, meta=ClipMeta.for_camera(camera, fps=fps)))
+    write_clip(out, Clip(rgb=rgb.contiguous(), gbuffer=GBuffer(), camera=camera, meta=ClipMeta.for_camera(camera, fps=fps)),
+               owner=owner)
 
 
 def run(args) -> int:
-    import logging
-
-    import torch
-
     from neural_render.errors import NeuralRenderError
+    from neural_render.io.output import claim_output
 
     if args.steps is not None and args.steps < 1:
         raise NeuralRenderError(f"--steps must be >= 1, got {args.steps}")
     size = parse_hw(args.size)
+    kind = "file" if Path(args.out).suffix.lower() == ".mp4" else "dir"
+    with claim_output(args.out, command="sim2real", kind=kind, overwrite=args.overwrite,
+                      inputs=[args.video, args.lora, args.base]):
+        return _sim2real(args, size)
+
+
+def _sim2real(args, size) -> int:
+    import logging
+
+    import torch
+
     pipe = load_sim2real(args.lora, args.base)
     if not pipe.is_trained:
         logging.getLogger(__name__).warning("sim2real: this model was never trained (global_step 0); output is "
@@ -143,7 +154,7 @@ def run(args) -> int:
     torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
     out = pipe(rgb, strength=args.strength, num_steps=args.steps, window=args.window, overlap=args.overlap,
                processing_size=processing_hw(size, rgb, pipe.stride), seed=args.seed, progress=not args.no_progress)
-    write_output(args.out, out.frames, camera, float(args.fps or fps))
+    write_output(args.out, out.frames, camera, float(args.fps or fps), owner="sim2real")
     ph, pw = out.processing_size
     print(f"{args.out}  ({out.frames.shape[1]} frames, {len(out.windows)} window(s), strength {args.strength}, "
           f"processed at {pw}x{ph})")

@@ -17,7 +17,9 @@ HELP = "make (rendered, realistic) clip pairs by anchor propagation: enhanced an
 
 def add_arguments(parser) -> None:
     parser.add_argument("input", help="folder of rendered clip folders (or one clip folder)")
-    parser.add_argument("--out", required=True, help="output folder of pair folders")
+    parser.add_argument("--out", required=True,
+                        help="output folder of pair folders: created, or resumed when a previous sim2real-data output; "
+                             "any other non-empty folder is refused (exit 2), nothing in it is touched")
     parser.add_argument("--model", required=True, help="anchor propagation model folder (PropagationTask export)")
     parser.add_argument("--enhancer", default="auto",
                         help="anchor enhancer: auto | forward[:DIR] | path-traced | img2img:DIR | identity")
@@ -27,14 +29,23 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    import logging
-
     from neural_render.errors import NeuralRenderError
-    from neural_render.pipelines.sim2real_anchors import make_enhancer
-    from neural_render.pipelines.sim2real_data import AnchorPropagationPipeline, make_pairs
 
     if args.limit is not None and args.limit < 1:
         raise NeuralRenderError(f"--limit must be >= 1, got {args.limit}")
+    from neural_render.io.output import claim_output, open_folder
+
+    with claim_output(args.out, command="sim2real-data", kind="dir", inputs=[args.input, args.model]):
+        open_folder(args.out, command="sim2real-data", inputs=[args.input, args.model])
+        return _make_pairs(args)
+
+
+def _make_pairs(args) -> int:
+    import logging
+
+    from neural_render.pipelines.sim2real_anchors import make_enhancer
+    from neural_render.pipelines.sim2real_data import AnchorPropagationPipeline, make_pairs
+
     pipe = AnchorPropagationPipeline.from_pretrained(args.model)
     if not pipe.is_trained:
         logging.getLogger(__name__).warning("sim2real-data: the propagation model was never trained (global_step 0)")

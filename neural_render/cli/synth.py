@@ -11,7 +11,9 @@ HELP = "render a synthetic dataset: procedural PBR scenes -> path-traced RGB + e
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--out", required=True, help="output dataset folder")
+    parser.add_argument("--out", required=True,
+                        help="output dataset folder: created, or resumed when a previous synth output with the same "
+                             "arguments; any other non-empty folder is refused (exit 2), nothing in it is touched")
     parser.add_argument("--clips", type=int, default=4, help="number of clips (default 4)")
     parser.add_argument("--first-clip", type=int, default=0,
                         help="index of the first clip (default 0): a later slice of the same dataset, e.g. scenes a "
@@ -34,9 +36,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--meshes", nargs="*", default=[], metavar="FILE",
                         help="OBJ/GLB/PLY/... files that may replace procedural shapes")
     parser.add_argument("--max-depth", type=int, default=6, help="path length limit (default 6)")
-    parser.add_argument("--min-objects", type=int, default=1)
-    parser.add_argument("--max-objects", type=int, default=6)
-    parser.add_argument("--fps", type=float, default=12.0)
+    parser.add_argument("--min-objects", type=int, default=1, help="fewest objects per scene (default 1)")
+    parser.add_argument("--max-objects", type=int, default=6, help="most objects per scene (default 6)")
+    parser.add_argument("--fps", type=float, default=12.0, help="frame rate stored in the clips (default 12)")
     parser.add_argument("--env-height", type=int, default=128,
                         help="env maps taller than this are shrunk to HxH*2 (energy-preserving); sky resolution")
     parser.add_argument("--roughness-variant", type=int, default=0,
@@ -106,6 +108,10 @@ def run(args) -> int:
     config.validate()
     seed = args.seed if args.seed is not None else split.seed if split else 0
     envmaps = [] if args.sky else resolve_envmaps(args.envmaps or (split.envmaps if split else "train"))
+    from neural_render.io.output import open_folder
+    from neural_render.synth.dataset import SPEC_NAME
+
+    open_folder(args.out, command="synth", inputs=[*envmaps, *args.meshes], also_owned_if=[SPEC_NAME])
     job = SynthJob(out=args.out, config=config, seed=seed, envmap_paths=envmaps, mesh_paths=list(args.meshes),
                    preview=args.preview, proxy=args.proxy)
     report = run_synth(job, args.clips, workers=args.workers, progress=not args.no_progress,

@@ -92,7 +92,8 @@ def _check_clip(clip: Clip, source) -> None:
                                     f"(1, {t}, {h}, {w})", source)
 
 
-def write_clip(clip_dir: str | os.PathLike, clip: Clip, rgb_format: str = "exr", preview_mp4: bool = True) -> ClipMeta:
+def write_clip(clip_dir: str | os.PathLike, clip: Clip, rgb_format: str = "exr", preview_mp4: bool = True,
+               owner: str | None = None) -> ClipMeta:
     """Write ``clip`` as a clip folder, atomically (temp folder renamed into place); returns the written meta.
 
     rgb_format: "exr" stores linear rgb in the frame EXRs (bit-exact); "mp4" stores sRGB(clamp(rgb)) in a
@@ -100,6 +101,7 @@ def write_clip(clip_dir: str | os.PathLike, clip: Clip, rgb_format: str = "exr",
     rgb.mp4 when rgb is stored in EXR. Fields describing the data (width, height, num_frames, intrinsics,
     camera_to_world, passes, rgb_source) are taken from the tensors and camera; fps, envmap, units, extra
     and depth_scale from ``clip.meta`` (depth_scale defaults to :func:`depth_scale_of` when depth is present).
+    owner: the command writing it; recorded in the folder's owner marker (io/output.py).
     """
     if rgb_format not in ("exr", "mp4"):
         raise NeuralRenderError(f"rgb_format must be 'exr' or 'mp4', got {rgb_format!r}", clip_dir)
@@ -116,18 +118,22 @@ def write_clip(clip_dir: str | os.PathLike, clip: Clip, rgb_format: str = "exr",
                                passes=exr_passes, rgb_source=rgb_source, depth_scale=depth_scale)
     meta.to_json()  # fail early on a non-serialisable 'extra'
     try:
-        _write_clip_files(clip_dir, clip, meta, preview_mp4)
+        _write_clip_files(clip_dir, clip, meta, preview_mp4, owner)
     except OSError as err:
         raise NeuralRenderError(f"could not write clip: {err}", clip_dir) from err
     return meta
 
 
-def _write_clip_files(clip_dir, clip: Clip, meta: ClipMeta, preview_mp4: bool) -> None:
+def _write_clip_files(clip_dir, clip: Clip, meta: ClipMeta, preview_mp4: bool, owner: str | None = None) -> None:
     from neural_render.io.video import write_video
     from neural_render.render.tonemap import display
     rgb_source, gb = meta.rgb_source, clip.gbuffer.passes
     with atomic_dir(clip_dir) as tmp:
         tmp_dir = Path(tmp)
+        if owner is not None:
+            from neural_render.io.output import write_folder_marker
+
+            write_folder_marker(tmp_dir, owner)
         (tmp_dir / FRAMES_DIR).mkdir()
         tensors = ({"rgb": clip.rgb} if rgb_source == "exr" else {}) | gb
         arrays = {name: x[0].detach().cpu().numpy() for name, x in tensors.items()}  # (T, C, H, W)

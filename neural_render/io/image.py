@@ -46,8 +46,11 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
-    """Write (H, W, 3) or (H, W) uint8 atomically; the format follows the suffix (.png lossless, .jpg quality 95)."""
+def write_image(path: str | os.PathLike, image: np.ndarray, owner: str | None = None) -> None:
+    """Write (H, W, 3) or (H, W) uint8 atomically; the format follows the suffix (.png lossless, .jpg quality 95).
+
+    owner: the command writing it, stored in a PNG text chunk (io/output.py recognises it; ignored for JPEG).
+    """
     import imageio.v3 as iio
 
     suffix = Path(path).suffix.lower()
@@ -62,6 +65,13 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
     if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)) or min(image.shape[:2]) < 1:
         raise NeuralRenderError(f"image must be (H, W, 3) or (H, W), got {image.shape}", path)
     kwargs = {"quality": 95} if suffix in (".jpg", ".jpeg") else {}
+    if owner is not None and suffix == ".png":
+        from PIL.PngImagePlugin import PngInfo
+
+        from neural_render.io.output import PNG_TEXT_KEY, marker
+
+        kwargs["pnginfo"] = PngInfo()
+        kwargs["pnginfo"].add_text(PNG_TEXT_KEY, marker(owner))
     try:
         with atomic_path(path) as tmp:
             iio.imwrite(tmp, np.ascontiguousarray(image), plugin="pillow", extension=suffix, **kwargs)

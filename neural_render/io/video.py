@@ -290,10 +290,12 @@ def _even_padded(frames: np.ndarray) -> np.ndarray:
     return np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
 
 
-def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = DEFAULT_FPS, lossless: bool = False) -> None:
+def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = DEFAULT_FPS, lossless: bool = False,
+                owner: str | None = None) -> None:
     """Write (T, H, W, 3) uint8 sRGB frames to an H.264 ``.mp4`` atomically (see module doc for the two encodings).
 
     fps: frames per second (> 0). Lossy output of odd-sized frames is padded to even size by edge replication.
+    owner: the command writing it, stored as the file's ``comment`` metadata (io/output.py recognises it).
     """
     import imageio_ffmpeg
 
@@ -315,6 +317,10 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = DEFAUL
         frames = _even_padded(frames)
         codec, pix_fmt_out = "libx264", "yuv420p"
         params = ["-crf", str(LOSSY_CRF), "-preset", "medium", "-movflags", "+faststart"]
+    if owner is not None:
+        from neural_render.io.output import marker
+
+        params = params + ["-metadata", f"comment={marker(owner)}"]
     height, width = frames.shape[1:3]
     try:
         with atomic_path(path) as tmp:

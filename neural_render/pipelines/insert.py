@@ -353,3 +353,19 @@ def insert_object(forward: ForwardPipeline, video: Tensor, camera: Camera, env: 
                                     **render_options).rgb
         out = torch.where(visible > 0.5, rendered, (video + rendered - background).clamp_min(0.0))
     return InsertionOutput(out, rendered, background, visible, merged, scene, cache, cache_render, scale)
+
+
+def choose_depth_scale(given, clip_scale, scene, camera, obj, meta) -> tuple[float | None, str]:
+    """(depth scale or None for the pipeline's default, how it was chosen), in this order: ``given`` (the user's
+    --depth-scale), ``clip_scale`` (exact clip passes), the scale that puts the estimated (relative) depth at the
+    object's ground contact, the clip meta's scale, else None."""
+    if given:
+        return float(given), "--depth-scale"
+    if clip_scale:
+        return float(clip_scale), "the clip's passes"
+    anchored = anchored_depth_scale(camera, scene.depth, ground_contact(obj))
+    if anchored:
+        return anchored, "anchored at the object's ground contact"
+    if meta is not None and meta.depth_scale:
+        return float(meta.depth_scale), "the clip's meta"
+    return None, f"default {DEFAULT_DEPTH_SCALE:g}"

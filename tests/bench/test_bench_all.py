@@ -27,7 +27,9 @@ def test_quick_run_writes_table_json_and_plots(quick_run):
     out = tmp / "out"
     result = json.loads((out / "bench.json").read_text())
     assert result["errors"] == {} and result["mode"] == "quick"
-    assert set(result["benchmarks"]) == {"backbone", "synth", "inverse", "gpu-estimate"}
+    assert set(result["benchmarks"]) == {"backbone", "synth", "inverse", "inverse-e2e", "gpu-estimate"}
+    e2e = result["benchmarks"]["inverse-e2e"]
+    assert f"| end to end / model | {e2e['ratio']:.2f} " in (out / "bench.md").read_text()
     assert result["total_seconds"] < 60
     md = (out / "bench.md").read_text()
     # the measured ratios appear in the table exactly as measured
@@ -54,7 +56,7 @@ def test_quick_run_writes_table_json_and_plots(quick_run):
         with Image.open(out / name) as img:
             assert img.format == "PNG" and img.size[0] >= 300
         assert f"]({name})" in md
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no atomic-write leftovers
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [".neural-render-output.json"]  # no leftovers
 
 
 def test_quick_run_replaces_the_readme_block_only(quick_run):
