@@ -2,6 +2,8 @@
 """Make the object-insertion evaluation set: the same synthetic scene path-traced WITHOUT and WITH an inserted object.
 
     python scripts/make_insert_eval_data.py --out data_cache/insert_eval_64 [--clips 24] [--size 64x64] [--spp 64]
+    python scripts/make_insert_eval_data.py --split val|test --out DIR    (issue #22: the split's env maps, held-out
+                                          shape / material families and sky ranges, and its seed unless --seed)
 
 Layout of ``--out`` (resumable: finished clips are skipped; every clip folder is written atomically)::
 
@@ -43,7 +45,9 @@ def parse_args(argv=None):
     p.add_argument("--size", default="64x64", help="WIDTHxHEIGHT")
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--spp", type=int, default=64)
-    p.add_argument("--seed", type=int, default=SEED)
+    p.add_argument("--seed", type=int, default=None, help=f"scene seed (default: the --split's, else {SEED})")
+    p.add_argument("--split", choices=("val", "test"), default=None,
+                   help="a split of neural_render/synth/splits.py (without it: the former test maps, now val)")
     p.add_argument("--min-pixels", type=int, default=40)
     return p.parse_args(argv)
 
@@ -134,8 +138,18 @@ def main(argv=None) -> int:
     width, height = (int(v) for v in args.size.lower().split("x"))
     config = SynthConfig(width=width, height=height, num_frames=args.frames, spp=args.spp, ground_prob=1.0,
                          min_objects=1, max_objects=4)
+    maps = "val"
+    if args.split is not None:
+        from neural_render.synth.splits import get_split
+
+        split = get_split(args.split)
+        config, maps = split.configure(config), split.envmaps
+        args.seed = split.seed if args.seed is None else args.seed
+    args.seed = SEED if args.seed is None else args.seed
     out = Path(args.out)
     spec = {"seed": args.seed, "config": config.to_dict(), "envmaps": "test", "clips_requested": None}
+    if args.split is not None:
+        spec.update(envmaps=maps, split=args.split)
     spec_path = out / "insert_eval.json"
     out.mkdir(parents=True, exist_ok=True)
     if spec_path.exists():
@@ -145,7 +159,9 @@ def main(argv=None) -> int:
     else:
         with atomic_path(spec_path) as tmp:
             Path(tmp).write_text(json.dumps(spec, indent=1) + "\n")
-    envs = [fit_envmap(load_envmap(envmap_path(n)), config.env_height) for n in envmap_split()["test"]]
+    # the maps called "test" before issue #22 (the spec's "envmaps": "test" is kept so existing sets stay valid):
+    # they are data/envmaps/split.json's "val" maps now, as these sets were used to choose the insertion model
+    envs = [fit_envmap(load_envmap(envmap_path(n)), config.env_height) for n in envmap_split()[maps]]
     for side in ("scene", "with_object"):
         for env in envs:
             path = out / side / "envmaps" / f"{env.name}.exr"

@@ -124,7 +124,7 @@ def snapshot_callback(directory: Path, every_minutes: float):
 def select_on_validation(candidates: list[Path], val: Path, stats: dict, threads: int) -> tuple[Path, list[dict]]:
     """Evaluate every candidate pipeline folder on the validation set (``eval inverse``, JSON beside it) and return
     the one with the lowest :func:`~neural_render.metrics.inverse.baseline_relative_error` and the table of all."""
-    from neural_render.cli.eval_inverse import TRAIN_STATS
+    from neural_render.evaluation.inverse import TRAIN_STATS
     from neural_render.metrics.inverse import baseline_relative_error
 
     table = []
@@ -174,7 +174,7 @@ def main() -> int:
     sets = ensure_data(Path(args.data), args.sky, args.roughness_variants)
     out = Path(args.out)
 
-    from neural_render.cli.eval_inverse import TRAIN_STATS, compute_train_stats
+    from neural_render.evaluation.inverse import TRAIN_STATS, compute_train_stats
     from neural_render.cli.fit import build_cli
     from neural_render.io.atomic import atomic_dir, atomic_path
     from neural_render.pipelines.defaults import INVERSE_OVERLAP, INVERSE_WINDOW

@@ -86,7 +86,8 @@ def test_relight_and_edit_commands(files, tmp_path):
     folder = tmp_path / "relit_many"
     assert main(["relight", str(files / "clip"), "--envmap", "venice_sunset", "--envmap-sequence", "kiara_1_dawn",
                  "--out", str(folder), *models(files), *inverse(files)]) == 0
-    assert sorted(os.listdir(folder)) == ["relit_0_venice_sunset.mp4", "relit_1_kiara_1_dawn.mp4", "side_by_side.mp4"]
+    assert sorted(os.listdir(folder)) == [".neural-render-output.json", "relit_0_venice_sunset.mp4",
+                                          "relit_1_kiara_1_dawn.mp4", "side_by_side.mp4"]
     assert read_video(folder / "side_by_side.mp4")[0].shape == (3, 16, 48, 3)
     given = tmp_path / "relit_given.mp4"  # precomputed G-buffers (the clip's exact ones) instead of the inverse model
     assert main(["relight", str(files / "clip"), "--gbuffer", str(files / "clip"), "--envmap", "venice_sunset",
@@ -112,7 +113,8 @@ def test_eval_forward_command(files, tmp_path, capsys):
     assert main(["eval", "forward", "--data", str(data), *models(files), "--json", str(tmp_path / "e.json")]) == 0
     text = capsys.readouterr().out
     for row in ("neural forward, all passes", "classical split-sum, exact G-buffers", "trivial: basecolor as RGB",
-                "neural forward, normal only", "neural forward, basecolor only", "neural - classical"):
+                "neural forward, normal only", "neural forward, basecolor only",
+                "classical split-sum + pixel filter (sigma 0.5 px)"):
         assert row in text
     assert (tmp_path / "e.json").is_file()
 

@@ -201,7 +201,7 @@ def test_eval_insert_scores_every_method_and_a_fresh_injection_equals_none(asset
     import sys
     from pathlib import Path
 
-    from neural_render.cli.eval_insert import load_item
+    from neural_render.evaluation.insert import load_item
     from neural_render.pipelines.insert import ground_contact
 
     root = Path(__file__).resolve().parents[1]
@@ -224,26 +224,33 @@ def test_eval_insert_scores_every_method_and_a_fresh_injection_equals_none(asset
         assert summary["injection"][region] == summary["no injection (same model)"][region]
         assert np.isfinite(summary["classical paste"][region])
     assert summary["input video (no object)"]["object"] < summary["classical paste"]["object"]
-    assert result["comparisons"]["classical paste"]["object"]["verdict"] == "n/a"  # one clip: no interval
+    assert result["comparison"]["rows"] == []  # one clip: no interval
 
 
 def test_injection_comparisons_are_paired_per_clip():
-    from neural_render.cli.eval_insert import injection_comparisons
+    from neural_render.evaluation.insert import injection_comparisons
 
-    def clip(inj, plain, paste):
+    def clip(inj, plain, paste, unchanged):
         return {"scores": {"injection": dict.fromkeys(("object", "around", "shadow"), inj),
                            "no injection (same model)": dict.fromkeys(("object", "around", "shadow"), plain),
-                           "classical paste": dict.fromkeys(("object", "around", "shadow"), paste)}}
+                           "classical paste": dict.fromkeys(("object", "around", "shadow"), paste),
+                           "input video (no object)": dict.fromkeys(("object", "around", "shadow"), unchanged)}}
 
-    # injection 0.5 dB above no injection in every clip (clearly), level with the paste on average (a tie)
-    clips = [clip(20.0 + k, 19.5 + k, 20.0 + k + (-1) ** k) for k in range(6)]
-    result = injection_comparisons(clips)
-    assert result["no injection (same model)"]["shadow"]["verdict"] == "better"
-    assert abs(result["no injection (same model)"]["shadow"]["mean_improvement"] - 0.5) < 1e-9
-    assert result["classical paste"]["around"]["verdict"] == "tie" and "base model" not in result
+    def verdicts(table):
+        return {row["name"]: row for row in table["rows"]}
+
+    # injection 2 dB above no injection in every clip (clearly, even after Holm), level with the paste on average (a
+    # tie), and the unchanged input (no object at all) in the table too
+    clips = [clip(20.0 + k, 18.0 + k, 20.0 + k + (-1) ** k, 19.0 + k) for k in range(8)]
+    rows = verdicts(injection_comparisons(clips))
+    assert rows["injection vs no injection (same model) (shadow)"]["verdict"] == "better"
+    assert abs(rows["injection vs no injection (same model) (shadow)"]["diff_mean"] - 2.0) < 1e-9
+    assert rows["injection vs classical paste (around)"]["verdict"] == "tie"
+    assert "injection vs input video (no object) (around)" in rows
+    assert not any("base model" in name for name in rows)
     for c in clips:
-        c["scores"]["base model"] = dict.fromkeys(("object", "around", "shadow"), 30.0)
-    assert injection_comparisons(clips)["base model"]["object"]["verdict"] == "worse"
+        c["scores"]["base model"] = dict.fromkeys(("object", "around", "shadow"), 40.0)
+    assert verdicts(injection_comparisons(clips))["injection vs base model (object)"]["verdict"] == "worse"
 
 
 @pytest.mark.parametrize("shadow_light", [False, True])
@@ -314,7 +321,7 @@ def test_estimated_depth_is_anchored_at_the_objects_ground_contact(assets):
     puts the surface under the object at its true distance, then the meta's, then the default."""
     from types import SimpleNamespace
 
-    from neural_render.cli.insert import choose_depth_scale
+    from neural_render.pipelines.insert import choose_depth_scale
     from neural_render.io import read_clip
     from neural_render.pipelines.insert import InsertedObject
     from neural_render.raster import Material

@@ -62,13 +62,16 @@ def test_untrained_model_end_to_end(dataset, tiny_model, tmp_path, capsys):
         for key in ("normal_mean_deg", "albedo_si_psnr_db", "roughness_rmse", "metallic_rmse", "depth_absrel"):
             assert isinstance(result["accuracy"][column][key], float), (column, key)
     assert set(result["accuracy"]["temporal"]["model"]) == {"basecolor", "normal", "depth", "roughness", "metallic"}
-    comparison = result["accuracy"]["comparison"]  # per-clip paired test of each metric against its baseline
-    assert set(comparison) == {"normal_mean_deg", "albedo_si_psnr_db", "roughness_rmse", "metallic_rmse",
-                               "depth_absrel"}
-    for key, c in comparison.items():
-        assert c["clips"] == 2 and c["verdict"] in ("better", "worse", "tie") and c["ci95"][0] <= c["ci95"][1], key
-        assert c["verdict"] != "better" or c["ci95"][0] > 0
-    assert "clearly (per-clip 95% CI)" in io.out
+    table = result["accuracy"]["comparison"]  # Holm-corrected hierarchical bootstrap, one row per comparison
+    names = [row["name"] for row in table["rows"]]
+    assert any("pixel-filtered input" in n for n in names) and any("vs input RGB" in n for n in names)
+    assert table["correction"] == "holm" and table["m"] == len(names) >= 5
+    for row in table["rows"]:
+        lo, hi = row["corrected_interval"]
+        assert row["n_clips"] == 2 and row["verdict"] in ("better", "worse", "tie") and lo <= hi, row["name"]
+        assert (row["verdict"] == "better") == (lo > 0)
+    assert "Holm-corrected" in io.out and "pixel-filtered" in io.out
+    assert result["accuracy"]["baseline_filtered"]["albedo_si_psnr_db"] is not None
     win = result["windows"]
     assert win["windows_blended"][0] == [0, 4] and win["windows_blended"][-1][1] == 10
     for run in ("blended", "independent", "ground_truth"):

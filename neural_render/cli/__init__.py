@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "sim2real": "neural_render.cli.sim2real",
     "sim2real-data": "neural_render.cli.sim2real_data",
     "serve": "neural_render.cli.serve",
+    "report": "neural_render.cli.report",
 }
 
 EXIT_BAD_INPUT = 2

@@ -16,6 +16,7 @@ HELP = "evaluate a trained model on held-out data (inverse, ...): prints a table
 EVALUATIONS: dict[str, str] = {
     "inverse": "neural_render.cli.eval_inverse",
     "forward": "neural_render.cli.eval_forward",
+    "relight": "neural_render.cli.eval_relight",
     "sim2real": "neural_render.cli.eval_sim2real",
     "insert": "neural_render.cli.eval_insert",
 }
@@ -27,6 +28,8 @@ def add_arguments(parser) -> None:
         mod = importlib.import_module(path)
         p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
         mod.add_arguments(p)
+        p.add_argument("--overwrite", action="store_true",
+                       help="replace an existing --json file that this evaluation did not write (refused otherwise)")
 
 
 def run(args) -> int:
@@ -35,4 +38,9 @@ def run(args) -> int:
     name = getattr(args, "evaluation", None)
     if not name:
         raise NeuralRenderError(f"name an evaluation: one of {sorted(EVALUATIONS)}")
+    if getattr(args, "json", None):  # checked before any model work; the file is written atomically at the end
+        from neural_render.io.output import check_output
+
+        check_output(args.json, command=f"eval {name}", kind="file", overwrite=args.overwrite,
+                     inputs=[getattr(args, "data", None), getattr(args, "model", None)])
     return int(importlib.import_module(EVALUATIONS[name]).run(args) or 0)

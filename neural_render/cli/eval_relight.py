@@ -1,0 +1,56 @@
+"""``neural-render eval relight --data DIR``: argument parsing for neural_render.evaluation.relight.
+
+inverse -> target env map -> forward, against the path tracer under the target env map, beside the input returned
+unchanged and the classical shader on the same estimated G-buffers (Holm-corrected hierarchical bootstrap).
+"""
+
+from __future__ import annotations
+
+HELP = "evaluate relighting (inverse -> new env map -> forward) against path-traced ground truth under that env map"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--data", required=True, help="held-out synth dataset folder (env-map files, val or test)")
+    parser.add_argument("--relight-data", default=None,
+                        help="the same clips under the next env map of the dataset's list (default: DATA_relit; "
+                             "rendered by the data engine when missing)")
+    parser.add_argument("--model", default=None, help="forward pipeline folder (default: shipped forward_tiny)")
+    parser.add_argument("--inverse-model", default=None, help="inverse pipeline folder (default: shipped)")
+    parser.add_argument("--max-clips", type=int, default=None, help="evaluate the first N clips only")
+    parser.add_argument("--seed", type=int, default=0, help="sampling and bootstrap seed (default 0)")
+    parser.add_argument("--domain", choices=("real", "synthetic"), default="synthetic",
+                        help="Realiz3D domain for models with shifters (default synthetic: the GT is synthetic)")
+    parser.add_argument("--json", default=None, help="also write all numbers to this JSON file")
+    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from neural_render.cli.forward import load_forward, model_dir
+    from neural_render.cli.inverse import load_model, model_dir as inverse_dir, resolve_device
+    from neural_render.data.clip_dataset import find_clips
+    from neural_render.evaluation.common import dataset_split, find_eval_clips, log_test_scoring, write_json
+    from neural_render.evaluation.relight import evaluate, format_report, make_relight_dataset
+    from neural_render.io.output import check_output
+    from neural_render.pipelines.relight import RelightPipeline
+
+    clips = find_eval_clips(args.data, args.max_clips)
+    relight_data = Path(args.relight_data or str(Path(args.data).resolve()) + "_relit")
+    if not relight_data.is_dir():
+        check_output(relight_data, command="eval relight", inputs=[args.data])
+        print(f"making relighting data {relight_data} from {args.data} (synth engine, next env map)", flush=True)
+        make_relight_dataset(args.data, relight_data)
+    relit = {c.name: c for c in find_clips(relight_data)}
+    pipe = RelightPipeline(load_model(args.inverse_model, resolve_device(args.device)),
+                           load_forward(args.model, args.device))
+    result = {"data": str(args.data), "split": dataset_split(args.data), "relight_data": str(relight_data),
+              "model": str(model_dir(args.model)), "inverse_model": str(inverse_dir(args.inverse_model)),
+              **evaluate(pipe, clips, relit, domain=args.domain, seed=args.seed)}
+    print(format_report(result))
+    if args.json:
+        print(f"wrote {write_json(args.json, result, 'eval relight')}")
+    for folder in (model_dir(args.model), inverse_dir(args.inverse_model)):
+        if log_test_scoring(folder, args.data, "eval relight", args.json):
+            print(f"(test split: this scoring is logged in {folder / 'test_scorings.jsonl'})")
+    return 0

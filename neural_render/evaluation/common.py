@@ -1,0 +1,140 @@
+"""Shared pieces of the evaluation loops: held-out clips, their cluster (env map), splits, JSON output, the test log.
+
+* :func:`clip_group`: the label the hierarchical bootstrap resamples first (:mod:`neural_render.evaluation.stats`):
+  the clip's env map for clips lit by an env-map file, the clip itself for a procedural sky (each sky is drawn
+  independently) or when nothing is recorded.
+* :func:`dataset_split`: ``train`` / ``val`` / ``test`` / None of a synth dataset folder, from its ``synth.json``
+  (the recorded split, else the split its env maps belong to, ``data/envmaps/split.json``).
+* :func:`log_test_scoring`: every scoring of a TEST set is appended to ``test_scorings.jsonl`` in the model folder,
+  so how often a test set was looked at is visible beside the model (val is for choices; test is scored once).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+TEST_LOG = "test_scorings.jsonl"
+
+
+def find_eval_clips(folder: str | os.PathLike, limit: int | None = None) -> list[Path]:
+    """Clip folders (with meta.json) under ``folder``, sorted; the first ``limit`` when given."""
+    from neural_render.data.clip_dataset import find_clips
+    from neural_render.errors import NeuralRenderError
+
+    if limit is not None and limit < 1:
+        raise NeuralRenderError(f"--max-clips must be >= 1, got {limit}")
+    clips = find_clips(folder)
+    if not clips:
+        raise NeuralRenderError("no clip folders (with meta.json) found", folder)
+    return clips[:limit] if limit else clips
+
+
+def clip_group(clip_dir: str | os.PathLike) -> str:
+    """Cluster label of a clip for the hierarchical bootstrap (module doc)."""
+    from neural_render.io.clip import read_meta
+
+    meta = read_meta(clip_dir)
+    env = (meta.extra.get("synth") or {}).get("env") if isinstance(meta.extra, dict) else None
+    if isinstance(env, dict) and env.get("kind") == "file" and env.get("name"):
+        return f"env:{env['name']}"
+    if meta.envmap and not (isinstance(env, dict) and env.get("kind") == "sky"):
+        return f"env:{Path(str(meta.envmap)).stem}"
+    return f"clip:{Path(clip_dir).name}"
+
+
+def dataset_split(folder: str | os.PathLike) -> str | None:
+    """'train' | 'val' | 'test' | None for a synth dataset folder (module doc)."""
+    from neural_render.data_assets import envmap_split
+
+    spec = None
+    for candidate in (Path(folder) / "synth.json", Path(folder) / "insert_eval.json",
+                      Path(folder).parent / "insert_eval.json"):
+        try:
+            spec = json.loads(candidate.read_text())
+            break
+        except (OSError, ValueError):
+            continue
+    if not isinstance(spec, dict):
+        return None
+    recorded = spec.get("split") or (spec.get("config") or {}).get("split")
+    if isinstance(recorded, str):
+        return recorded
+    if not isinstance(spec.get("envmaps"), list):
+        return None
+    names = {Path(str(e)).stem for e in spec["envmaps"]}
+    split = envmap_split()
+    for name in ("test", "val", "train"):
+        if names & set(split.get(name, [])):
+            return name
+    return None
+
+
+def jsonable(x):
+    """Plain JSON data: non-finite floats -> None, tuples -> lists, keys -> str."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    return x
+
+
+def write_json(path: str | os.PathLike, record: dict, command: str) -> Path:
+    """Write ``record`` atomically with ``written_by`` = the command (io/output.py recognises it); returns the path."""
+    from neural_render.io.atomic import atomic_path
+    from neural_render.io.output import marker
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps({"written_by": marker(command), **jsonable(record)}, indent=1,
+                                        allow_nan=False) + "\n")
+    return path
+
+
+def log_test_scoring(model_dir: str | os.PathLike | None, data: str | os.PathLike, command: str,
+                     json_path: str | os.PathLike | None = None, extra: dict | None = None) -> bool:
+    """Append one line to ``<model_dir>/test_scorings.jsonl`` when ``data`` is a TEST split; returns whether it did."""
+    if model_dir is None or dataset_split(data) != "test" or not Path(model_dir).is_dir():
+        return False
+    entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": command, "data": str(data),
+             "json": None if json_path is None else str(json_path), **(extra or {})}
+    with open(Path(model_dir) / TEST_LOG, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(jsonable(entry)) + "\n")
+    return True
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Set torch's CPU threads for the block (None: unchanged)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def fmt(value, digits: int = 3) -> str:
+    """A table cell: n/a for None/NaN, inf, fixed digits for floats."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if isinstance(value, float) and math.isinf(value):
+        return "inf"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def verdict_cell(row: dict, digits: int = 3) -> str:
+    """'clearly better [+lo, +hi]' style cell of a :func:`~neural_render.evaluation.stats.compare_table` row."""
+    lo, hi = row["corrected_interval"]
+    word = {"better": "BETTER", "worse": "WORSE", "tie": "tie"}[row["verdict"]]
+    return f"{word:6s} {row['diff_mean']:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}] p_holm={row['p_holm']:.3g}"

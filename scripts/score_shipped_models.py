@@ -1,0 +1,104 @@
+#!/usr/bin/env python
+"""Score every shipped model on a split under the evaluation protocol (issue #22); README tables come from the JSONs.
+
+    python scripts/score_shipped_models.py --split val  [--data data_cache] [--clips 24] [--threads 1]
+    python scripts/score_shipped_models.py --split test [--data data_cache]       # once per shipped model
+
+Makes what it needs with the data engine (resumable; each a folder under ``--data``):
+  synth_split_<split>_64          --split <split>, 24 clips x 8 frames, 64x64, 16 spp: the inverse model's input
+  synth_split_<split>_64_spp256   the same scenes at 256 spp: the converged reference of eval forward / relight
+  synth_split_<split>_64_spp256_relit   the same scenes under the next env map of the split (eval relight)
+  insert_split_<split>_64         scripts/make_insert_eval_data.py --split <split> (eval insert)
+then writes, beside each model, ``eval_<split>_<kind>.json``:
+  data/models/inverse_tiny/eval_<split>_inverse.json
+  data/models/forward_tiny/eval_<split>_forward.json, eval_<split>_relight.json
+  data/models/forward_cache_tiny/eval_<split>_insert.json
+Val is for choices and may be re-run freely. TEST: every scoring is appended to the model's ``test_scorings.jsonl``
+by the eval command itself; this script refuses to score a model on test again when its log already holds that
+kind of scoring, unless ``--again "why"`` (the reason is logged in the same file).
+Then run ``neural-render report --readme README.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "data" / "models"
+
+
+def run(*argv: str) -> None:
+    cmd = [sys.executable, "-m", "neural_render", *argv]
+    print("+ neural-render " + " ".join(argv), flush=True)
+    subprocess.run(cmd, check=True, cwd=ROOT)
+
+
+def already_scored(model: Path, kind: str) -> bool:
+    log = model / "test_scorings.jsonl"
+    if not log.is_file():
+        return False
+    return any(json.loads(line).get("command") == f"eval {kind}" for line in log.read_text().splitlines() if line)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--split", choices=("val", "test"), required=True)
+    parser.add_argument("--data", default=str(ROOT / "data_cache"))
+    parser.add_argument("--clips", type=int, default=24)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--again", default=None, help="test only: score again although the log has a scoring, because")
+    parser.add_argument("--only", nargs="*", default=None, choices=("inverse", "forward", "relight", "insert"))
+    args = parser.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    data, split = Path(args.data), args.split
+    kinds = args.only or ["inverse", "forward", "relight", "insert"]
+    owners = {"inverse": MODELS / "inverse_tiny", "forward": MODELS / "forward_tiny",
+              "relight": MODELS / "forward_tiny", "insert": MODELS / "forward_cache_tiny"}
+    if split == "test":
+        done = [k for k in kinds if already_scored(owners[k], k)]
+        if done and not args.again:
+            print(f"refused: the test split was already scored for {done} (see test_scorings.jsonl); pass --again "
+                  "\"reason\" to score it again (logged)", file=sys.stderr)
+            return 2
+        if done:
+            for k in done:
+                with open(owners[k] / "test_scorings.jsonl", "a") as fh:
+                    fh.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": f"again {k}",
+                                         "reason": args.again}) + "\n")
+    common = ["--split", split, "--clips", str(args.clips), "--frames", "8", "--size", "64x64", "--no-progress"]
+    base = data / f"synth_split_{split}_64"
+    ref = data / f"synth_split_{split}_64_spp256"
+    if "inverse" in kinds:
+        run("synth", "--out", str(base), "--spp", "16", *common)
+    if {"forward", "relight"} & set(kinds):
+        run("synth", "--out", str(ref), "--spp", "256", *common)
+    threads = ["--threads", str(args.threads)]
+    if "inverse" in kinds:
+        run("eval", "inverse", "--data", str(base), "--model", str(owners["inverse"]), *threads, "--overwrite",
+            "--json", str(owners["inverse"] / f"eval_{split}_inverse.json"))
+    if "forward" in kinds:
+        run("eval", "forward", "--data", str(ref), "--model", str(owners["forward"]), "--overwrite",
+            "--json", str(owners["forward"] / f"eval_{split}_forward.json"))
+    if "relight" in kinds:
+        run("eval", "relight", "--data", str(ref), "--relight-data", str(ref) + "_relit", "--model",
+            str(owners["relight"]), "--inverse-model", str(owners["inverse"]), "--overwrite",
+            "--json", str(owners["relight"] / f"eval_{split}_relight.json"))
+    if "insert" in kinds:
+        insert_data = data / f"insert_split_{split}_64"
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "make_insert_eval_data.py"), "--split", split,
+                        "--out", str(insert_data), "--clips", str(args.clips)], check=True, cwd=ROOT)
+        run("eval", "insert", "--data", str(insert_data), "--model", str(owners["insert"]), "--base-model",
+            str(owners["forward"]), "--inverse-model", str(owners["inverse"]), "--overwrite",
+            "--json", str(owners["insert"] / f"eval_{split}_insert.json"))
+    print("now: neural-render report --readme README.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
