@@ -108,8 +108,9 @@ def main(argv=None) -> int:
     from neural_render.types import GBuffer
     from neural_render.types.gbuffer import depth_scale_of
 
-    if args.envmap not in envmap_split()["test"]:
-        print(f"warning: {args.envmap} is not a test env map; shipped models may have been trained under it")
+    if args.envmap not in envmap_split()["val"] + envmap_split()["test"]:
+        print(f"warning: {args.envmap} is not a held-out (val / test) env map; shipped models may have been trained "
+              "under it")
     width, height = parse_size(args.size)
     start = time.perf_counter()
     config = SynthConfig(width=width, height=height, num_frames=args.frames, spp=args.spp, fps=8.0, min_objects=3,

@@ -2,15 +2,15 @@
 
     python scripts/ship_envmaps.py --src ../shared/data/envmaps --height 128
 
-Area-averaging keeps total energy; the train/test split of the source CREDITS.md is written to split.json.
+Area-averaging keeps total energy. It writes only the .hdr files: the three-way split (``data/envmaps/split.json``:
+train / val / test / train_extra, issue #22) and ``data/envmaps/CREDITS.md`` are kept in the repository and are never
+rewritten here (the source CREDITS.md's train/test lines name which maps to convert; its old "test" maps are val).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import re
-import shutil
 from pathlib import Path
 
 from neural_render.io.hdr import downsample_equirect, read_hdr, write_hdr
@@ -43,11 +43,6 @@ def main() -> None:
         small = downsample_equirect(read_hdr(matches[0]), args.height)
         write_hdr(dst / f"{name}.hdr", small)
         print(f"{matches[0].name} -> {dst / (name + '.hdr')} {small.shape[1]}x{small.shape[0]}")
-    (dst / "split.json").write_text(json.dumps(split, indent=2) + "\n")
-    shutil.copyfile(src / "CREDITS.md", dst / "CREDITS.md")
-    with open(dst / "CREDITS.md", "a") as f:
-        f.write(f"\nShipped here downsampled to {2 * args.height}x{args.height} by scripts/ship_envmaps.py "
-                "(area average); split.json holds the split above.\n")
 
 
 if __name__ == "__main__":

@@ -80,11 +80,11 @@ def stage_data(data: Path, train_clips: int) -> None:
     test = data / "synth_test_64"
     if (test / "synth.json").is_file():
         link_dataset(test, data / "sim2real_test_64")
-    neural_render("synth", "--out", str(data / "sim2real_test_64"), "--envmaps", "test", "--seed", "2000",
+    neural_render("synth", "--out", str(data / "sim2real_test_64"), "--envmaps", "val", "--seed", "2000",
                   "--clips", "24", "--frames", "8", "--spp", "16", *COMMON)
-    neural_render("synth", "--out", str(data / "sim2real_test_64_spp256"), "--envmaps", "test", "--seed", "2000",
+    neural_render("synth", "--out", str(data / "sim2real_test_64_spp256"), "--envmaps", "val", "--seed", "2000",
                   "--clips", "24", "--frames", "8", "--spp", "256", *COMMON)
-    neural_render("synth", "--out", str(data / "sim2real_long_64_spp256"), "--envmaps", "test", "--seed", "3000",
+    neural_render("synth", "--out", str(data / "sim2real_long_64_spp256"), "--envmaps", "val", "--seed", "3000",
                   "--clips", "2", "--frames", "64", "--spp", "256", *COMMON)
 
 

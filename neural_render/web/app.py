@@ -86,11 +86,10 @@ def model_status(cfg: ServeConfig) -> str:
 
 
 def envmap_choices() -> list[str]:
-    """Names of the shipped env maps (train + test split), sorted."""
+    """Names of every shipped env map (train, val, test, train_extra), sorted."""
     from neural_render.data_assets import envmap_split
 
-    split = envmap_split()
-    return sorted({*split.get("train", []), *split.get("test", [])})
+    return sorted({name for names in envmap_split().values() for name in names})
 
 
 def parse_color(text: str) -> str:
