@@ -73,3 +73,36 @@ def envmap_split() -> dict[str, list[str]]:
     if missing:
         raise NeuralRenderError(f"env map split lacks {', '.join(missing)} (keys: {', '.join(ENVMAP_SPLITS)})", path)
     return split
+
+
+#: derived env-map sets (not keys of split.json): unions of its keys. ``train_all``: the training maps of the
+#: generator version 2 splits (synth/splits.py train2), the 8 train maps + the 4 train_extra maps
+ENVMAP_UNIONS = {"train_all": ("train", "train_extra")}
+
+
+def envmap_names(key: str) -> list[str]:
+    """Names of the shipped env maps of ``key``: a key of ``ENVMAP_SPLITS`` or of ``ENVMAP_UNIONS`` (in the order of
+    its parts); NeuralRenderError otherwise."""
+    split = envmap_split()
+    if key in ENVMAP_UNIONS:
+        return [name for part in ENVMAP_UNIONS[key] for name in split[part]]
+    if key not in split:
+        raise NeuralRenderError(f"unknown env map set {key!r}; known: {', '.join((*ENVMAP_SPLITS, *ENVMAP_UNIONS))}")
+    return list(split[key])
+
+
+#: folders of data/textures/ (scripts/import_textures.py): image textures by split, never mixed
+TEXTURE_SPLITS = ("train", "val", "test")
+TEXTURE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def texture_files(split: str) -> list[Path]:
+    """Sorted image texture files of ``data/textures/<split>/`` (``TEXTURE_SPLITS``); NeuralRenderError when the
+    split is unknown or its folder holds none (see scripts/import_textures.py)."""
+    if split not in TEXTURE_SPLITS:
+        raise NeuralRenderError(f"unknown texture split {split!r}; known: {', '.join(TEXTURE_SPLITS)}")
+    folder = data_dir() / "textures" / split
+    files = sorted(p for p in folder.glob("*") if p.suffix.lower() in TEXTURE_SUFFIXES) if folder.is_dir() else []
+    if not files:
+        raise NeuralRenderError("no image textures (make them with scripts/import_textures.py)", folder)
+    return files

@@ -7,6 +7,8 @@ the raw Mitsuba render time of the same frames, their ratio and frames/s at the 
 
 from __future__ import annotations
 
+#: names of synth/splits.py SPLITS (kept here so that --help does not import the generator)
+SPLIT_NAMES = ("train", "val", "test", "train2", "val2", "val2_table", "test2", "test2_table")
 HELP = "render a synthetic dataset: procedural PBR scenes -> path-traced RGB + exact G-buffers + flow (Mitsuba 3)"
 
 
@@ -23,15 +25,19 @@ def add_arguments(parser) -> None:
     parser.add_argument("--spp", type=int, default=64, help="path-tracing samples per pixel (default 64)")
     parser.add_argument("--seed", type=int, default=None,
                         help="dataset seed: clip i is a function of (seed, i) (default: the --split's seed, else 0)")
-    parser.add_argument("--split", choices=("train", "val", "test"), default=None,
+    parser.add_argument("--split", choices=SPLIT_NAMES, default=None,
                         help="dataset split (neural_render/synth/splits.py): its env maps, shape and material "
-                             "families, sky ranges and seed (train 1000, val 4000, test 7000); --envmaps and --seed "
-                             "override; recorded in synth.json. Val is for every choice, test is scored once")
+                             "families, sky ranges and seed (train 1000, val 4000, test 7000); the generator-2 "
+                             "splits train2 / val2 / val2_table / test2 / test2_table (seeds 11000, 41000, 42000, "
+                             "71000, 72000) add scene styles (tables, rooms, backdrops), black backgrounds, textured "
+                             "materials, more shape families and local lights; --envmaps and --seed override; "
+                             "recorded in synth.json. Val splits are for every choice, test splits are scored once")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--preview", action="store_true", help="also write preview.png + rgb.mp4 per clip")
     parser.add_argument("--envmaps", default=None,
-                        help="'train' / 'val' / 'test' / 'train_extra' (shipped maps of data/envmaps/split.json), a "
-                             "folder of .hdr/.exr files or one such file (default: the --split's maps, else train)")
+                        help="'train' / 'val' / 'test' / 'train_extra' (shipped maps of data/envmaps/split.json) or "
+                             "'train_all' (train + train_extra), a folder of .hdr/.exr files or one such file "
+                             "(default: the --split's maps, else train)")
     parser.add_argument("--sky", action="store_true", help="procedural sky (sun + gradient) instead of env maps")
     parser.add_argument("--meshes", nargs="*", default=[], metavar="FILE",
                         help="OBJ/GLB/PLY/... files that may replace procedural shapes")
@@ -55,21 +61,22 @@ def add_arguments(parser) -> None:
 
 
 def resolve_envmaps(spec: str) -> list[str]:
-    """'train' | 'val' | 'test' | 'train_extra' | folder | file -> env map file paths (NeuralRenderError when none or
-    not HDR)."""
+    """'train' | 'val' | 'test' | 'train_extra' | 'train_all' | folder | file -> env map file paths
+    (NeuralRenderError when none or not HDR)."""
     from pathlib import Path
 
-    from neural_render.data_assets import ENVMAP_SPLITS, envmap_path, envmap_split
+    from neural_render.data_assets import ENVMAP_SPLITS, ENVMAP_UNIONS, envmap_names, envmap_path
     from neural_render.errors import NeuralRenderError
     from neural_render.io.hdr import HDR_SUFFIXES, LDR_SUFFIXES
 
-    if spec in ENVMAP_SPLITS:
-        return [str(envmap_path(name)) for name in envmap_split()[spec]]
+    if spec in ENVMAP_SPLITS or spec in ENVMAP_UNIONS:
+        return [str(envmap_path(name)) for name in envmap_names(spec)]
     path = Path(spec)
     if path.is_file():
         return [str(path)]
     if not path.is_dir():
-        raise NeuralRenderError(f"--envmaps must be one of {', '.join(ENVMAP_SPLITS)}, a folder or an env map file",
+        raise NeuralRenderError(f"--envmaps must be one of {', '.join((*ENVMAP_SPLITS, *ENVMAP_UNIONS))}, a folder or "
+                                "an env map file",
                                 spec)
     files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in HDR_SUFFIXES + LDR_SUFFIXES)
     ldr = [p for p in files if p.suffix.lower() in LDR_SUFFIXES]

@@ -8,7 +8,10 @@
   ``to_world`` = the env's rotation R, so radiance from world direction d is ``image(R^T d)`` = ``EnvMap.lookup``;
 * sensor: ``perspective`` (horizontal fov from fx, to_world from :func:`to_mitsuba_to_world`), ``hdrfilm`` RGB
   float32 with a ``box`` pixel filter (each pixel integrates its own footprint), ``independent`` sampler;
-* integrator: ``path`` with ``max_depth``.
+* integrator: ``path`` with ``max_depth`` (and ``hide_emitters`` when the scene hides its emitters from camera
+  rays: a black background, generator 2);
+* local lights (generator 2, synth/lights.py): ``light_NN`` point / spot emitters, no geometry (absent in scenes
+  without lights, whose dict is exactly the one before they existed).
 
 :class:`FrameBuilder` caches the per-clip pieces (env emitter, BSDFs, meshes of objects that do not move) so a
 frame dict costs a few milliseconds; the dict it returns is complete and renders the same when loaded again.
@@ -81,6 +84,9 @@ class FrameBuilder:
         self.emitter = mi.load_dict(envmap_emitter(mi, scene.env))
         self.bsdfs = [mi.load_dict(material_bsdf(mi, m.material)) for m in scene.meshes]
         self._static: dict[int, object] = {}
+        from neural_render.synth.lights import emitter_dict
+        self.lights = {f"light_{i:02d}": mi.load_dict(emitter_dict(mi, light))
+                       for i, light in enumerate(getattr(scene, "lights", []))}
 
     def _mesh(self, index: int, frame: int):
         mesh = self.scene.meshes[index]
@@ -98,8 +104,12 @@ class FrameBuilder:
     def scene_dict(self, frame: int, shapes: dict | None = None) -> dict:
         """The complete Mitsuba scene dict of ``frame`` (load with ``mi.load_dict``)."""
         s = self.scene
-        d = {"type": "scene", "integrator": {"type": "path", "max_depth": int(s.config.max_depth)},
+        integrator = {"type": "path", "max_depth": int(s.config.max_depth)}
+        if getattr(s, "hide_emitters", False):
+            integrator["hide_emitters"] = True
+        d = {"type": "scene", "integrator": integrator,
              "sensor": sensor_dict(self.mi, s.camera, frame, s.config.spp), "emitter": self.emitter}
+        d.update(self.lights)
         d.update(self._shapes(frame) if shapes is None else shapes)
         return d
 

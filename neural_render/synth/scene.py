@@ -7,6 +7,10 @@ there is one; object ids in the G-buffer AOV are mesh index + 1 (0 = background)
 re-draws every surface's roughness from a separate stream after the scene is drawn (:func:`redraw_roughness`): the
 same clip, with other roughness only.
 
+``config.generator`` 2 (issue #23) draws the scene with synth/scene2.py instead: scene styles (tables, rooms,
+backdrops), black backgrounds, textured materials, more shape families, local lights; its fields (``styles``,
+``backgrounds``, ``texture_split``) are ignored by version 1, which stays exactly as it was.
+
 Held-out factors (synth/splits.py defines the dataset splits): ``config.shape_families`` and
 ``config.material_families`` name the families objects are drawn from (synth/families.py, synth/materials.py) and
 ``config.sky_split`` the procedural sky's ranges (synth/sky.py). Their defaults are the train families and ranges,
@@ -22,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from neural_render.data_assets import TEXTURE_SPLITS
 from neural_render.errors import NeuralRenderError
 from neural_render.raster.material import Material
 from neural_render.raster.mesh import Mesh
@@ -29,17 +34,21 @@ from neural_render.render.rotation import euler_to_matrix
 from neural_render.synth import shapes
 from neural_render.synth.cameras import TrajectoryParams, trajectory
 from neural_render.synth.families import SHAPE_FAMILIES, TRAIN_SHAPES, draw_shape, pick_held_out
+from neural_render.synth.families2 import V2_SHAPES
 from neural_render.synth.materials import (GROUND_ROUGHNESS, MATERIAL_FAMILIES, OBJECT_ROUGHNESS, TRAIN_MATERIALS,
                                            ground_material, random_material)
 from neural_render.synth.motion import MotionParams, object_transforms, visibility
 from neural_render.synth.sky import SKY_SPLITS, procedural_sky, random_sky_params
+from neural_render.synth.stage import BACKGROUNDS, STYLES
+from neural_render.synth.textures import V2_MATERIALS
 from neural_render.types import Camera, EnvMap
 
 PROCEDURAL_KINDS = TRAIN_SHAPES
 #: fields left out of ``SynthConfig.to_dict()`` while they hold these defaults, so the specs of datasets made
 #: before the options existed (synth.json, meta.json) stay exactly as they were
 _OMITTED_DEFAULTS = {"roughness_variant": 0, "shape_families": TRAIN_SHAPES, "material_families": TRAIN_MATERIALS,
-                     "sky_split": "train", "split": None}
+                     "sky_split": "train", "split": None, "generator": 1, "styles": STYLES,
+                     "backgrounds": BACKGROUNDS, "texture_split": "train"}
 
 
 @dataclass
@@ -67,10 +76,16 @@ class SynthConfig:
     material_families: tuple[str, ...] = TRAIN_MATERIALS  # families of object materials (synth/materials.py)
     sky_split: str = "train"      # ranges of the procedural sky (synth/sky.py SKY_SPLITS)
     split: str | None = None      # dataset split these settings came from (synth/splits.py); a record only
+    generator: int = 1            # 2: synth/scene2.py (styles, textures, lights); the fields below need it
+    styles: tuple[str, ...] = STYLES            # scene styles drawn from (synth/stage.py)
+    backgrounds: tuple[str, ...] = BACKGROUNDS  # "env" (visible env map / sky) and / or "black" (hidden emitters)
+    texture_split: str = "train"  # data/textures/<split>/ photos of the "photo" material family
 
     def __post_init__(self):  # JSON gives lists: SynthConfig(**spec["config"]) must equal the config written
         self.shape_families = tuple(self.shape_families)
         self.material_families = tuple(self.material_families)
+        self.styles = tuple(self.styles)
+        self.backgrounds = tuple(self.backgrounds)
 
     def validate(self) -> "SynthConfig":
         if not (isinstance(self.num_frames, int) and self.num_frames >= 1):
@@ -88,7 +103,19 @@ class SynthConfig:
             raise NeuralRenderError("env_height must be >= 2, env_tilt_deg in [0, 90] and fps > 0")
         if not (isinstance(self.roughness_variant, int) and self.roughness_variant >= 0):
             raise NeuralRenderError(f"roughness_variant must be an integer >= 0, got {self.roughness_variant!r}")
-        for name, known in (("shape_families", SHAPE_FAMILIES), ("material_families", MATERIAL_FAMILIES)):
+        if self.generator not in (1, 2):
+            raise NeuralRenderError(f"generator must be 1 or 2, got {self.generator!r}")
+        v2 = self.generator == 2
+        if not v2 and any(getattr(self, k) != _OMITTED_DEFAULTS[k] for k in ("styles", "backgrounds", "texture_split")):
+            raise NeuralRenderError("styles, backgrounds and texture_split need generator 2")
+        for name, known in (("styles", STYLES), ("backgrounds", BACKGROUNDS), ("texture_split", TEXTURE_SPLITS)):
+            chosen = getattr(self, name)
+            ok = chosen in known if isinstance(chosen, str) else (
+                chosen and len(set(chosen)) == len(chosen) and set(chosen) <= set(known))
+            if not ok:
+                raise NeuralRenderError(f"{name} must be among {', '.join(known)}, got {chosen!r}")
+        for name, known in (("shape_families", SHAPE_FAMILIES + V2_SHAPES if v2 else SHAPE_FAMILIES),
+                            ("material_families", V2_MATERIALS if v2 else MATERIAL_FAMILIES)):
             chosen = getattr(self, name)
             if not chosen or len(set(chosen)) != len(chosen) or not set(chosen) <= set(known):
                 raise NeuralRenderError(f"{name} must be distinct names among {', '.join(known)}, got {chosen!r}")
@@ -117,12 +144,15 @@ class SynthScene:
     env_info: dict                # {"kind": "file" | "sky", "name": ..., ["sky": params]}
     frame_seeds: list[int]
     trajectory: dict = field(default_factory=dict)
+    lights: list = field(default_factory=list)   # synth/lights.py Light: local point / spot lights (generator 2)
+    hide_emitters: bool = False   # True: emitters invisible to camera rays, the background renders black
+    extra: dict = field(default_factory=dict)    # more JSON-ready record for description() (generator 2: style...)
 
     def description(self) -> dict:
         """JSON-ready record of how the clip was made (stored in meta.json ``extra["synth"]``)."""
         return {"seed": self.seed, "clip_index": self.clip_index, "config": self.config.to_dict(),
                 "objects": self.objects, "trajectory": self.trajectory, "env": self.env_info,
-                "frame_seeds": self.frame_seeds}
+                "frame_seeds": self.frame_seeds, **self.extra}
 
 
 def clip_rng(seed: int, clip_index: int) -> np.random.Generator:
@@ -164,6 +194,12 @@ def generate_scene(config: SynthConfig, seed: int, clip_index: int, envs: list[E
     replace procedural shapes (``config.user_mesh_prob`` per object).
     """
     config.validate()
+    if config.generator == 2:
+        from neural_render.synth.scene2 import generate_scene_v2
+        scene = generate_scene_v2(config, seed, clip_index, envs, user_meshes)
+        if config.roughness_variant:
+            redraw_roughness(scene.meshes, scene.objects, seed, clip_index, config.roughness_variant)
+        return scene
     rng = clip_rng(seed, clip_index)
     t = config.num_frames
     user = dict(user_meshes or {})
