@@ -5,9 +5,9 @@ A :class:`Light` is a Mitsuba ``point`` or ``spot`` emitter: it has no geometry,
 ``intensity`` linear RGB radiant intensity (W/sr, the scene's radiance units times m^2), spot angles in degrees
 (``cutoff_deg`` the half-angle where the light ends, ``beam_deg`` where its falloff begins).
 
-:func:`random_lights` scales each light so that it adds an irradiance of 0.3-3 times the env's average radiance
-times pi at the scene centre (the order of magnitude of the env's own irradiance), so local lights neither vanish
-next to a bright sky nor blow out a dim interior. Positions: above the scene, 1.5-4 scene extents from its centre,
+:func:`random_lights` scales the lights so that together they add 0.2-1.5 times the env's own irradiance on an
+upward-facing surface (:func:`horizontal_irradiance`) at the scene centre, shared equally, so local lights neither
+vanish next to a bright sky nor blow out a dim interior. Positions: above the scene, 1.5-4 scene extents from its centre,
 aimed at the centre.
 """
 
@@ -34,9 +34,26 @@ class Light:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
 
 
-def random_lights(rng: np.random.Generator, centre, extent: float, env_mean: float, count: int) -> list[Light]:
+def horizontal_irradiance(env) -> float:
+    """Luminance of the irradiance (radiance units x sr) that ``env`` (an EnvMap, rotation included) gives a surface
+    facing world +Y: the cosine-weighted integral over the upper hemisphere."""
+    image = env.image.numpy().astype(np.float64)
+    h, w = image.shape[1:]
+    theta = (np.arange(h) + 0.5) / h * math.pi
+    phi = (np.arange(w) + 0.5) / w * 2 * math.pi
+    d = np.stack([np.sin(theta)[:, None] * np.sin(phi)[None], np.cos(theta)[:, None] * np.ones(w)[None],
+                  -np.sin(theta)[:, None] * np.cos(phi)[None]], -1)          # map-frame directions (H, W, 3)
+    up = env.rotation.numpy().astype(np.float64).T @ np.array([0.0, 1.0, 0.0])
+    weight = np.clip(d @ up, 0.0, None) * (math.pi / h) * (2 * math.pi / w) * np.sin(theta)[:, None]
+    rgb = (image * weight[None]).sum((1, 2))
+    return float(rgb @ np.array([0.2126, 0.7152, 0.0722]))
+
+
+def random_lights(rng: np.random.Generator, centre, extent: float, env_irradiance: float, count: int
+                  ) -> list[Light]:
     """``count`` random point / spot lights around a scene (module doc). centre: (3,) metres; extent: scene radius
-    in metres; env_mean: mean radiance of the env image (linear, > 0)."""
+    in metres; env_irradiance: :func:`horizontal_irradiance` of the scene's env (> 0)."""
+    share = float(rng.uniform(0.2, 1.5)) * max(env_irradiance, 1e-3) / max(count, 1)
     centre = np.asarray(centre, dtype=np.float64)
     lights = []
     for _ in range(count):
@@ -50,8 +67,7 @@ def random_lights(rng: np.random.Generator, centre, extent: float, env_mean: flo
         position = centre + offset
         color = random_color(rng, saturation=(0.0, 0.35), value=(0.9, 1.0), hue=(0.0, 1.0))
         color = color / max(float(color.max()), 1e-6)
-        irradiance = float(rng.uniform(0.3, 3.0)) * math.pi * max(env_mean, 1e-3)
-        power = irradiance * float(np.sum((position - target) ** 2))  # I = E d^2 (facing the light)
+        power = share * float(np.sum((position - target) ** 2))  # I = E d^2 (facing the light)
         cutoff = float(rng.uniform(15.0, 45.0))
         lights.append(Light(kind, tuple(float(x) for x in position), tuple(float(x) for x in color * power),
                             tuple(float(x) for x in target), cutoff, cutoff * float(rng.uniform(0.4, 0.9))))

@@ -14,7 +14,7 @@ version-2 scene never shares draws with the version-1 scene of the same seed and
    static / translate / spin motion and late spawns as in version 1;
 3. materials of ``config.material_families`` (synth/textures.py; photos from ``config.texture_split``) for every
    object and stage part;
-4. camera: horizontal field of view 25-70 degrees, distance 0.8-1.6 x the distance that fits the objects, elevation
+4. camera: horizontal field of view 25-70 degrees, distance 0.9-1.6 x the distance that fits the objects, elevation
    and azimuth in the style's ranges, orbit / dolly / static with handheld jitter as in version 1;
 5. env map (or sky) and its rotation as in version 1, then 0-3 local point / spot lights (synth/lights.py) scaled
    to the env's brightness (none 40 % of the time).
@@ -35,7 +35,7 @@ from neural_render.synth import shapes
 from neural_render.synth.cameras import TrajectoryParams, trajectory
 from neural_render.synth.families import draw_shape, pick_held_out
 from neural_render.synth.families2 import V2_SHAPES, V2_TRAIN_FAMILIES, draw_shape_v2
-from neural_render.synth.lights import random_lights
+from neural_render.synth.lights import horizontal_irradiance, random_lights
 from neural_render.synth.motion import MotionParams, object_transforms, visibility
 from neural_render.synth.stage import draw_stage, stage_parts
 from neural_render.synth.textures import random_material_v2, texture_scale
@@ -137,7 +137,7 @@ def generate_scene_v2(config, seed: int, clip_index: int, envs=None, user_meshes
     centre = (float(xs.mean()), float(zs.mean()))
     extent = max([math.hypot(x - centre[0], z - centre[1]) + r for x, z, r in placed] + [0.25])
     fov = float(rng.uniform(25.0, 70.0))
-    distance = float(rng.uniform(0.8, 1.6)) * extent / math.tan(math.radians(fov) / 2) + 0.1
+    distance = float(rng.uniform(0.9, 1.6)) * extent / math.tan(math.radians(fov) / 2) + 0.1
     azimuth = float(rng.uniform(*stage.azimuth_deg)) if stage.azimuth_deg else float(rng.uniform(0.0, 360.0))
     sweep = float(rng.uniform(-50, 50)) if stage.azimuth_deg is None else float(rng.uniform(-20, 20))
     params = TrajectoryParams(kind=str(rng.choice(["orbit", "dolly", "static"], p=[0.5, 0.3, 0.2])),
@@ -169,7 +169,7 @@ def generate_scene_v2(config, seed: int, clip_index: int, envs=None, user_meshes
               float(rng.uniform(-1, 1) * config.env_tilt_deg))
     env = env.rotated(*angles)
     count = int(rng.choice([0, 1, 2, 3], p=[0.4, 0.3, 0.2, 0.1]))
-    lights = random_lights(rng, (centre[0], stage.top, centre[1]), extent, float(env.image.mean()), count)
+    lights = random_lights(rng, (centre[0], stage.top, centre[1]), extent, horizontal_irradiance(env), count)
     for i, info in enumerate(objects):
         info["id"] = i + 1
     extra = {"style": stage.to_dict(), "background": background, "lights": [light.to_dict() for light in lights]}

@@ -177,7 +177,7 @@ def random_material_v2(rng: np.random.Generator, families, texture_split: str = 
     files of ``texture_split`` (default: data_assets.texture_files(texture_split)). The record holds ``family`` and,
     for photos, the file ``texture`` ("<split>/<name>"); the material name is ``name`` + family + texture size."""
     family = pick_family(rng, families)
-    kind = rng.choice(["dielectric", "metal", "mixed"], p=[0.9, 0.05, 0.05] if surface else [0.6, 0.25, 0.15])
+    kind = rng.choice(["dielectric", "metal", "mixed"], p=[0.94, 0.03, 0.03] if surface else [0.6, 0.25, 0.15])
     metallic = {"dielectric": 0.0, "metal": 1.0, "mixed": float(rng.uniform(0.0, 1.0))}[str(kind)]
     roughness = float(rng.uniform(*OBJECT_ROUGHNESS))
     color = random_color(rng, value=(0.4, 1.0) if kind == "metal" else (0.15, 0.9))
