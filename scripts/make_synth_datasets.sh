@@ -77,3 +77,20 @@ fi
 if [ "$SKY_CLIPS" -gt 0 ]; then
   neural-render synth --out "$ROOT/synth_train_${TAG}_sky" --sky --seed 5000 --clips "$SKY_CLIPS" --frames 8 "${common[@]}"
 fi
+# Generator-2 datasets (issue #23, neural_render/synth/splits.py train2 / val2 / val2_table / test2 / test2_table:
+# scene styles incl. tabletop product shots with black backgrounds, textured materials, more shape families, local
+# lights; held-out rule fixed in splits.py before any of them was generated). Only with V2_SETS=1 (default 0):
+#   ROOT/synth_train2_TAG        --split train2 (train + train_extra maps, train families / photos), TRAIN2_CLIPS (512)
+#   ROOT/synth_val2_TAG          --split val2, VAL2_CLIPS (48): every choice about models trained on train2
+#   ROOT/synth_val2_table_TAG    --split val2_table, VAL2_CLIPS (48): choices about tabletop / black-background scenes
+#   ROOT/synth_test2_TAG         --split test2, TEST2_CLIPS (48): scored ONCE per model; never used for a choice
+#   ROOT/synth_test2_table_TAG   --split test2_table, TEST2_CLIPS (48): scored ONCE per model; never used for a choice
+# Speed (scalar_rgb, 1 worker, 2-core CPU under load): 1.4 frames/s at 128x128 / 16 spp (1.6 for --split train).
+if [ "${V2_SETS:-0}" = 1 ]; then
+  for v2 in val2 val2_table test2 test2_table; do
+    case "$v2" in val2*) n="${VAL2_CLIPS:-48}" ;; *) n="${TEST2_CLIPS:-48}" ;; esac
+    neural-render synth --out "$ROOT/synth_${v2}_${TAG}" --split "$v2" --clips "$n" --frames 8 "${common[@]}"
+  done
+  neural-render synth --out "$ROOT/synth_train2_${TAG}" --split train2 --clips "${TRAIN2_CLIPS:-512}" --frames 8 \
+    "${common[@]}"
+fi

@@ -7,8 +7,8 @@ A :class:`Light` is a Mitsuba ``point`` or ``spot`` emitter: it has no geometry,
 
 :func:`random_lights` scales the lights so that together they add 0.2-1.5 times the env's own irradiance on an
 upward-facing surface (:func:`horizontal_irradiance`) at the scene centre, shared equally, so local lights neither
-vanish next to a bright sky nor blow out a dim interior. Positions: above the scene, 1.5-4 scene extents from its centre,
-aimed at the centre.
+vanish next to a bright sky nor blow out a dim interior. Positions: above the scene, 1.5-4 scene extents from its
+centre, aimed at the centre.
 """
 
 from __future__ import annotations
