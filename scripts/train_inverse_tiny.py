@@ -36,11 +36,10 @@
    recipe of that time (no skip filter), and a worse roughness window ratio (1.09): no better, so it is not the
    default. (These runs, the ``--sky`` and the ``--roughness-variants`` ones predate ``skip_filter_sigma``.)
 4. ``neural-render eval inverse --data <data>/synth_test_64 --long-data <data>/synth_long_64 --model <out>
-   --window 16 --overlap 8 --json <out>/eval_heldout.json`` (the metrics file shipped beside the weights), and the
-   same on ``<data>/synth_test_64_spp256`` (the held-out scenes path-traced at 256 spp, inputs without Monte-Carlo
-   noise) -> ``<out>/eval_heldout_spp256.json`` and on ``<data>/synth_test_64_large`` (96 held-out clips whose first
-   24 are the test set: more power for the per-clip paired test) -> ``<out>/eval_heldout_large.json`` when those sets
-   exist (scripts/make_synth_datasets.sh makes them).
+   --window 16 --overlap 8 --json <logs>/eval_heldout.json``, and the same on ``<data>/synth_test_64_spp256`` and
+   ``<data>/synth_test_64_large`` when they exist. Since issue #22 these sets are VALIDATION sets (their env maps are
+   split.json's "val"; they were used for choices), so the JSONs go to the logs; the shipped JSONs and README tables
+   come from ``scripts/score_shipped_models.py`` (val, and the test split once).
 
 Threads: on a shared 2-core machine two torch threads per process are ~10x SLOWER than one when other processes
 compete for the cores (OpenMP barriers wait for descheduled threads), so ``--threads auto`` takes 2 only when the
@@ -225,7 +224,7 @@ def main() -> int:
         cmd = [sys.executable, "-m", "neural_render", "eval", "inverse", "--data", str(sets["test"]), "--long-data",
                str(sets["long"]), "--model", str(out), "--window", str(INVERSE_WINDOW), "--overlap",
                str(INVERSE_OVERLAP), "--threads", str(threads),
-               "--json", str(out / "eval_heldout.json")]
+               "--overwrite", "--json", str(Path(args.logs) / "eval_heldout.json")]
         print(" ".join(cmd), flush=True)
         subprocess.run(cmd, check=True, cwd=ROOT)
         extra = {"synth_test_64_spp256": "eval_heldout_spp256.json",  # the same scenes at 256 spp (no MC noise)
@@ -233,7 +232,8 @@ def main() -> int:
         for folder, report in extra.items():
             if (Path(args.data) / folder / "synth.json").is_file():
                 cmd = [sys.executable, "-m", "neural_render", "eval", "inverse", "--data", str(Path(args.data) / folder),
-                       "--model", str(out), "--threads", str(threads), "--json", str(out / report)]
+                       "--model", str(out), "--threads", str(threads), "--overwrite",
+                       "--json", str(Path(args.logs) / report)]
                 print(" ".join(cmd), flush=True)
                 subprocess.run(cmd, check=True, cwd=ROOT)
     return 0

@@ -100,8 +100,9 @@ def write_json(path: str | os.PathLike, record: dict, command: str) -> Path:
 
 def log_test_scoring(model_dir: str | os.PathLike | None, data: str | os.PathLike, command: str,
                      json_path: str | os.PathLike | None = None, extra: dict | None = None) -> bool:
-    """Append one line to ``<model_dir>/test_scorings.jsonl`` when ``data`` is a TEST split; returns whether it did."""
-    if model_dir is None or dataset_split(data) != "test" or not Path(model_dir).is_dir():
+    """Append one line to ``<model_dir>/test_scorings.jsonl`` when ``data`` is a TEST split (``test``, ``test2``,
+    ``test2_table``, ...); returns whether it did."""
+    if model_dir is None or not str(dataset_split(data) or "").startswith("test") or not Path(model_dir).is_dir():
         return False
     entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": command, "data": str(data),
              "json": None if json_path is None else str(json_path), **(extra or {})}

@@ -97,7 +97,20 @@ def describe_model(folder: str | os.PathLike) -> dict:
             "training_minutes": None if seconds is None else round(float(seconds) / 60.0, 1),
             "train_data": [Path(str(p)).name for p in _as_list(training.get("train_data")
                                                                or training.get("synthetic_data"))],
-            "test_scorings": sum(1 for _ in open(scorings)) if scorings.is_file() else 0}
+            "test_scorings": _count_scorings(scorings)}
+
+
+def _count_scorings(log: Path) -> dict[str, int]:
+    """{command: times} of a model's test_scorings.jsonl (empty when there is none)."""
+    counts: dict[str, int] = {}
+    if log.is_file():
+        for line in log.read_text().splitlines():
+            try:
+                command = json.loads(line).get("command", "?")
+            except ValueError:
+                command = "?"
+            counts[command] = counts.get(command, 0) + 1
+    return counts
 
 
 def _eval_files(folder: Path) -> list[tuple[str, str, Path]]:
@@ -127,7 +140,8 @@ def _means_table(result: dict) -> list[str]:
         keys = (("normal_mean_deg", "normal mean angle (deg)"), ("albedo_si_psnr_db", "albedo si-PSNR (dB)"),
                 ("roughness_rmse", "roughness RMSE"), ("metallic_rmse", "metallic RMSE"),
                 ("depth_absrel", "depth SSI AbsRel"), ("mask_iou", "mask IoU"))
-        lines = ["| metric | model | baseline | pixel-filtered input |", "|---|---|---|---|"]
+        lines = ["| metric | model | baseline (constant normal / input RGB / train mean / constant depth) | "
+                 "pixel-filtered input |", "|---|---|---|---|"]
         for key, label in keys:
             m, b = acc["model"].get(key), acc["baseline"].get(key)
             f = acc.get("baseline_filtered", {}).get(key) if key == "albedo_si_psnr_db" else None
@@ -145,13 +159,24 @@ def _means_table(result: dict) -> list[str]:
     return []
 
 
-def section(split: str, kind: str, path: Path, shown: str) -> list[str]:
+def _shown_data(data, root: Path | None) -> str:
+    """A dataset path as printed: relative to the repository root when it lies inside it."""
+    path = Path(str(data))
+    if root is not None and path.is_absolute():
+        try:
+            return path.relative_to(root.resolve()).as_posix()
+        except ValueError:
+            pass
+    return path.as_posix()
+
+
+def section(split: str, kind: str, path: Path, shown: str, root: Path | None = None) -> list[str]:
     """Markdown of one eval JSON (``shown``: its path as printed): data, means, then the Holm-corrected comparisons
     with their intervals."""
     result = _read_json(path)
     clips = result.get("num_clips") or len(result.get("clips", []))
     groups = result.get("groups") or result.get("accuracy", {}).get("groups") or []
-    lines = [f"**{kind}, {SPLIT_NOTE[split]}**: `{result.get('data')}`, {clips} clips in {len(groups)} env-map "
+    lines = [f"**{kind}, {SPLIT_NOTE[split]}**: `{_shown_data(result.get('data'), root)}`, {clips} clips in {len(groups)} env-map "
              f"group(s) (`{shown}`)", ""]
     lines += _means_table(result)
     table = result.get("comparison") or result.get("accuracy", {}).get("comparison") or {}
@@ -181,12 +206,14 @@ def results_markdown(root: str | os.PathLike) -> str:
         lines += [f"#### `{folder.relative_to(root).as_posix()}`", "",
                   f"{d['pipeline']} on a {d['backbone']} ({params} parameters); {d['sampling']}; codec {d['codec']}; "
                   f"trained at {d['native_size'] or '?'} px on {', '.join(d['train_data']) or 'see training.json'}, "
-                  f"{training}; test set scored {d['test_scorings']} time(s) (`test_scorings.jsonl`).", ""]
+                  f"{training}; test-split scorings logged: "
+                  f"{', '.join(f'{k} {v}x' for k, v in d['test_scorings'].items()) or 'none'} (`test_scorings.jsonl`).",
+                  ""]
         files = _eval_files(folder)
         if not files:
             lines += ["No evaluation under the current protocol yet.", ""]
         for split, kind, path in files:
-            lines += section(split, kind, path, path.relative_to(root).as_posix())
+            lines += section(split, kind, path, path.relative_to(root).as_posix(), root)
     return "\n".join(lines).rstrip() + "\n"
 
 

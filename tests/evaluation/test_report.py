@@ -39,7 +39,7 @@ def test_report_writes_the_tables_and_check_catches_a_changed_number(tmp_path, c
     text = readme.read_text()
     assert "12.250" in text and "52.750" in text and "+40.500 [+38.000, +43.000] **clearly better**" in text
     assert "data/models/inverse_tiny/eval_val_inverse.json" in text and text.endswith("after\n")
-    assert "single-step x0" in text and "test set scored 0 time(s)" in text
+    assert "single-step x0" in text and "test-split scorings logged: none" in text
     assert main(["report", "--readme", str(readme), "--check"]) == 0
     path = repo / "data" / "models" / "inverse_tiny" / "eval_val_inverse.json"
     path.write_text(path.read_text().replace("12.25", "11.25"))
