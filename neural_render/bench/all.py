@@ -204,6 +204,7 @@ def _inverse_e2e_md(r: dict) -> list[str]:
             f"{r['processing_size']} by {Path(r['model']).name}, {r['threads']} thread(s): the command in a fresh "
             "process vs the pipeline call alone.", ""] + _table(["measure", "value", "goal"], [
                 ["end to end / model", f"{r['ratio']:.2f} ({r['e2e_s']:.2f} s / {r['model_s']:.2f} s)", f"<= {GOAL:g}"],
+                ["warm command (imports done) / model", f"{r['warm_ratio']:.2f} ({r['warm_command_s']:.2f} s)", ""],
                 ["around the model: load (imports + weights), read, write (s)",
                  f"{r['load_s']:.2f}, {r['read_s']:.2f}, {r['write_s']:.2f}", ""],
                 ["written G-buffers vs the pipeline's, max abs difference",
