@@ -115,12 +115,12 @@ def _measure(root: Path, width: int, height: int, frames: int, proc, model, thre
     t0 = time.perf_counter()
     pipe = load_model(model, torch.device("cpu"))
     t1 = time.perf_counter()
-    rgb, camera, fps, rgb_format = read_input(clip)
+    rgb, camera, fps, rgb_format, srgb8 = read_input(clip, with_srgb8=True)
     t2 = time.perf_counter()
     result = pipe(rgb, processing_size=parse_size(proc), progress=False)
     t3 = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=root) as tmp:
-        write_outputs(Path(tmp), rgb, result.gbuffer, camera, fps, rgb_format, {"bench": True})
+        write_outputs(Path(tmp), rgb, result.gbuffer, camera, fps, rgb_format, {"bench": True}, srgb8)
         t4 = time.perf_counter()
     diff = _max_abs_diff(out, result.gbuffer)
     model_s = t3 - t2

@@ -30,6 +30,8 @@ def run(args) -> int:
     if args.rows < 1:
         raise NeuralRenderError("--rows must be >= 1")
     clip_dir = Path(os.path.abspath(args.clip))
+    if not args.out and not clip_dir.name:
+        raise NeuralRenderError("give --out: the clip folder has no name to derive one from", args.clip)
     out = Path(args.out) if args.out else clip_dir.with_name(clip_dir.name + ".contact_sheet.png")
     if out.suffix.lower() != ".png":
         raise NeuralRenderError("--out must be a .png file", out)

@@ -101,7 +101,7 @@ def run(args) -> int:
         raise NeuralRenderError("--out must be an .mp4 file", out)
     sbs = out.with_name(out.stem + ".side_by_side.mp4")
     kwargs = dict(command="edit", kind="file", overwrite=args.overwrite,
-                  inputs=[args.video, args.mask, args.gbuffer, args.envmap])
+                  inputs=[args.video, args.mask, args.gbuffer, args.envmap, args.model, args.inverse_model])
     with claim_output(out, **kwargs), claim_output(sbs, **kwargs):
         return _edit(args, edits, out, sbs)
 

@@ -42,5 +42,5 @@ def run(args) -> int:
         from neural_render.io.output import check_output
 
         check_output(args.json, command=f"eval {name}", kind="file", overwrite=args.overwrite,
-                     inputs=[getattr(args, "data", None), getattr(args, "model", None)])
+                     inputs=[getattr(args, name, None) for name in ("data", "long_data", "train_data", "relight_data")])
     return int(importlib.import_module(EVALUATIONS[name]).run(args) or 0)

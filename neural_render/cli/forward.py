@@ -112,7 +112,7 @@ def run(args) -> int:
     check_sampling(args)
     out = Path(args.out)
     kind = "file" if out.suffix.lower() == ".mp4" else "dir"
-    with claim_output(out, command="forward", kind=kind, overwrite=args.overwrite, inputs=[args.clip]):
+    with claim_output(out, command="forward", kind=kind, overwrite=args.overwrite, inputs=[args.clip, args.model, args.envmap]):
         return _forward(args, out)
 
 

@@ -235,7 +235,8 @@ def run(args) -> int:
     with contextlib.ExitStack() as stack:
         for target in targets:
             stack.enter_context(claim_output(target, command="insert", kind="file", overwrite=args.overwrite,
-                                             inputs=[args.video, args.mesh, args.envmap]))
+                                             inputs=[args.video, args.mesh, args.envmap, args.model,
+                                                     args.inverse_model]))
         return _insert(args)
 
 

@@ -162,8 +162,9 @@ def load_model(path: str | None, device=None):
     return InverseRenderingPipeline.from_pretrained(model_dir(path), device=device)
 
 
-def read_input(path: str | os.PathLike, fov: float = 60.0):
-    """Video file / frame folder / clip folder -> (rgb (1, T, 3, H, W) linear, Camera, fps, rgb_format)."""
+def read_input(path: str | os.PathLike, fov: float = 60.0, with_srgb8: bool = False):
+    """Video file / frame folder / clip folder -> (rgb (1, T, 3, H, W) linear, Camera, fps, rgb_format), plus the
+    decoded uint8 sRGB frames (T, H, W, 3) (None for a clip folder) when ``with_srgb8``."""
     import torch
 
     from neural_render.errors import NeuralRenderError
@@ -175,11 +176,13 @@ def read_input(path: str | os.PathLike, fov: float = 60.0):
         clip = read_clip(p, passes=[])
         if clip.rgb is None:
             raise NeuralRenderError("clip folder has no rgb to invert", p)
-        return clip.rgb, clip.camera, clip.meta.fps, "exr" if clip.meta.rgb_source == "exr" else "mp4"
+        out = clip.rgb, clip.camera, clip.meta.fps, "exr" if clip.meta.rgb_source == "exr" else "mp4"
+        return (*out, None) if with_srgb8 else out
     frames, fps = read_video(p)
     t, h, w, _ = frames.shape
     camera = Camera.from_fov(fov, w, h, torch.eye(4).repeat(1, t, 1, 1))
-    return srgb8_to_linear(frames), camera, fps, "mp4"
+    out = srgb8_to_linear(frames), camera, fps, "mp4"
+    return (*out, frames) if with_srgb8 else out
 
 
 def srgb8_to_linear(frames) -> "torch.Tensor":
@@ -215,7 +218,7 @@ def label_video(pipe, input_path, out_dir, args, model_path=None, owner: str = "
         raise NeuralRenderError("output exists and is not a folder", out)
     size = parse_size(args.size)
     check_input_size(pipe, input_path, size, args.passes)
-    rgb, camera, fps, rgb_format = read_input(input_path, args.fov)
+    rgb, camera, fps, rgb_format, srgb8 = read_input(input_path, args.fov, with_srgb8=True)
     result = pipe(rgb, passes=args.passes, num_steps=args.steps, processing_size=size,
                   window=args.window, overlap=args.overlap, seed=args.seed, progress=not args.no_progress)
     settings = {"source": str(input_path), **model_info(pipe, model_path), "passes": list(result.gbuffer.passes),
@@ -227,7 +230,7 @@ def label_video(pipe, input_path, out_dir, args, model_path=None, owner: str = "
         from neural_render.io.output import write_folder_marker
 
         write_folder_marker(tmp, owner)
-        write_outputs(Path(tmp), rgb, result.gbuffer, camera, fps, rgb_format, settings)
+        write_outputs(Path(tmp), rgb, result.gbuffer, camera, fps, rgb_format, settings, srgb8)
     return {"frames": int(rgb.shape[1]), "size": [int(rgb.shape[3]), int(rgb.shape[4])], **settings}
 
 
@@ -250,7 +253,8 @@ OUTPUT_EXR_COMPRESSION = "none"
 PREVIEW_PRESET = "veryfast"
 
 
-def write_outputs(folder: Path, rgb, gbuffer, camera, fps: float, rgb_format: str, settings: dict) -> None:
+def write_outputs(folder: Path, rgb, gbuffer, camera, fps: float, rgb_format: str, settings: dict,
+                  srgb8=None) -> None:
     """Clip folder + previews/<pass>.mp4 + contact_sheet.png into the (temporary, empty) ``folder``.
 
     Each pass is converted for display once (its preview and its contact-sheet column); the previews are encoded by
@@ -272,7 +276,8 @@ def write_outputs(folder: Path, rgb, gbuffer, camera, fps: float, rgb_format: st
                             preset=PREVIEW_PRESET) for name, y in shown.items()]
         stage = folder / ".clip"
         with exr_compression(OUTPUT_EXR_COMPRESSION):
-            write_clip(stage, Clip(rgb=rgb, gbuffer=gbuffer, camera=camera, meta=meta), rgb_format=rgb_format)
+            write_clip(stage, Clip(rgb=rgb, gbuffer=gbuffer, camera=camera, meta=meta), rgb_format=rgb_format,
+                       srgb8=srgb8)
         for child in stage.iterdir():
             os.replace(child, folder / child.name)
         stage.rmdir()
@@ -291,7 +296,7 @@ def run(args) -> int:
     from neural_render.io.output import claim_output
 
     check_settings(args)
-    with claim_output(args.out, command="inverse", kind="dir", overwrite=args.overwrite, inputs=[args.input]):
+    with claim_output(args.out, command="inverse", kind="dir", overwrite=args.overwrite, inputs=[args.input, args.model]):
         device = resolve_device(args.device)
         path = model_dir(args.model)
         pipe = load_model(path, device)

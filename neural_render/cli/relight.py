@@ -89,7 +89,7 @@ def run(args) -> int:
     out = Path(args.out)
     if out.suffix.lower() == ".mp4" and len(names) > 1:
         raise NeuralRenderError("several env maps need an output folder, not a single .mp4", out)
-    inputs = [args.video, args.gbuffer, *names]
+    inputs = [args.video, args.gbuffer, *names, args.model, args.inverse_model]
     kwargs = dict(command="relight", overwrite=args.overwrite, inputs=inputs)
     if out.suffix.lower() != ".mp4":
         with claim_output(out, kind="dir", **kwargs):

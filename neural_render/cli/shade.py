@@ -42,7 +42,7 @@ def run(args) -> int:
 
     yaw, pitch, roll = parse_rotation(args.rotate)
     kind = "file" if Path(args.out).suffix.lower() == ".mp4" else "dir"
-    with claim_output(args.out, command="shade", kind=kind, overwrite=args.overwrite, inputs=[args.clip]):
+    with claim_output(args.out, command="shade", kind=kind, overwrite=args.overwrite, inputs=[args.clip, args.envmap]):
         return _shade(args, yaw, pitch, roll)
 
 

@@ -93,7 +93,7 @@ def _check_clip(clip: Clip, source) -> None:
 
 
 def write_clip(clip_dir: str | os.PathLike, clip: Clip, rgb_format: str = "exr", preview_mp4: bool = True,
-               owner: str | None = None) -> ClipMeta:
+               owner: str | None = None, srgb8=None) -> ClipMeta:
     """Write ``clip`` as a clip folder, atomically (temp folder renamed into place); returns the written meta.
 
     rgb_format: "exr" stores linear rgb in the frame EXRs (bit-exact); "mp4" stores sRGB(clamp(rgb)) in a
@@ -102,6 +102,8 @@ def write_clip(clip_dir: str | os.PathLike, clip: Clip, rgb_format: str = "exr",
     camera_to_world, passes, rgb_source) are taken from the tensors and camera; fps, envmap, units, extra
     and depth_scale from ``clip.meta`` (depth_scale defaults to :func:`depth_scale_of` when depth is present).
     owner: the command writing it; recorded in the folder's owner marker (io/output.py).
+    srgb8: optional (T, H, W, 3) uint8 equal to ``display(rgb)`` (e.g. the decoded frames the linear rgb was made
+    from): written to rgb.mp4 as is instead of converting the float rgb again.
     """
     if rgb_format not in ("exr", "mp4"):
         raise NeuralRenderError(f"rgb_format must be 'exr' or 'mp4', got {rgb_format!r}", clip_dir)
@@ -118,13 +120,14 @@ def write_clip(clip_dir: str | os.PathLike, clip: Clip, rgb_format: str = "exr",
                                passes=exr_passes, rgb_source=rgb_source, depth_scale=depth_scale)
     meta.to_json()  # fail early on a non-serialisable 'extra'
     try:
-        _write_clip_files(clip_dir, clip, meta, preview_mp4, owner)
+        _write_clip_files(clip_dir, clip, meta, preview_mp4, owner, srgb8)
     except OSError as err:
         raise NeuralRenderError(f"could not write clip: {err}", clip_dir) from err
     return meta
 
 
-def _write_clip_files(clip_dir, clip: Clip, meta: ClipMeta, preview_mp4: bool, owner: str | None = None) -> None:
+def _write_clip_files(clip_dir, clip: Clip, meta: ClipMeta, preview_mp4: bool, owner: str | None = None,
+                      srgb8=None) -> None:
     from neural_render.io.video import write_video
     from neural_render.render.tonemap import display
     rgb_source, gb = meta.rgb_source, clip.gbuffer.passes
@@ -141,7 +144,8 @@ def _write_clip_files(clip_dir, clip: Clip, meta: ClipMeta, preview_mp4: bool, o
             for i in range(meta.num_frames):
                 write_frame_exr(tmp_dir / frame_file(i), {name: a[i] for name, a in arrays.items()})
         if rgb_source == "mp4" or (rgb_source == "exr" and preview_mp4):  # (T, H, W, 3) uint8 sRGB(clamp(rgb))
-            srgb8 = display(clip.rgb[0]).permute(0, 2, 3, 1).contiguous().numpy()
+            if srgb8 is None or tuple(srgb8.shape) != (meta.num_frames, meta.height, meta.width, 3):
+                srgb8 = display(clip.rgb[0]).permute(0, 2, 3, 1).contiguous().numpy()
             write_video(tmp_dir / RGB_VIDEO, srgb8, fps=meta.fps, lossless=rgb_source == "mp4")
         (tmp_dir / META_NAME).write_text(meta.to_json())  # inside the temp folder, renamed with it
 

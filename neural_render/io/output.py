@@ -120,38 +120,75 @@ def _is_within(inner: Path, outer: Path) -> bool:
     return inner == outer or outer in inner.parents
 
 
+#: bytes a target's name must leave free for the names made from it (``.<name>.lock``, ``.<name>.tmp-<pid>-<hex>``)
+NAME_MARGIN = 40
+
+
+def _protected_inputs(command: str) -> list[Path]:
+    """Folders no command may replace, nor overwrite anything inside with --overwrite: the shipped data folder
+    (models, env maps, clips); not for ``fit``, whose --export_dir may be a shipped model folder being retrained."""
+    if command == "fit":
+        return []
+    from neural_render.data_assets import data_dir
+
+    try:
+        return [data_dir()]
+    except Exception:  # noqa: BLE001 - no data folder: nothing to protect
+        return []
+
+
 def check_output(path: str | os.PathLike, *, command: str, kind: str = "dir", overwrite: bool = False,
                  inputs: Iterable[str | os.PathLike | None] = (), also_owned_if: Iterable[str] = ()) -> Path:
     """Validate an output path before any work (module doc); returns it absolute. Creates nothing.
 
-    kind: "dir" (a folder the command fills) or "file". inputs: the command's input paths (None entries are
-    ignored). also_owned_if: file names whose presence marks a folder as a previous output of this command
-    (e.g. synth's ``synth.json``, for folders written before markers existed).
+    kind: "dir" (a folder the command fills) or "file". inputs: the command's input paths (files or folders; None
+    entries are ignored): the output may not be, contain, or lie inside any of them (the shipped data folder is
+    always an input, see :func:`_protected_inputs`). also_owned_if: file names whose presence marks a folder as a
+    previous output of this command (e.g. synth's ``synth.json``, for folders written before markers existed).
+    The path is resolved as the operating system will (symbolic links first, then ``..``); an --out that is itself
+    a symbolic link is refused, since replacing it would delete the user's link.
     """
     text = os.fspath(path)
     if not text.strip():
         raise NeuralRenderError("--out is empty")
-    target = Path(os.path.abspath(os.path.expanduser(text)))
+    try:
+        lexical = Path(os.path.abspath(os.path.expanduser(text)))
+        target = Path(os.path.realpath(os.path.expanduser(text)))
+    except (OSError, RuntimeError, ValueError) as err:
+        raise NeuralRenderError(f"--out cannot be resolved: {err}", text) from None
+    if lexical.is_symlink():
+        raise NeuralRenderError("--out is a symbolic link; name the real path (the link is left untouched)", text)
     if target == Path(target.anchor):
         raise NeuralRenderError("--out is the root folder", target)
-    if len(os.fsencode(os.fspath(target))) >= 4096:
-        raise NeuralRenderError("--out path is too long (4096 bytes or more)", text)
+    if len(os.fsencode(os.fspath(target))) >= 4096 - NAME_MARGIN:
+        raise NeuralRenderError("--out path is too long", text)
     existing = _nearest_existing(target)
-    limit = _name_max(existing if existing.is_dir() else existing.parent)
+    limit = _name_max(existing if existing.is_dir() else existing.parent) - NAME_MARGIN
     for part in target.relative_to(existing).parts:
         if len(os.fsencode(part)) > limit:
-            raise NeuralRenderError(f"a name in --out is longer than {limit} bytes ({part[:40]}...)", text)
-    real = target.resolve()
-    if kind == "dir" and _is_within(Path.cwd().resolve(), real):
+            raise NeuralRenderError(f"a name in --out is longer than {limit} bytes (the file system's limit minus "
+                                    f"{NAME_MARGIN} for temporary names; {part[:40]}...)", text)
+    if kind == "dir" and _is_within(Path.cwd().resolve(), target):
         raise NeuralRenderError("--out is the current folder or one of its parents; name a new or empty folder", text)
     for item in inputs:
         if item is None:
             continue
-        source = Path(item).resolve()
-        if _is_within(source, real):
+        try:
+            source = Path(os.path.realpath(os.path.expanduser(os.fspath(item))))
+        except (OSError, RuntimeError, ValueError):
+            continue
+        if _is_within(source, target):
             raise NeuralRenderError(f"--out would replace the input {item}; choose another output", text)
+        if source.is_dir() and _is_within(target, source):
+            raise NeuralRenderError(f"--out lies inside the input folder {item}, which is never written to; "
+                                    "choose another output", text)
+    shipped = _protected_inputs(command)
+    for folder in shipped:
+        if _is_within(folder.resolve(), target):
+            raise NeuralRenderError(f"--out would replace the shipped data folder {folder}; choose another output",
+                                    text)
     _check_writable(existing, target)
-    if not (target.exists() or target.is_symlink()):
+    if not target.exists():
         return target
     if kind == "file" and target.is_dir():
         raise NeuralRenderError("--out is an existing folder, expected a file", target)
@@ -161,7 +198,7 @@ def check_output(path: str | os.PathLike, *, command: str, kind: str = "dir", ov
         return target
     if kind == "dir" and target.is_dir() and any((target / name).is_file() for name in also_owned_if):
         return target
-    if overwrite:
+    if overwrite and not any(_is_within(target, folder.resolve()) for folder in shipped):
         return target
     what = "folder holds files" if target.is_dir() else "file exists and was"
     raise NeuralRenderError(f"{what} not written by `neural-render {command}`; it is left untouched: choose another "
@@ -185,7 +222,7 @@ def output_lock(target: str | os.PathLike, command: str) -> Iterator[Path]:
     """
     import fcntl
 
-    target = Path(os.path.abspath(target))
+    target = Path(os.path.realpath(target))
     created = []
     folder = target.parent
     while not folder.exists():

@@ -163,6 +163,19 @@ class VideoDiffusionPipeline:
         return self.num_steps or (1 if self.denoiser.kind == "x0" else 20)
 
     # ------------------------------------------------------------------ persistence
+    #: files of an existing pipeline folder that a new export keeps: the log of how often the test split was
+    #: scored with this model name (evaluation/common.py) must survive retraining into the same folder
+    KEPT_ON_EXPORT = ("test_scorings.jsonl",)
+
+    @classmethod
+    def _keep_records(cls, directory: str | os.PathLike, tmp: str | os.PathLike) -> None:
+        import shutil
+
+        for name in cls.KEPT_ON_EXPORT:
+            old = Path(directory) / name
+            if old.is_file() and not (Path(tmp) / name).exists():
+                shutil.copy2(old, Path(tmp) / name)
+
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         """Write the pipeline folder (see module docstring) atomically."""
         from neural_render.io.atomic import atomic_dir, atomic_path
@@ -170,6 +183,7 @@ class VideoDiffusionPipeline:
         index: dict = {"_class_name": type(self).__name__, "pipeline_class": _class_path(self),
                        "format_version": FORMAT_VERSION}
         with atomic_dir(directory) as tmp:
+            self._keep_records(directory, tmp)
             root = Path(tmp)
             if not hasattr(self.backbone, "save_pretrained"):
                 raise NeuralRenderError(f"backbone {type(self.backbone).__name__} has no save_pretrained")
@@ -199,6 +213,7 @@ class VideoDiffusionPipeline:
         from neural_render.io.atomic import atomic_dir
 
         with atomic_dir(directory) as tmp:
+            self._keep_records(directory, tmp)
             VideoDiffusionPipeline.save_pretrained(self, tmp)
             Path(tmp, name).write_text(json.dumps(settings, indent=2))
 

@@ -180,6 +180,7 @@ class ForwardPipeline(VideoDiffusionPipeline):
 
         config = self._config()
         with atomic_dir(directory) as tmp:
+            self._keep_records(directory, tmp)
             super().save_pretrained(tmp)
             Path(tmp, CONFIG_NAME).write_text(json.dumps(config, indent=2))
             if self.domain_shifters is not None:

@@ -140,6 +140,7 @@ class CacheForwardPipeline(ForwardPipeline):
         from neural_render.io.atomic import atomic_dir
 
         with atomic_dir(directory) as tmp:
+            self._keep_records(directory, tmp)
             super().save_pretrained(tmp)
             if self.injection is not None:
                 self.injection.save_pretrained(Path(tmp) / INJECTION_FOLDER)

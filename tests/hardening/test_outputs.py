@@ -270,3 +270,68 @@ def test_check_output_recognises_markers(tmp_path):
     assert check_output(folder, command="inverse") == folder
     with pytest.raises(Exception, match="not written by"):
         check_output(folder, command="import")
+
+
+def test_decoded_frames_give_the_same_lossless_rgb_as_converting_the_float_rgb(tmp_path):
+    """inverse writes rgb.mp4 from the decoded uint8 frames (write_clip srgb8=) instead of converting the linear rgb
+    back: identical bytes for every 8-bit value (the table of srgb8_to_linear inverts exactly under display)."""
+    from neural_render.cli.inverse import srgb8_to_linear
+    from neural_render.io import read_video
+    from neural_render.types import Camera, GBuffer
+
+    frames = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1).repeat(3, 3).repeat(2, 0)
+    frames[1] = frames[1][::-1]
+    rgb = srgb8_to_linear(frames)
+    camera = Camera.from_fov(60.0, 16, 16, torch.eye(4).repeat(1, 2, 1, 1))
+    clip = Clip(rgb=rgb, gbuffer=GBuffer(), camera=camera, meta=ClipMeta.for_camera(camera))
+    write_clip(tmp_path / "a", clip, rgb_format="mp4")
+    write_clip(tmp_path / "b", clip, rgb_format="mp4", srgb8=frames)
+    a, _ = read_video(tmp_path / "a" / "rgb.mp4")
+    b, _ = read_video(tmp_path / "b" / "rgb.mp4")
+    assert np.array_equal(a, frames) and np.array_equal(b, frames)
+
+
+def test_paths_are_resolved_as_the_os_does_and_links_are_never_replaced(assets, tmp_path, capsys):
+    a = tmp_path / "a"
+    (a / "b").mkdir(parents=True)
+    (a / "precious").mkdir()
+    (a / "precious" / "file.txt").write_text("keep")
+    (tmp_path / "L").symlink_to(a / "b")
+    (tmp_path / "link_out").symlink_to(tmp_path / "empty", target_is_directory=True)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    before = _snapshot(tmp_path)
+    for out in (str(tmp_path / "L" / ".." / "precious"), str(tmp_path / "link_out"), str(tmp_path / "loop" / "x")):
+        code, text = _run(_command("import", assets, out), capsys)  # L/.. is a/, so a/precious is what is checked
+        assert code == EXIT_BAD_INPUT and "Traceback" not in text, (out, text)
+    assert _snapshot(tmp_path) == before and (tmp_path / "link_out").is_symlink()
+
+
+def test_inputs_models_and_the_shipped_data_are_never_written_even_with_overwrite(assets, tmp_path, capsys):
+    from neural_render.data_assets import data_dir
+
+    clip = tmp_path / "clip"
+    assert _run(_command("import", assets, str(clip)), capsys)[0] == 0
+    before = _snapshot(clip)
+    inside = ["inverse", str(clip), "--model", str(assets["inverse"]), "--out", str(clip / "labels")]
+    cases = [inside,                                                                 # inside an input folder
+             _command("inverse", assets, str(assets["inverse"])),                  # the model being used
+             _command("inverse", assets, str(data_dir())),                         # the shipped data folder
+             _command("inverse", assets, str(data_dir() / "models" / "inverse_tiny"))]
+    for argv in cases:
+        code, text = _run(argv + ["--overwrite"], capsys)
+        assert code == EXIT_BAD_INPUT and "Traceback" not in text, (argv, text)
+    assert _snapshot(clip) == before and (data_dir() / "models" / "inverse_tiny" / "model_index.json").is_file()
+
+
+def test_export_into_an_existing_model_folder_keeps_its_test_scoring_log(untrained_pipelines, tmp_path):
+    from neural_render.pipelines.inverse import InverseRenderingPipeline
+
+    folder = tmp_path / "model"
+    pipe = InverseRenderingPipeline.from_pretrained(untrained_pipelines / "inverse_model")
+    pipe.save_pretrained(folder)
+    (folder / "test_scorings.jsonl").write_text('{"command": "eval inverse"}\n')
+    (folder / "eval_test_inverse.json").write_text("{}")  # describes the old weights: not kept
+    pipe.save_pretrained(folder)
+    assert (folder / "test_scorings.jsonl").read_text() == '{"command": "eval inverse"}\n'
+    assert not (folder / "eval_test_inverse.json").exists()
