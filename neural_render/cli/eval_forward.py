@@ -28,12 +28,12 @@ def run(args) -> int:
 
     clips = find_eval_clips(args.data, args.max_clips)
     pipe = load_forward(args.model, args.device)
+    if log_test_scoring(model_dir(args.model), args.data, "eval forward", args.json):  # before the numbers are seen
+        print("(test split: this scoring is logged beside the model in test_scorings.jsonl)")
     result = {"data": str(args.data), "split": dataset_split(args.data), "model": str(model_dir(args.model)),
               "model_info": pipe.forward_config.get("info", {}),
               **evaluate(pipe, clips, domain=args.domain, seed=args.seed)}
     print(format_report(result))
     if args.json:
         print(f"wrote {write_json(args.json, result, 'eval forward')}")
-    if log_test_scoring(model_dir(args.model), args.data, "eval forward", args.json):
-        print("(test split: this scoring is logged beside the model in test_scorings.jsonl)")
     return 0

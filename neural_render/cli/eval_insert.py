@@ -57,6 +57,12 @@ def run(args) -> int:
     base_folder = model_dir(args.base_model)
     base = CacheForwardPipeline.from_pretrained(base_folder, device=device)
     inverse = load_model(args.inverse_model, device) if args.gbuffers == "inverse" else None
+    from neural_render.cli.inverse import model_dir as inverse_dir
+
+    used = [folder, base_folder] + ([inverse_dir(args.inverse_model)] if inverse is not None else [])
+    for path in dict.fromkeys(used):  # logged before the numbers are seen
+        if log_test_scoring(path, data / "scene", "eval insert", args.json):
+            print(f"(test split: this scoring is logged in {path / 'test_scorings.jsonl'})")
     result = {"data": str(data), "split": dataset_split(data / "scene"), "model": str(folder),
               "base_model": str(base_folder), "gbuffers": args.gbuffers, "ring": args.ring, "strength": args.strength,
               "received_from": args.received_from,
@@ -65,6 +71,4 @@ def run(args) -> int:
     print(format_report(result))
     if args.json:
         print(f"wrote {write_json(args.json, result, 'eval insert')}")
-    if log_test_scoring(folder, data / "scene", "eval insert", args.json):
-        print(f"(test split: this scoring is logged in {folder / 'test_scorings.jsonl'})")
     return 0

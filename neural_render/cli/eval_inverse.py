@@ -36,6 +36,8 @@ def run(args) -> int:
     from neural_render.evaluation.inverse import evaluate, format_report
 
     model = model_dir(args.model)
+    if log_test_scoring(model, args.data, "eval inverse", args.json):  # logged before the numbers are seen
+        print(f"(test split: this scoring is logged in {model / 'test_scorings.jsonl'})")
     with torch_threads(args.threads):
         result = evaluate(model, args.data, window=args.window, overlap=args.overlap, steps=args.steps,
                           seed=args.seed, max_clips=args.max_clips, long_data=args.long_data,
@@ -43,6 +45,4 @@ def run(args) -> int:
     print(format_report(result))
     if args.json:
         print(f"wrote {write_json(args.json, result, 'eval inverse')}")
-    if log_test_scoring(model, args.data, "eval inverse", args.json):
-        print(f"(test split: this scoring is logged in {model / 'test_scorings.jsonl'})")
     return 0

@@ -42,6 +42,9 @@ def run(args) -> int:
         print(f"making relighting data {relight_data} from {args.data} (synth engine, next env map)", flush=True)
         make_relight_dataset(args.data, relight_data)
     relit = {c.name: c for c in find_clips(relight_data)}
+    for folder in (model_dir(args.model), inverse_dir(args.inverse_model)):  # logged before the numbers are seen
+        if log_test_scoring(folder, args.data, "eval relight", args.json):
+            print(f"(test split: this scoring is logged in {folder / 'test_scorings.jsonl'})")
     pipe = RelightPipeline(load_model(args.inverse_model, resolve_device(args.device)),
                            load_forward(args.model, args.device))
     result = {"data": str(args.data), "split": dataset_split(args.data), "relight_data": str(relight_data),
@@ -50,7 +53,4 @@ def run(args) -> int:
     print(format_report(result))
     if args.json:
         print(f"wrote {write_json(args.json, result, 'eval relight')}")
-    for folder in (model_dir(args.model), inverse_dir(args.inverse_model)):
-        if log_test_scoring(folder, args.data, "eval relight", args.json):
-            print(f"(test split: this scoring is logged in {folder / 'test_scorings.jsonl'})")
     return 0

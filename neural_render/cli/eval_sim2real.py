@@ -40,6 +40,9 @@ def run(args) -> int:
     model = load_sim2real(args.model, args.base)
     propagation = AnchorPropagationPipeline.from_pretrained(args.propagation) if args.propagation else None
     enhancer = make_enhancer(args.enhancer, seed=args.seed) if propagation is not None else None
+    for path in (args.model, args.base, args.propagation):  # logged before the numbers are seen
+        if path and log_test_scoring(path, args.data, "eval sim2real", args.json):
+            print(f"(test split: this scoring is logged in {path}/test_scorings.jsonl)")
     result = evaluate(model, clips, propagation=propagation, enhancer=enhancer, strength=args.strength,
                       window=args.window, overlap=args.overlap, seed=args.seed)
     print(f"sim2real eval: {len(clips)} clip(s) of {args.data} (split: {dataset_split(args.data) or 'unknown'}); "
@@ -53,5 +56,4 @@ def run(args) -> int:
         record = {"data": args.data, "split": dataset_split(args.data), "model": args.model,
                   "propagation": args.propagation, "enhancer": enhancer.name if enhancer else None, **result}
         print(f"wrote {write_json(args.json, record, 'eval sim2real')}")
-    log_test_scoring(args.model, args.data, "eval sim2real", args.json)
     return 0

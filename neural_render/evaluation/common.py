@@ -49,27 +49,35 @@ def clip_group(clip_dir: str | os.PathLike) -> str:
 
 
 def dataset_split(folder: str | os.PathLike) -> str | None:
-    """'train' | 'val' | 'test' | None for a synth dataset folder (module doc)."""
+    """'train' | 'val' | 'test' (or a named split such as 'test2_table') | None for a dataset folder or any folder
+    inside one (module doc): its recorded split, except that a dataset lit by a TEST env map is 'test' whatever it
+    records; the spec is ``synth.json`` or ``insert_eval.json`` in the folder or the nearest parent holding one."""
     from neural_render.data_assets import envmap_split
 
     spec = None
-    for candidate in (Path(folder) / "synth.json", Path(folder) / "insert_eval.json",
-                      Path(folder).parent / "insert_eval.json"):
-        try:
-            spec = json.loads(candidate.read_text())
+    start = Path(folder).resolve()
+    for candidate_dir in (start, *start.parents):
+        for name in ("synth.json", "insert_eval.json"):
+            try:
+                spec = json.loads((candidate_dir / name).read_text())
+                break
+            except (OSError, ValueError):
+                continue
+        if spec is not None:
             break
-        except (OSError, ValueError):
-            continue
     if not isinstance(spec, dict):
         return None
+    if spec.get("envmaps") == "test" and "split" not in spec:  # scripts/make_insert_eval_data.py before issue #22:
+        return "val"  # its "test" maps are split.json's val maps now (it records the word, not the names)
+    names = ({Path(str(e)).stem for e in spec["envmaps"]} if isinstance(spec.get("envmaps"), list)
+             else set(envmap_split().get(spec["envmaps"], [])) if isinstance(spec.get("envmaps"), str) else set())
+    split = envmap_split()
+    if names & set(split.get("test", [])):
+        return "test"
     recorded = spec.get("split") or (spec.get("config") or {}).get("split")
     if isinstance(recorded, str):
         return recorded
-    if not isinstance(spec.get("envmaps"), list):
-        return None
-    names = {Path(str(e)).stem for e in spec["envmaps"]}
-    split = envmap_split()
-    for name in ("test", "val", "train"):
+    for name in ("val", "train"):
         if names & set(split.get(name, [])):
             return name
     return None

@@ -18,6 +18,7 @@ RGB) is reported: exactly 0 for untrained (zero-initialised) shifters.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 NEURAL = "neural forward, all passes"
@@ -37,7 +38,8 @@ def scores(pred, target) -> tuple[float, float]:
 def method_rows(per_method: dict[str, list], groups: list[str], pairs: list[tuple[str, str]], seed: int = 0,
                 n_boot: int = 10000) -> dict:
     """:func:`~neural_render.evaluation.stats.compare_table` of ``(method, baseline)`` pairs on PSNR and SSIM;
-    ``per_method``: {method: [(psnr, ssim) per clip]} over the same clips as ``groups``."""
+    ``per_method``: {method: [(psnr, ssim) per clip]} over the same clips as ``groups``; a row leaves out the
+    clips where either value is not finite."""
     from neural_render.evaluation.stats import compare_table
 
     rows = []
@@ -45,10 +47,13 @@ def method_rows(per_method: dict[str, list], groups: list[str], pairs: list[tupl
         if method not in per_method or baseline not in per_method:
             continue
         for k, metric in enumerate(("PSNR dB", "SSIM")):
-            rows.append({"name": f"{method} vs {baseline} ({metric})",
-                         "model": [v[k] for v in per_method[method]], "baseline": [v[k] for v in per_method[baseline]],
-                         "groups": groups, "higher_is_better": True})
-    return compare_table(rows, n_boot=n_boot, seed=seed) if rows and len(groups) >= 2 else {"rows": []}
+            pairs = [(m[k], b[k], g) for m, b, g in zip(per_method[method], per_method[baseline], groups)
+                     if math.isfinite(m[k]) and math.isfinite(b[k])]  # e.g. the infinite PSNR of a perfect clip
+            if len(pairs) >= 2:
+                rows.append({"name": f"{method} vs {baseline} ({metric})", "model": [p[0] for p in pairs],
+                             "baseline": [p[1] for p in pairs], "groups": [p[2] for p in pairs],
+                             "higher_is_better": True})
+    return compare_table(rows, n_boot=n_boot, seed=seed) if rows else {"rows": []}
 
 
 def evaluate(pipe, clips: list[Path], *, domain: str = "synthetic", seed: int = 0, log=print) -> dict:

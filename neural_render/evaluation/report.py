@@ -160,14 +160,11 @@ def _means_table(result: dict) -> list[str]:
 
 
 def _shown_data(data, root: Path | None) -> str:
-    """A dataset path as printed: relative to the repository root when it lies inside it."""
-    path = Path(str(data))
-    if root is not None and path.is_absolute():
-        try:
-            return path.relative_to(root.resolve()).as_posix()
-        except ValueError:
-            pass
-    return path.as_posix()
+    """A dataset path as printed, the same in every checkout: from its ``data_cache`` folder on, else its name."""
+    parts = Path(str(data)).parts
+    if "data_cache" in parts:  # independent of where the checkout lies
+        return Path(*parts[len(parts) - 1 - parts[::-1].index("data_cache"):]).as_posix()
+    return Path(str(data)).name
 
 
 def section(split: str, kind: str, path: Path, shown: str, root: Path | None = None) -> list[str]:
