@@ -24,6 +24,23 @@ def add_arguments(parser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
 
 
+def _check_relight_source(relight_data, data) -> None:
+    """An existing relit folder must have been made from ``data`` (its relight.json), else its numbers mean nothing."""
+    import json
+    from pathlib import Path
+
+    from neural_render.errors import NeuralRenderError
+    from neural_render.evaluation.relight import RELIGHT_SPEC
+
+    try:
+        source = json.loads((Path(relight_data) / RELIGHT_SPEC).read_text())["source"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise NeuralRenderError(f"not a relighting set made by eval relight (no readable {RELIGHT_SPEC})",
+                                relight_data) from None
+    if Path(source).resolve() != Path(data).resolve():
+        raise NeuralRenderError(f"this relighting set was made from {source}, not from {data}", relight_data)
+
+
 def run(args) -> int:
     from pathlib import Path
 
@@ -41,6 +58,7 @@ def run(args) -> int:
         check_output(relight_data, command="eval relight", inputs=[args.data])
         print(f"making relighting data {relight_data} from {args.data} (synth engine, next env map)", flush=True)
         make_relight_dataset(args.data, relight_data)
+    _check_relight_source(relight_data, args.data)
     relit = {c.name: c for c in find_clips(relight_data)}
     for folder in (model_dir(args.model), inverse_dir(args.inverse_model)):  # logged before the numbers are seen
         if log_test_scoring(folder, args.data, "eval relight", args.json):

@@ -151,7 +151,9 @@ def _means_table(result: dict) -> list[str]:
     if "summary" in result and isinstance(result["summary"], dict):  # insert / sim2real
         summary = result["summary"]
         columns = sorted({k for v in summary.values() for k in v if isinstance(v.get(k), (int, float))})[:6]
-        lines = ["| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+        unit = "PSNR dB, " if "object" in columns else ""
+        lines = [f"| method ({unit}columns as named in the JSON) | " + " | ".join(columns) + " |",
+                 "|---" * (len(columns) + 1) + "|"]
         for name, values in summary.items():
             cells = [("n/a" if values.get(c) is None else f"{values[c]:.2f}") for c in columns]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")

@@ -233,6 +233,9 @@ def output_lock(target: str | os.PathLike, command: str) -> Iterator[Path]:
     except OSError as err:
         raise NeuralRenderError(f"cannot create the output's folder: {err.strerror or err}", target.parent) from None
     lock = target.parent / f".{target.name}.lock"
+    if lock.exists() and lock.stat().st_size and _lock_holder(lock) == "another process":
+        raise NeuralRenderError("a file with the lock's name exists and is not a neural-render lock; it is left "
+                                "untouched: remove it or choose another --out", lock)
     try:
         while True:
             try:
