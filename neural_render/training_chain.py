@@ -182,7 +182,7 @@ def checkpoint_step(path: Path) -> int | None:
 
     try:
         return int(torch.load(path, map_location="cpu", mmap=True, weights_only=False)["global_step"])
-    except Exception:  # a foreign or damaged file: treated as no checkpoint
+    except Exception:  # noqa: BLE001  a foreign or damaged file: treated as no checkpoint
         return None
 
 
@@ -201,7 +201,7 @@ def close_killed_segment(run_dir: Path, record: dict) -> None:
     seg = segments[-1]
     path, step = newest_checkpoint(run_dir)
     seg["stopped_by"] = "killed"
-    seg["end_step"] = step if step >= seg["start_step"] else seg["start_step"]
+    seg["end_step"] = max(step, seg["start_step"])
     seg["note"] = ("closed by the next call: its runner was killed; end_step is the newest checkpoint's step "
                    "(steps after it were lost), wall_seconds runs up to that checkpoint's time, cpu unknown")
     started = _dt.datetime.strptime(seg["started"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=_dt.timezone.utc)
@@ -222,7 +222,7 @@ def fit_argv(recipe: dict, run_dir: Path) -> list[str]:
 
 
 def _hms(minutes: float) -> str:
-    seconds = max(1, int(round(minutes * 60)))
+    seconds = max(1, round(minutes * 60))
     days, rest = divmod(seconds, 86400)
     return f"{days:02d}:{rest // 3600:02d}:{rest % 3600 // 60:02d}:{rest % 60:02d}"
 
@@ -322,7 +322,7 @@ def export(run_dir: Path, record: dict, out: Path, log=print) -> Path:
             "--trainer.logger", "false", "--trainer.enable_checkpointing", "false"]
         log("export: neural-render fit " + " ".join(argv))
         env = dict(os.environ, OMP_NUM_THREADS=str(record["recipe"]["threads"]))
-        rc = subprocess.run([sys.executable, "-m", "neural_render", "fit", *argv], env=env).returncode
+        rc = subprocess.run([sys.executable, "-m", "neural_render", "fit", *argv], env=env, check=False).returncode
     if rc != 0:
         raise NeuralRenderError(f"export failed (neural-render fit exit {rc})", out)
     import torch

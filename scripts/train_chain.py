@@ -36,8 +36,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from neural_render.errors import NeuralRenderError  # noqa: E402
-from neural_render import training_chain as chain  # noqa: E402
+from neural_render import training_chain as chain
+from neural_render.errors import NeuralRenderError
 
 
 def build_parser() -> argparse.ArgumentParser:
