@@ -181,7 +181,7 @@ def checkpoint_step(path: Path) -> int | None:
     import torch
 
     try:
-        return int(torch.load(path, map_location="cpu", mmap=True, weights_only=False)["global_step"])
+        return int(torch.load(path, map_location="cpu", mmap=True, weights_only=True)["global_step"])
     except Exception:  # noqa: BLE001  a foreign or damaged file: treated as no checkpoint
         return None
 
@@ -327,7 +327,7 @@ def export(run_dir: Path, record: dict, out: Path, log=print) -> Path:
         raise NeuralRenderError(f"export failed (neural-render fit exit {rc})", out)
     import torch
 
-    has_ema = "ema" in torch.load(ckpt, map_location="cpu", mmap=True, weights_only=False)
+    has_ema = "ema" in torch.load(ckpt, map_location="cpu", mmap=True, weights_only=True)
     exported = dict(record, exported={"global_step": step, "weights": "ema" if has_ema else "raw",
                                       "checkpoint": str(ckpt), "date": now(), "run_dir": str(run_dir)})
     write_record(out / RECORD, exported)
