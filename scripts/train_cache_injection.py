@@ -120,7 +120,7 @@ def main() -> int:
 
     import torch
 
-    from neural_render.cli.fit import build_cli
+    from neural_render.tasks.fit_cli import build_cli
     from neural_render.errors import NeuralRenderError
     from neural_render.io.atomic import atomic_path
 

@@ -112,7 +112,7 @@ class Budget:
 
 def fit(configs: list[str], overrides: list[str], minutes: float, max_steps: int, log_dir: Path, export: Path,
         wall_minutes: float = 240.0) -> dict:
-    from neural_render.cli.fit import build_cli
+    from neural_render.tasks.fit_cli import build_cli
 
     hms = time.strftime("%H:%M:%S", time.gmtime(int(wall_minutes * 60)))
     argv = [a for c in configs for a in ("--config", str(ROOT / c))] + [

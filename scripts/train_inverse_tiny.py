@@ -174,7 +174,7 @@ def main() -> int:
     out = Path(args.out)
 
     from neural_render.evaluation.inverse import TRAIN_STATS, compute_train_stats
-    from neural_render.cli.fit import build_cli
+    from neural_render.tasks.fit_cli import build_cli
     from neural_render.io.atomic import atomic_dir, atomic_path
     from neural_render.pipelines.defaults import INVERSE_OVERLAP, INVERSE_WINDOW
 

@@ -110,7 +110,7 @@ class PrintLoss:
 
 
 def fit(configs: list[str], overrides: list[str], minutes: float, max_steps: int, log_dir: Path, export: Path) -> dict:
-    from neural_render.cli.fit import build_cli
+    from neural_render.tasks.fit_cli import build_cli
 
     hms = time.strftime("%H:%M:%S", time.gmtime(int(minutes * 60)))
     argv = [a for c in configs for a in ("--config", str(ROOT / c))] + [
