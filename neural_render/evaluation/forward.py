@@ -56,6 +56,25 @@ def method_rows(per_method: dict[str, list], groups: list[str], pairs: list[tupl
     return compare_table(rows, n_boot=n_boot, seed=seed) if rows else {"rows": []}
 
 
+def method_means(per_method: dict[str, list]) -> dict:
+    """{method: {"psnr_db", "ssim", "clips"}}: the mean over clips of :func:`scores` per method."""
+    return {name: {"psnr_db": sum(p for p, _ in v) / len(v), "ssim": sum(s for _, s in v) / len(v), "clips": len(v)}
+            for name, v in per_method.items()}
+
+
+def method_table_lines(result: dict, width: int, who: str) -> list[str]:
+    """The means table and the corrected comparisons of a forward / relight result (``who``: what + means)."""
+    from neural_render.evaluation.common import verdict_cell
+
+    lines = [f"{'method':{width}s} {'PSNR dB':>8s} {'SSIM':>7s} {'clips':>6s}"]
+    lines += [f"{name:{width}s} {m['psnr_db']:8.2f} {m['ssim']:7.4f} {m['clips']:6d}" for name, m in result["mean"].items()]
+    table = result["comparison"]
+    if table.get("rows"):
+        lines.append(f"paired per clip (+ = {who} better), hierarchical bootstrap, Holm over {table['m']}:")
+        lines += [f"  {row['name']:{width + 25}s} {verdict_cell(row, 3)}" for row in table["rows"]]
+    return lines
+
+
 def evaluate(pipe, clips: list[Path], *, domain: str = "synthetic", seed: int = 0, log=print) -> dict:
     """Forward evaluation of the :class:`~neural_render.pipelines.forward.ForwardPipeline` ``pipe`` on ``clips``."""
     import torch
@@ -100,8 +119,7 @@ def evaluate(pipe, clips: list[Path], *, domain: str = "synthetic", seed: int = 
         add("classical split-sum, normal only", shade(GBuffer(normal=gb.normal, mask=gb.mask), cam, ibl), gt)
         log(f"  {clip_dir.name}: neural {per_method[NEURAL][-1][0]:.2f} dB, filtered classical "
             f"{per_method[FILTERED][-1][0]:.2f} dB")
-    means = {name: {"psnr_db": sum(p for p, _ in v) / len(v), "ssim": sum(s for _, s in v) / len(v), "clips": len(v)}
-             for name, v in per_method.items()}
+    means = method_means(per_method)
     result = {"num_clips": len(clips), "clips": [c.name for c in clips], "groups": sorted(set(groups)),
               "per_clip": per_method, "mean": means,
               "comparison": method_rows(per_method, groups, [(NEURAL, FILTERED), (NEURAL, CLASSICAL)], seed)}
@@ -112,19 +130,9 @@ def evaluate(pipe, clips: list[Path], *, domain: str = "synthetic", seed: int = 
 
 
 def format_report(result: dict) -> str:
-    from neural_render.evaluation.common import verdict_cell
-
     lines = [f"forward rendering, {result['num_clips']} clips in {len(result['groups'])} env-map group(s) of "
              f"{result['data']} (split: {result.get('split') or 'unknown'}); PSNR / SSIM vs path-traced RGB on display "
-             "sRGB of clamp(x, 0, 1), mean over clips",
-             f"{'method':55s} {'PSNR dB':>8s} {'SSIM':>7s} {'clips':>6s}"]
-    for name, m in result["mean"].items():
-        lines.append(f"{name:55s} {m['psnr_db']:8.2f} {m['ssim']:7.4f} {m['clips']:6d}")
-    table = result["comparison"]
-    if table.get("rows"):
-        lines.append(f"paired per clip (+ = first method better), hierarchical bootstrap, Holm over {table['m']}:")
-        for row in table["rows"]:
-            lines.append(f"  {row['name']:80s} {verdict_cell(row, 3)}")
+             "sRGB of clamp(x, 0, 1), mean over clips", *method_table_lines(result, 55, "first method")]
     switch = result.get("domain_switch")
     if switch:
         lines.append(f"domain switch e_{switch['domains'][0]} -> e_{switch['domains'][1]}: mean |difference| "

@@ -92,7 +92,7 @@ def evaluate(relight_pipe, clips: list[Path], relit: dict[str, Path], *, domain:
 
     from neural_render.errors import NeuralRenderError
     from neural_render.evaluation.common import clip_group
-    from neural_render.evaluation.forward import method_rows, scores
+    from neural_render.evaluation.forward import method_means, method_rows, scores
     from neural_render.io import read_clip, read_clip_envmap
     from neural_render.render.pixel_filter import pixel_filter
     from neural_render.render.shade import prepare_ibl, shade
@@ -118,25 +118,17 @@ def evaluate(relight_pipe, clips: list[Path], relit: dict[str, Path], *, domain:
         used.append(clip_dir.name)
         log(f"  {clip_dir.name}: relight {per_method[RELIGHT][-1][0]:.2f} dB, unchanged "
             f"{per_method[UNCHANGED][-1][0]:.2f} dB, classical {per_method[CLASSICAL][-1][0]:.2f} dB")
-    means = {name: {"psnr_db": sum(p for p, _ in v) / len(v), "ssim": sum(s for _, s in v) / len(v), "clips": len(v)}
-             for name, v in per_method.items()}
+    means = method_means(per_method)
     pairs = [(RELIGHT, UNCHANGED), (RELIGHT, CLASSICAL), (RELIGHT, FILTERED)]
     return {"num_clips": len(used), "clips": used, "groups": sorted(set(groups)), "per_clip": per_method,
             "mean": means, "comparison": method_rows(per_method, groups, pairs, seed)}
 
 
 def format_report(result: dict) -> str:
-    from neural_render.evaluation.common import verdict_cell
+    from neural_render.evaluation.forward import method_table_lines
 
     lines = [f"relighting, {result['num_clips']} clips in {len(result['groups'])} target env-map group(s) of "
              f"{result['data']} (split: {result.get('split') or 'unknown'}) -> {result['relight_data']}; PSNR / SSIM "
              "vs the path tracer under the target env map (display sRGB of clamp(x, 0, 1)), mean over clips",
-             f"{'method':62s} {'PSNR dB':>8s} {'SSIM':>7s} {'clips':>6s}"]
-    for name, m in result["mean"].items():
-        lines.append(f"{name:62s} {m['psnr_db']:8.2f} {m['ssim']:7.4f} {m['clips']:6d}")
-    table = result["comparison"]
-    if table.get("rows"):
-        lines.append(f"paired per clip (+ = relight better), hierarchical bootstrap, Holm over {table['m']}:")
-        for row in table["rows"]:
-            lines.append(f"  {row['name']:100s} {verdict_cell(row, 3)}")
+             *method_table_lines(result, 62, "relight")]
     return "\n".join(lines)
