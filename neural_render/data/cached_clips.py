@@ -7,7 +7,11 @@ held in memory. The batches equal :class:`neural_render.data.inverse_data.Invers
 (B, T, 3, h, w) linear radiance, ``gbuffer`` :class:`GBuffer` (float32), ``clip`` (list of folder paths), ``start``.
 
 Augmentation (all from a private generator seeded by (seed, epoch, index): reproducible, worker independent):
-random window of ``num_frames`` frames, random ``crop`` (h, w), with ``hflip`` a horizontal mirror with
+random window of ``num_frames`` frames, random ``crop`` (h, w) -- with ``scale_range`` (lo, hi), 0 < lo <= hi <= 1,
+the crop is taken from a region of ``crop / s`` pixels (s log-uniform in the range) box-filtered down to ``crop``:
+the same scene at several pixel scales, so a model trained on 64-px crops of 128-px clips runs at 64 to 128 px
+(multi-scale; normals are renormalised after filtering, the mask is thresholded at 1/2) --, with ``hflip`` a
+horizontal mirror with
 probability 1/2 (the camera-space normal's x is negated, which is exactly the mirrored scene's normal), and a random
 illumination gain of the input RGB: ``rgb * exp(exposure_std * n + white_balance_std * n_c)`` with standard normal
 n (per clip window) and n_c (per colour channel) -- unseen env maps differ from the training ones in brightness and
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 
@@ -91,7 +96,8 @@ class CachedClipDataset(Dataset):
 
     def __init__(self, tensors: dict[str, torch.Tensor], clip_names: list[str], num_frames: int = 8,
                  crop: tuple[int, int] | None = None, hflip: bool = False, seed: int = 0, samples_per_clip: int = 1,
-                 exposure_std: float = 0.0, white_balance_std: float = 0.0):
+                 exposure_std: float = 0.0, white_balance_std: float = 0.0,
+                 scale_range: tuple[float, float] | None = None):
         self.tensors, self.names = tensors, clip_names
         _, t, _, h, w = tensors["rgb"].shape
         if not 1 <= num_frames <= t:
@@ -104,6 +110,14 @@ class CachedClipDataset(Dataset):
         if exposure_std < 0 or white_balance_std < 0:
             raise NeuralRenderError(f"gain std must be >= 0, got {exposure_std}, {white_balance_std}")
         self.exposure_std, self.white_balance_std = float(exposure_std), float(white_balance_std)
+        if scale_range is not None:
+            lo, hi = (float(v) for v in scale_range)
+            if not 0.0 < lo <= hi <= 1.0:
+                raise NeuralRenderError(f"scale_range must satisfy 0 < lo <= hi <= 1, got {scale_range}")
+            if crop is None:
+                raise NeuralRenderError("scale_range needs a crop (the output size of the rescaled region)")
+            scale_range = (lo, hi)
+        self.scale_range = scale_range
 
     def __len__(self) -> int:
         return len(self.names) * self.samples_per_clip
@@ -120,7 +134,12 @@ class CachedClipDataset(Dataset):
         state = np.random.SeedSequence([self.seed, self.epoch, int(index)]).generate_state(1)[0]
         gen = torch.Generator().manual_seed(int(state))
         _, t, _, h, w = self.tensors["rgb"].shape
-        ch, cw = self.crop if self.crop is not None else (h, w)
+        out_h, out_w = ch, cw = self.crop if self.crop is not None else (h, w)
+        if self.scale_range is not None:
+            lo, hi = self.scale_range
+            u = float(torch.rand((), generator=gen))
+            scale = math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))
+            ch, cw = min(h, round(out_h / scale)), min(w, round(out_w / scale))
         start = int(torch.randint(0, t - self.num_frames + 1, (1,), generator=gen))
         y0 = int(torch.randint(0, h - ch + 1, (1,), generator=gen))
         x0 = int(torch.randint(0, w - cw + 1, (1,), generator=gen))
@@ -130,9 +149,16 @@ class CachedClipDataset(Dataset):
 
         def take(x: torch.Tensor) -> torch.Tensor:
             y = x[i, start:start + self.num_frames, :, y0:y0 + ch, x0:x0 + cw].float()
+            if (ch, cw) != (out_h, out_w):
+                y = torch.nn.functional.interpolate(y, size=(out_h, out_w), mode="area")
             return (y.flip(-1) if flip else y)[None].contiguous()
 
         passes = {p: take(self.tensors[p]) for p in self.passes}
+        if (ch, cw) != (out_h, out_w):
+            if "normal" in passes:
+                passes["normal"] = torch.nn.functional.normalize(passes["normal"], dim=2)
+            if "mask" in passes:
+                passes["mask"] = (passes["mask"] > 0.5).float()
         if flip and "normal" in passes:
             passes["normal"][:, :, 0] *= -1.0
         rgb = take(self.tensors["rgb"]) * torch.exp(log_gain)
@@ -145,13 +171,14 @@ class CachedInverseDataModule(pl.LightningDataModule):
     train_dir: synth dataset folder, or a list of them (e.g. env-map scenes + procedural-sky scenes; each is packed
     into its own default cache and the clips are concatenated: all must have the same size and length); cache:
     packed file of a single folder (default ``<train_dir>/.packed_inverse.safetensors``); num_frames, crop ([h, w]
-    or int), hflip, exposure_std, white_balance_std, batch_size, samples_per_clip, seed: as above; passes: packed
-    passes.
+    or int), scale_range ([lo, hi]), hflip, exposure_std, white_balance_std, batch_size, samples_per_clip, seed: as
+    above; passes: packed passes.
     """
 
     def __init__(self, train_dir: str | list[str], cache: str | None = None, num_frames: int = 8, crop=None,
                  hflip: bool = True, batch_size: int = 4, samples_per_clip: int = 1, seed: int = 0, passes=DEFAULT_PASSES,
-                 exposure_std: float = 0.0, white_balance_std: float = 0.0):
+                 exposure_std: float = 0.0, white_balance_std: float = 0.0,
+                 scale_range: list[float] | None = None):
         super().__init__()
         if batch_size < 1 or samples_per_clip < 1:
             raise NeuralRenderError(f"batch_size and samples_per_clip must be >= 1, got {batch_size}, {samples_per_clip}")
@@ -165,6 +192,7 @@ class CachedInverseDataModule(pl.LightningDataModule):
         self.crop = None if crop is None else (int(crop), int(crop)) if isinstance(crop, int) else tuple(int(c) for c in crop)
         self.samples_per_clip, self.seed, self.passes = int(samples_per_clip), int(seed), [str(p) for p in passes]
         self.exposure_std, self.white_balance_std = float(exposure_std), float(white_balance_std)
+        self.scale_range = None if scale_range is None else tuple(float(v) for v in scale_range)
         self.train_set = None
 
     def setup(self, stage: str | None = None) -> None:
@@ -181,7 +209,8 @@ class CachedInverseDataModule(pl.LightningDataModule):
         tensors = {k: torch.cat([part[k] for part in parts]) for k in parts[0]}
         names = [str(c) for d in self.train_dirs for c in find_clips(d)]
         self.train_set = CachedClipDataset(tensors, names, self.num_frames, self.crop, self.hflip, self.seed,
-                                           self.samples_per_clip, self.exposure_std, self.white_balance_std)
+                                           self.samples_per_clip, self.exposure_std, self.white_balance_std,
+                                           self.scale_range)
 
     def train_dataloader(self) -> DataLoader:
         from neural_render.data.inverse_data import collate_inverse

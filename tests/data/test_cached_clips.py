@@ -148,3 +148,32 @@ def test_several_train_folders_are_concatenated(dataset, tmp_path):
         CachedInverseDataModule([str(root), str(small)]).setup("fit")
     with pytest.raises(NeuralRenderError, match="cache only with one"):
         CachedInverseDataModule([str(root), str(other)], cache=str(tmp_path / "x.safetensors"))
+
+
+def test_scale_range_rescales_regions_to_the_crop(tmp_path):
+    """scale_range: regions of crop/s pixels box-filtered to the crop; normals unit, mask binary, values averaged."""
+    from neural_render.data.cached_clips import CachedClipDataset
+
+    g = torch.Generator().manual_seed(0)
+    n, t, h, w = 2, 3, 16, 16
+    normal = torch.nn.functional.normalize(torch.randn(n, t, 3, h, w, generator=g), dim=2)
+    tensors = {"rgb": torch.rand(n, t, 3, h, w, generator=g), "normal": normal,
+               "mask": (torch.rand(n, t, 1, h, w, generator=g) > 0.5).float()}
+    ds = CachedClipDataset(tensors, ["a", "b"], num_frames=2, crop=(4, 4), scale_range=(0.25, 0.25), seed=3)
+    item = ds[0]
+    assert item["rgb"].shape == (1, 2, 3, 4, 4)
+    # s = 1/4: the whole 16x16 frame, 4x4 box-averaged
+    start = item["start"]
+    expect = torch.nn.functional.avg_pool2d(tensors["rgb"][0, start:start + 2], 4)
+    assert torch.allclose(item["rgb"][0], expect, atol=1e-6)
+    assert torch.allclose(item["gbuffer"].normal.norm(dim=2), torch.ones(1, 2, 4, 4), atol=1e-5)
+    assert set(item["gbuffer"].mask.unique().tolist()) <= {0.0, 1.0}
+    wide = CachedClipDataset(tensors, ["a", "b"], num_frames=2, crop=(4, 4), scale_range=(0.25, 1.0), seed=3)
+    for index in range(2):
+        for epoch in range(8):
+            wide.set_epoch(epoch)
+            assert wide[index]["rgb"].shape == (1, 2, 3, 4, 4)
+    with pytest.raises(NeuralRenderError):
+        CachedClipDataset(tensors, ["a", "b"], num_frames=2, crop=(4, 4), scale_range=(0.0, 1.0))
+    with pytest.raises(NeuralRenderError):
+        CachedClipDataset(tensors, ["a", "b"], num_frames=2, crop=None, scale_range=(0.5, 1.0))
