@@ -4,6 +4,9 @@ A path tracer's pixel integrates radiance over its footprint (Mitsuba's ``box`` 
 a G-buffer holds ONE sample at the pixel centre, so a shader fed with it aliases at every edge. A separable Gaussian of
 standard deviation ``sigma`` pixels approximates that footprint integration on the shaded image (sigma 0.5 px: the
 variance of a 1-pixel box, 1/12, plus the spread of the neighbouring centre samples).
+
+The blur is kornia's (``kornia.filters.gaussian_blur2d``, separable, replicate border) with ``2 r + 1`` taps,
+r = ceil(4 sigma); it agrees with a direct separable convolution to float32 rounding (~2e-7 relative).
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from neural_render.errors import NeuralRenderError
@@ -29,14 +31,19 @@ def checked_sigma(value, name: str = "sigma", source=None) -> float:
     return sigma
 
 
-def gaussian_taps(sigma: float, radius: int | None = None) -> Tensor:
-    """Normalised 1-D Gaussian taps (2 r + 1,) float32, r = ceil(4 sigma) (at least 1) unless given."""
+def filter_radius(sigma: float) -> int:
+    """Half-width r (pixels) of the pixel filter: ceil(4 sigma), at least 1; NeuralRenderError unless sigma > 0."""
     if not sigma > 0:
         raise NeuralRenderError(f"pixel filter sigma must be > 0, got {sigma}")
-    r = max(1, int(torch.tensor(4.0 * sigma).ceil())) if radius is None else int(radius)
-    x = torch.arange(-r, r + 1, dtype=torch.float32)
-    g = torch.exp(-x * x / (2.0 * sigma * sigma))
-    return g / g.sum()
+    return max(1, int(torch.tensor(4.0 * sigma).ceil()))
+
+
+def gaussian_taps(sigma: float, radius: int | None = None) -> Tensor:
+    """Normalised 1-D Gaussian taps (2 r + 1,) float32 (kornia's), r = :func:`filter_radius` unless given."""
+    from kornia.filters import get_gaussian_kernel1d
+
+    r = filter_radius(sigma) if radius is None else int(radius)
+    return get_gaussian_kernel1d(2 * r + 1, float(sigma))[0]
 
 
 def pixel_filter(video: Tensor, sigma: float = PIXEL_FILTER_SIGMA) -> Tensor:
@@ -48,9 +55,9 @@ def pixel_filter(video: Tensor, sigma: float = PIXEL_FILTER_SIGMA) -> Tensor:
         raise NeuralRenderError(f"pixel_filter expects (B, T, C, H, W), got shape {tuple(video.shape)}")
     if sigma == 0:
         return video
-    g = gaussian_taps(sigma).to(video)
-    r = (g.numel() - 1) // 2
+    from kornia.filters import gaussian_blur2d
+
+    k = 2 * filter_radius(sigma) + 1
     b, t, c, h, w = video.shape
-    flat = F.pad(video.reshape(b * t * c, 1, h, w), (r, r, r, r), mode="replicate")
-    flat = F.conv2d(F.conv2d(flat, g.view(1, 1, -1, 1)), g.view(1, 1, 1, -1))
-    return flat.reshape(b, t, c, h, w)
+    out = gaussian_blur2d(video.reshape(b * t, c, h, w), (k, k), (float(sigma), float(sigma)), border_type="replicate")
+    return out.reshape(b, t, c, h, w)
