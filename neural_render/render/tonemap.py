@@ -19,6 +19,10 @@ def _differentiable(x: Tensor) -> bool:
     return torch.is_grad_enabled() and x.requires_grad
 
 
+# Not kornia's ``color.linear_rgb_to_rgb`` / ``rgb_to_linear_rgb``: they accept only (*, 3, H, W) images and do not
+# clamp, while these take ANY shape (callers pass (3,) colours, a (256,) decoding table, 1-channel passes and
+# channel-last frames) and clamp to [0, 1]. On (*, 3, H, W) values in [0, 1] both give bit-identical results
+# (checked for issue #25), so the curve itself is kornia's; only the shape contract differs.
 def linear_to_srgb(x: Tensor) -> Tensor:
     """IEC 61966-2-1 sRGB OETF on [0, 1] (input clamped)."""
     x = x.clamp(0.0, 1.0)

@@ -32,14 +32,18 @@ OBJECT_ROUGHNESS = (0.05, 0.95)
 GROUND_ROUGHNESS = (0.3, 0.95)
 
 
+def srgb_to_linear_np(srgb: np.ndarray) -> np.ndarray:
+    """sRGB values in [0, 1] (any shape, float64) -> linear float32 in [0, 1] (IEC 61966-2-1 decoding curve)."""
+    linear = np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
+    return np.clip(linear, 0.0, 1.0).astype(np.float32)
+
+
 def random_color(rng: np.random.Generator, saturation=(0.1, 0.9), value=(0.15, 0.9), hue=(0.0, 1.0)) -> np.ndarray:
     """Linear RGB (3,) in [0, 1]: a random hue with the given HSV hue / saturation / value ranges (value in sRGB)."""
     h = rng.uniform(*hue)
     s = rng.uniform(*saturation)
     v = rng.uniform(*value)
-    srgb = np.array(colorsys.hsv_to_rgb(h, s, v))
-    linear = np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
-    return np.clip(linear, 0.0, 1.0).astype(np.float32)
+    return srgb_to_linear_np(np.array(colorsys.hsv_to_rgb(h, s, v)))
 
 
 def pattern_mask(rng: np.random.Generator, kind: str, size: int) -> np.ndarray:

@@ -39,7 +39,14 @@ import torch
 
 from neural_render.raster.material import Material
 from neural_render.synth.families import pick_held_out
-from neural_render.synth.materials import OBJECT_ROUGHNESS, _value_noise, held_out_field, pattern_mask, random_color
+from neural_render.synth.materials import (
+    OBJECT_ROUGHNESS,
+    _value_noise,
+    held_out_field,
+    pattern_mask,
+    random_color,
+    srgb_to_linear_np,
+)
 
 V2_TRAIN_MATERIALS = ("constant", "pattern", "bricks", "tiles", "cells", "photo")
 V2_VAL_MATERIALS = ("noise", "dots")
@@ -111,9 +118,7 @@ def load_photo(path: str) -> np.ndarray:
     from PIL import Image
 
     with Image.open(path) as image:
-        srgb = np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0
-    linear = np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
-    return np.clip(linear, 0.0, 1.0).astype(np.float32)
+        return srgb_to_linear_np(np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0)
 
 
 def _map(values: np.ndarray) -> torch.Tensor:
