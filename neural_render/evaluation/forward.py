@@ -18,8 +18,11 @@ RGB) is reported: exactly 0 for untrained (zero-initialised) shifters.
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 NEURAL = "neural forward, all passes"
 CLASSICAL = "classical split-sum, exact G-buffers"
@@ -75,8 +78,9 @@ def method_table_lines(result: dict, width: int, who: str) -> list[str]:
     return lines
 
 
-def evaluate(pipe, clips: list[Path], *, domain: str = "synthetic", seed: int = 0, log=print) -> dict:
-    """Forward evaluation of the :class:`~neural_render.pipelines.forward.ForwardPipeline` ``pipe`` on ``clips``."""
+def evaluate(pipe, clips: list[Path], *, domain: str = "synthetic", seed: int = 0, log=None) -> dict:
+    """Forward evaluation of the :class:`~neural_render.pipelines.forward.ForwardPipeline` ``pipe`` on ``clips``;
+    ``log``: where the per-clip progress lines go (default: this module's logger, INFO)."""
     import torch
 
     from neural_render.evaluation.common import clip_group
@@ -85,6 +89,7 @@ def evaluate(pipe, clips: list[Path], *, domain: str = "synthetic", seed: int = 
     from neural_render.render.shade import prepare_ibl, shade
     from neural_render.types import GBuffer
 
+    log = log or logger.info
     per_method: dict[str, list] = {}
     groups: list[str] = []
     other_domain = "real" if domain == "synthetic" else "synthetic"

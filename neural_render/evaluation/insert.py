@@ -23,7 +23,10 @@ returned unchanged (no object), in the object / around / shadow regions; a row d
 
 from __future__ import annotations
 
+import logging
 import math
+
+logger = logging.getLogger(__name__)
 
 REGIONS = ("object", "around", "shadow", "frame")
 METHODS = ("injection", "no injection (same model)", "base model", "injection, full", "no injection, full",
@@ -109,13 +112,15 @@ def load_item(data, clip_dir):
 
 
 def evaluate(data, clips, model, base, inverse, *, strength=None, received_from="support", ring: int = 6,
-             seed: int = 0, domain: str = "real", log=print) -> dict:
-    """Every method on every clip (module doc); ``inverse`` None = the clips' exact G-buffers (an oracle)."""
+             seed: int = 0, domain: str = "real", log=None) -> dict:
+    """Every method on every clip (module doc); ``inverse`` None = the clips' exact G-buffers (an oracle); ``log``:
+    where the per-clip progress lines go (default: this module's logger, INFO; a skipped clip is also a WARNING)."""
     from neural_render.pipelines.insert import choose_depth_scale
     from neural_render.errors import NeuralRenderError
     from neural_render.evaluation.common import clip_group
     from neural_render.pipelines.insert import insert_object, naive_composite
 
+    log = log or logger.info
     per_clip, skipped, groups = [], [], []
     for clip_dir in clips:
         scene, env, truth, mask, obj, record = load_item(data, clip_dir)
@@ -134,7 +139,7 @@ def evaluate(data, clips, model, base, inverse, *, strength=None, received_from=
                                 strength=strength, received_from=received_from, **options)
         except NeuralRenderError as e:  # e.g. hidden behind the estimated scene depth in every frame
             skipped.append({"clip": clip_dir.name, "reason": str(e)})
-            log(f"{clip_dir.name}: skipped ({e})")
+            logger.warning("%s: skipped (%s)", clip_dir.name, e)
             continue
         plain = insert_object(model, scene.rgb, scene.camera, env, obj, gbuffer, inject=False, **options)
         basic = insert_object(base, scene.rgb, scene.camera, env, obj, gbuffer, inject=False, **options)

@@ -18,7 +18,10 @@ bootstrap over env maps then clips (:mod:`.stats`).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 RELIGHT_SPEC = "relight.json"
 RELIGHT = "relight: inverse -> target env -> neural forward"
@@ -86,8 +89,9 @@ def make_relight_dataset(heldout, out, shift: int = 1) -> list:
 
 
 def evaluate(relight_pipe, clips: list[Path], relit: dict[str, Path], *, domain: str = "synthetic", seed: int = 0,
-             log=print) -> dict:
-    """Relighting evaluation (module doc); ``relit``: {clip name: the same clip under the target env map}."""
+             log=None) -> dict:
+    """Relighting evaluation (module doc); ``relit``: {clip name: the same clip under the target env map}; ``log``:
+    where the per-clip progress lines go (default: this module's logger, INFO)."""
     import torch
 
     from neural_render.errors import NeuralRenderError
@@ -97,6 +101,7 @@ def evaluate(relight_pipe, clips: list[Path], relit: dict[str, Path], *, domain:
     from neural_render.render.pixel_filter import pixel_filter
     from neural_render.render.shade import prepare_ibl, shade
 
+    log = log or logger.info
     per_method: dict[str, list] = {}
     groups, used = [], []
     for clip_dir in clips:
