@@ -42,15 +42,15 @@ renderer's estimate on real video) stand in for the cache render, degraded by :f
 
 from __future__ import annotations
 
-import os
 
 import torch
 import torch.nn.functional as F
-from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.models.modeling_utils import ModelMixin
+from diffusers.configuration_utils import register_to_config
+from diffusers.models.modeling_utils import ModelMixin  # noqa: F401 - diffusers' loader finds from_pretrained through this name
 from torch import Tensor, nn
 
 from neural_render.errors import NeuralRenderError
+from neural_render.models.persistence import LocalModelMixin
 
 #: parameter-name patterns of a DiffusionSystem that train during cache-injection fine-tuning
 TRAINABLE_PATTERNS = ("injection.*", "backbone.*lora_*")
@@ -74,7 +74,7 @@ def pack_cache_shadow(shadow: Tensor, light: Tensor | None = None) -> Tensor:
     o = shadow.clamp(0.0, 1.0)
     if light is None:
         return o.expand(*shadow.shape[:2], 3, *shadow.shape[3:])
-    from neural_render.data.forward_data import display_pack
+    from neural_render.models.conditioning import display_pack
 
     return display_pack(light) - display_pack(light * (1.0 - o))
 
@@ -83,7 +83,7 @@ def blocked_light_latents(encode, shadow: Tensor, light: Tensor) -> Tensor:
     """Latents of the light a shadow takes away: ``encode(display_pack(light)) - encode(display_pack(light * (1 -
     o)))`` for shadow o (B,T,1,H,W) in [0, 1] and light (B,T,3,H,W) linear radiance (the split-sum prior); encode:
     the frozen codec's encode (a difference of encodings, so it holds for non-linear codecs too). Zero where o = 0."""
-    from neural_render.data.forward_data import display_pack
+    from neural_render.models.conditioning import display_pack
 
     o = shadow.clamp(0.0, 1.0)
     return encode(display_pack(light)) - encode(display_pack(light * (1.0 - o)))
@@ -134,7 +134,7 @@ def _input_projection(backbone) -> nn.Module:
     raise NeuralRenderError(f"backbone {type(backbone).__name__} has no conv_in / patch_embedding input projection")
 
 
-class CacheInjection(ModelMixin, ConfigMixin):
+class CacheInjection(LocalModelMixin):
     """Zero-initialised patch embedding of cache latents, scaled by a soft mask and a strength (see module doc).
 
     latent_channels: C of the codec latents of the cache render. token_dim: D of the backbone's tokens.
@@ -266,24 +266,6 @@ class CacheInjection(ModelMixin, ConfigMixin):
             latents = codec.encode(pack_cache_normals(normal, mask))
             shadow_latents = None if shadow is None else codec.encode(pack_cache_shadow(shadow, self.light_of(light)))
         return self(latents, mask, strength, shadow_latents, shadow)
-
-    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
-        from neural_render.io.atomic import atomic_dir
-
-        with atomic_dir(save_directory) as tmp:
-            super().save_pretrained(tmp, safe_serialization=True, **kwargs)
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> CacheInjection:
-        """Load from a LOCAL folder only; a bad folder raises NeuralRenderError naming it."""
-        path = os.fspath(pretrained_model_name_or_path)
-        if not os.path.isdir(path) or not os.path.isfile(os.path.join(path, "config.json")):
-            raise NeuralRenderError("not a CacheInjection folder (no config.json)", path)
-        kwargs.setdefault("local_files_only", True)
-        try:
-            return super().from_pretrained(path, **kwargs)
-        except Exception as err:  # noqa: BLE001 - boundary: any library error becomes NeuralRenderError
-            raise NeuralRenderError(f"cannot load CacheInjection: {type(err).__name__}: {err}", path) from None
 
 
 def token_frames(backbone, start: int, stop: int) -> slice:

@@ -31,13 +31,21 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from neural_render.errors import NeuralRenderError
 
+#: the stored config of a weight-free codec: its constructor arguments
+CODEC_CONFIG = "codec_config.json"
 
-class LatentCodec(nn.Module, abc.ABC):
-    """Interface: ``encode`` (B,T,3,H,W) in [-1,1] -> (B,T',C,h,w); ``decode`` back. Attributes below."""
+
+class LatentCodec(ModelMixin, abc.ABC):
+    """Interface: ``encode`` (B,T,3,H,W) in [-1,1] -> (B,T',C,h,w); ``decode`` back. Attributes below.
+
+    A diffusers ``ModelMixin`` (a pipeline component diffusers' loader reads with :meth:`from_pretrained`). The
+    default persistence is for weight-free codecs: ``codec_config.json`` = the constructor arguments, read back from
+    same-named attributes; codecs with weights override both methods."""
 
     latent_channels: int
     spatial_factor: int
@@ -59,6 +67,25 @@ class LatentCodec(nn.Module, abc.ABC):
     @abc.abstractmethod
     def signature(self) -> str:
         """String identifying this codec's config and weights (used as a latent-cache validity key)."""
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
+        """Write ``codec_config.json`` (the constructor arguments) into ``save_directory``, atomically."""
+        from neural_render.io.atomic import atomic_dir
+        from neural_render.models.persistence import init_args
+
+        config = init_args(self)
+        with atomic_dir(save_directory) as tmp:
+            Path(tmp, CODEC_CONFIG).write_text(json.dumps(config))
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> LatentCodec:
+        """Rebuild from ``codec_config.json`` (NeuralRenderError naming it when missing or bad); ``kwargs``:
+        diffusers' loading options, ignored (no weights)."""
+        path = Path(pretrained_model_name_or_path) / CODEC_CONFIG
+        try:
+            return cls(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError) as err:
+            raise NeuralRenderError(f"cannot rebuild codec: {err}", path) from None
 
     def _check_video(self, x: torch.Tensor) -> None:
         if not torch.is_tensor(x) or x.ndim != 5 or x.shape[2] != 3:
@@ -201,15 +228,17 @@ class DiffusersVAECodec(LatentCodec):
             self._signature = f"{type(self.vae).__name__}:{digest.hexdigest()[:16]}"
         return self._signature
 
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
+    def save_pretrained(self, directory: str | os.PathLike, **kwargs) -> None:
         from neural_render.io.atomic import atomic_dir
 
         with atomic_dir(directory) as tmp:
             self.vae.save_pretrained(tmp, safe_serialization=True)
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, subfolder: str | None = "vae", chunk_size: int | None = None) -> DiffusersVAECodec:
-        """Load a VAE from a local diffusers folder (``<dir>/vae`` or ``<dir>`` itself); errors name the folder."""
+    def from_pretrained(cls, directory: str | os.PathLike, subfolder: str | None = "vae", chunk_size: int | None = None,
+                        **kwargs) -> DiffusersVAECodec:
+        """Load a VAE from a local diffusers folder (``<dir>/vae`` or ``<dir>`` itself); errors name the folder.
+        ``kwargs``: diffusers' pipeline-loading options, ignored (the VAE loads in float32)."""
         import diffusers
 
         root = Path(directory)

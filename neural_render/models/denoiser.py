@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from torch import Tensor
 
 from neural_render.errors import NeuralRenderError
@@ -81,8 +82,11 @@ def _randn(shape, generator: torch.Generator | None, device, dtype) -> Tensor:
     return torch.randn(shape, generator=generator, device=gen_device, dtype=dtype).to(device)
 
 
-class Denoiser:
+class Denoiser(SchedulerMixin):
     """Preconditioning + loss + sampler for one diffusion formulation (see module docstring).
+
+    A diffusers ``SchedulerMixin`` (the pipeline component diffusers' loader reads with :meth:`from_pretrained`);
+    its folder is ``denoiser_config.json`` (:attr:`config`).
 
     Args:
         kind: "flow" | "edm" | "x0".
@@ -129,7 +133,7 @@ class Denoiser:
     def __repr__(self) -> str:
         return f"Denoiser({', '.join(f'{k}={v!r}' for k, v in self.config.items())})"
 
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
+    def save_pretrained(self, directory: str | os.PathLike, **kwargs) -> None:
         """Write ``<directory>/denoiser_config.json`` (temp name + os.replace)."""
         from neural_render.io.atomic import atomic_path
 
@@ -138,7 +142,9 @@ class Denoiser:
             json.dump({"_class_name": "Denoiser", **self.config}, f, indent=2)
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike) -> "Denoiser":
+    def from_pretrained(cls, directory: str | os.PathLike, **kwargs) -> "Denoiser":
+        """Read ``<directory>/denoiser_config.json`` (NeuralRenderError naming it when missing or bad); ``kwargs``:
+        diffusers' loading options, ignored (a denoiser has no weights)."""
         path = os.path.join(directory, CONFIG_NAME)
         try:
             with open(path) as f:

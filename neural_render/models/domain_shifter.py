@@ -32,14 +32,14 @@ Without a state every block uses ``default_domain`` (``"real"``, Realiz3D's infe
 from __future__ import annotations
 
 import contextlib
-import os
 
 import torch
-from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.models.modeling_utils import ModelMixin
+from diffusers.configuration_utils import register_to_config
+from diffusers.models.modeling_utils import ModelMixin  # noqa: F401 - diffusers' loader finds from_pretrained through this name
 from torch import Tensor, nn
 
 from neural_render.errors import NeuralRenderError
+from neural_render.models.persistence import LocalModelMixin
 
 DOMAINS = ("synthetic", "real")
 SYNTHETIC, REAL = 0, 1
@@ -104,7 +104,7 @@ def reassign_early_blocks(ids: Tensor, rows: Tensor, num_blocks: int, probabilit
     return out
 
 
-class DomainShifters(ModelMixin, ConfigMixin):
+class DomainShifters(LocalModelMixin):
     """All shifters of one backbone (see module docstring).
 
     block_dims: output channels of each shifted block, in depth order (:func:`backbone_blocks`).
@@ -251,22 +251,3 @@ class DomainShifters(ModelMixin, ConfigMixin):
             yield self
         finally:
             self._domains, self._detach_rows, self._frozen_blocks = previous
-
-    # ------------------------------------------------------------------ persistence
-    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
-        from neural_render.io.atomic import atomic_dir
-
-        with atomic_dir(save_directory) as tmp:
-            super().save_pretrained(tmp, safe_serialization=True, **kwargs)
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> DomainShifters:
-        """Load from a LOCAL folder (config.json + safetensors); a bad folder raises NeuralRenderError naming it."""
-        path = os.fspath(pretrained_model_name_or_path)
-        if not os.path.isdir(path) or not os.path.isfile(os.path.join(path, "config.json")):
-            raise NeuralRenderError("not a DomainShifters folder (no config.json)", path)
-        kwargs.setdefault("local_files_only", True)
-        try:
-            return super().from_pretrained(path, **kwargs)
-        except Exception as err:  # noqa: BLE001 - boundary: any library error becomes NeuralRenderError
-            raise NeuralRenderError(f"cannot load DomainShifters: {type(err).__name__}: {err}", path) from None

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import torch
+from diffusers.models.modeling_utils import ModelMixin
 
 from neural_render.errors import NeuralRenderError
 
@@ -119,13 +120,10 @@ def save_lora(backbone, directory: str | os.PathLike, adapter_name: str = "defau
         save_file(state, os.path.join(tmp, WEIGHTS_FILE), metadata={"format": "pt", "backbone": backbone.kind})
 
 
-def load_lora(backbone, directory: str | os.PathLike, adapter_name: str = "default", freeze_base: bool = True):
-    """Load a LoRA folder written by :func:`save_lora` (or peft) into the backbone; returns the backbone.
-
-    If the adapter does not exist yet it is injected with the saved config. Missing/corrupt files or weights
-    that do not match the backbone's modules raise NeuralRenderError naming the folder.
-    """
-    from peft import LoraConfig, set_peft_model_state_dict
+def read_lora(directory: str | os.PathLike) -> tuple:
+    """(peft LoraConfig, state dict keyed without peft's ``base_model.model.`` prefix) of a LoRA folder written by
+    :func:`save_lora` (or peft); missing or corrupt files raise NeuralRenderError naming the folder."""
+    from peft import LoraConfig
     from safetensors.torch import load_file
 
     root = Path(directory)
@@ -136,7 +134,15 @@ def load_lora(backbone, directory: str | os.PathLike, adapter_name: str = "defau
         state = load_file(os.fspath(root / WEIGHTS_FILE))
     except Exception as err:  # noqa: BLE001 - json / safetensors / peft errors at the file boundary
         raise NeuralRenderError(f"cannot read LoRA: {type(err).__name__}: {err}", root) from None
-    state = {k.removeprefix(_PREFIX): v for k, v in state.items()}
+    return config, {k.removeprefix(_PREFIX): v for k, v in state.items()}
+
+
+def apply_lora(backbone, config, state: dict, adapter_name: str = "default", freeze_base: bool = True,
+               source: str | os.PathLike | None = None):
+    """Set adapter ``adapter_name`` of the backbone to ``config`` / ``state`` (:func:`read_lora`), injecting it first
+    if it does not exist; weights that do not match the backbone raise NeuralRenderError naming ``source``."""
+    from peft import set_peft_model_state_dict
+
     if adapter_name not in lora_adapter_names(backbone):
         _inject(backbone, config, adapter_name, freeze_base)
     model = _model(backbone)
@@ -144,16 +150,64 @@ def load_lora(backbone, directory: str | os.PathLike, adapter_name: str = "defau
     try:
         result = set_peft_model_state_dict(model, state, adapter_name=adapter_name)
     except RuntimeError as err:
-        raise NeuralRenderError(f"LoRA weights do not fit this backbone: {err}", root) from None
+        raise NeuralRenderError(f"LoRA weights do not fit this backbone: {err}", source) from None
     unexpected = [k for k in getattr(result, "unexpected_keys", []) if "lora_" in k]
     missing = [k for k in getattr(result, "missing_keys", []) if k in expected]
     if unexpected or missing:
         raise NeuralRenderError(
             f"LoRA weights do not fit this backbone: {len(missing)} missing (e.g. {missing[:2]}), "
             f"{len(unexpected)} unexpected (e.g. {unexpected[:2]})",
-            root,
+            source,
         )
     return backbone
+
+
+def load_lora(backbone, directory: str | os.PathLike, adapter_name: str = "default", freeze_base: bool = True):
+    """Load a LoRA folder written by :func:`save_lora` (or peft) into the backbone; returns the backbone.
+
+    If the adapter does not exist yet it is injected with the saved config. Missing/corrupt files or weights
+    that do not match the backbone's modules raise NeuralRenderError naming the folder.
+    """
+    config, state = read_lora(directory)
+    return apply_lora(backbone, config, state, adapter_name, freeze_base, Path(directory))
+
+
+class LoraAdapters(ModelMixin):
+    """The LoRA adapters of a pipeline folder's ``lora/`` (one peft folder per adapter name), read but not attached.
+
+    The pipeline component diffusers' loader reads with :meth:`from_pretrained` (a ``ModelMixin`` for that loader;
+    it holds no parameters): the pipeline attaches the adapters to its backbone (:meth:`attach`) and keeps no
+    reference; saving a pipeline writes the backbone's adapters again (:func:`save_lora`).
+    adapters: {name: (LoraConfig, state dict)} (:func:`read_lora`); source: the folder, for messages.
+    """
+
+    def __init__(self, adapters: dict | None = None, source: str | os.PathLike | None = None):
+        super().__init__()
+        self.adapters = dict(adapters or {})
+        self.source = source
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self.adapters)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, names: list[str] | None = None,
+                        **kwargs) -> LoraAdapters:
+        """Read ``<folder>/<name>/`` for each of ``names`` (default: every subfolder, sorted); ``kwargs``: diffusers'
+        loading options, ignored. A missing or bad folder raises NeuralRenderError naming it."""
+        root = Path(pretrained_model_name_or_path)
+        if not root.is_dir():
+            raise NeuralRenderError("LoRA folder does not exist", root)
+        names = sorted(p.name for p in root.iterdir() if p.is_dir()) if names is None else [str(n) for n in names]
+        if not names:
+            raise NeuralRenderError("no LoRA adapter folder in it", root)
+        return cls({name: read_lora(root / name) for name in names}, root)
+
+    def attach(self, backbone) -> None:
+        """Inject every adapter into ``backbone`` with its weights (frozen base, as loaded models are used)."""
+        for name in self.names:
+            config, state = self.adapters[name]
+            apply_lora(backbone, config, state, name, source=None if self.source is None else Path(self.source) / name)
 
 
 def set_lora_scale(backbone, scale: float, adapter_name: str | None = None) -> None:

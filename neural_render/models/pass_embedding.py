@@ -7,19 +7,19 @@ diffusers ModelMixin + ConfigMixin, so ``save_pretrained`` / ``from_pretrained``
 
 from __future__ import annotations
 
-import os
 
 import torch
-from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.models.modeling_utils import ModelMixin
+from diffusers.configuration_utils import register_to_config
+from diffusers.models.modeling_utils import ModelMixin  # noqa: F401 - diffusers' loader finds from_pretrained through this name
 from torch import nn
 
 from neural_render.errors import NeuralRenderError
+from neural_render.models.persistence import LocalModelMixin
 
 DEFAULT_PASSES = ("basecolor", "normal", "depth", "roughness", "metallic")
 
 
-class PassEmbedding(ModelMixin, ConfigMixin):
+class PassEmbedding(LocalModelMixin):
     """ids (B,) long -> context tokens (B, num_tokens, dim) float32.
 
     names: pass/task names in id order. num_tokens: L tokens per pass. dim: D (= backbone.context_dim).
@@ -67,21 +67,3 @@ class PassEmbedding(ModelMixin, ConfigMixin):
     def embed(self, names: str | list[str]) -> torch.Tensor:
         """Names -> (B, num_tokens, dim) context tokens."""
         return self(self.ids(names))
-
-    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
-        from neural_render.io.atomic import atomic_dir
-
-        with atomic_dir(save_directory) as tmp:
-            super().save_pretrained(tmp, safe_serialization=True, **kwargs)
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> PassEmbedding:
-        """Load from a LOCAL folder only; a bad folder raises NeuralRenderError naming it."""
-        path = os.fspath(pretrained_model_name_or_path)
-        if not os.path.isdir(path) or not os.path.isfile(os.path.join(path, "config.json")):
-            raise NeuralRenderError("not a PassEmbedding folder (no config.json)", path)
-        kwargs.setdefault("local_files_only", True)
-        try:
-            return super().from_pretrained(path, **kwargs)
-        except Exception as err:  # noqa: BLE001 - boundary: any library error becomes NeuralRenderError
-            raise NeuralRenderError(f"cannot load PassEmbedding: {type(err).__name__}: {err}", path) from None

@@ -26,8 +26,10 @@ import dataclasses
 from collections.abc import Callable
 
 import torch
+from diffusers.models.modeling_utils import ModelMixin
 
 from neural_render.errors import NeuralRenderError
+from neural_render.models.backbone.registry import register_backbone
 
 _DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
 
@@ -65,12 +67,24 @@ class FrameRule:
         return num_frames >= self.minimum and (num_frames - self.offset) % self.multiple == 0
 
 
-class VideoBackbone(torch.nn.Module, abc.ABC):
+class VideoBackbone(ModelMixin, abc.ABC):
     """Base class of the SVD and Wan adapters. Subclasses implement ``_forward`` (same signature as ``forward``)
-    and the abstract methods below."""
+    and the abstract methods below, and set ``kind`` (they register themselves under it, :mod:`.registry`),
+    ``SUBFOLDER`` (where the diffusers model is saved) and ``MODEL_CLASS`` (the diffusers class it wraps).
+
+    A diffusers ``ModelMixin`` for diffusers' pipeline loader; persistence is the project's own
+    (:meth:`save_pretrained` / :meth:`from_pretrained`: ``backbone.json`` + the diffusers model folder, see
+    :mod:`neural_render.models.backbone.loading`)."""
 
     kind: str = ""
+    SUBFOLDER: str = ""
+    MODEL_CLASS: str = ""
     ADDED_KEYS: tuple[str, ...] = ("token_add",)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("kind"):
+            register_backbone(cls)
 
     latent_channels: int
     cond_channels: int
@@ -125,6 +139,27 @@ class VideoBackbone(torch.nn.Module, abc.ABC):
     def model(self) -> torch.nn.Module:
         """The wrapped, unmodified diffusers module (its input projection may be zero-expanded)."""
 
+    # ---- persistence ------------------------------------------------------------------------------------
+    def save_pretrained(self, save_directory, **kwargs) -> None:
+        """Write ``backbone.json`` + the diffusers model (base weights; LoRA is saved apart) atomically."""
+        from neural_render.models.backbone.loading import save_backbone
+
+        save_backbone(self, save_directory)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, cond_channels: int | None = None, **kwargs):
+        """Load a folder written by :meth:`save_pretrained` as the adapter class its ``backbone.json`` names (which must
+        be a ``cls``). kwargs: adapter setting overrides (``autocast_dtype``, ``added_time_ids``); diffusers' loading
+        options (torch_dtype=None, device_map=None, ...) are accepted, a dtype or device map is refused."""
+        from neural_render.models.backbone.loading import load_backbone
+
+        overrides = _adapter_overrides(kwargs, pretrained_model_name_or_path)
+        backbone = load_backbone(pretrained_model_name_or_path, cond_channels=cond_channels, **overrides)
+        if not isinstance(backbone, cls):
+            raise NeuralRenderError(f"saved backbone is {backbone.kind!r}, not a {cls.__name__}",
+                                    pretrained_model_name_or_path)
+        return backbone
+
     def autocast_context(self, device: torch.device):
         if self.autocast_dtype is None:
             return contextlib.nullcontext()
@@ -173,6 +208,24 @@ class VideoBackbone(torch.nn.Module, abc.ABC):
     def _token_shape(self, t: int, h: int, w: int) -> tuple[int, int, int, int]:
         tt, hh, ww = self.token_grid(t, h, w)
         return (tt, self.token_dim, hh, ww)
+
+
+#: options diffusers' pipeline loader passes to every ModelMixin component; the backbone loads in float32 on the CPU
+_DIFFUSERS_LOADING_OPTIONS = {"torch_dtype", "device_map", "max_memory", "offload_folder", "offload_state_dict",
+                              "variant", "use_safetensors", "low_cpu_mem_usage", "disable_mmap", "use_flashpack",
+                              "quantization_config", "local_files_only"}
+
+
+def _adapter_overrides(kwargs: dict, source) -> dict:
+    """Split from_pretrained kwargs: diffusers' loading options (accepted at their defaults) vs adapter overrides."""
+    overrides = {}
+    for key, value in kwargs.items():
+        if key not in _DIFFUSERS_LOADING_OPTIONS:
+            overrides[key] = value
+        elif key in ("torch_dtype", "device_map", "quantization_config") and value not in (None, torch.float32):
+            raise NeuralRenderError(f"backbone folders load in float32 on the CPU (move or autocast afterwards); "
+                                    f"got {key}={value!r}", source)
+    return overrides
 
 
 def _shape(x) -> str:

@@ -7,6 +7,9 @@ Folder layouts accepted by :func:`build_backbone` (``pretrained_dir``):
     added input channels) + the diffusers model in ``unet/`` or ``transformer/``.
 Every failure at this boundary (missing folder, no config, not this model class, corrupt or mismatched
 weights) raises NeuralRenderError naming the folder and what is wrong.
+
+Adapter classes are found by kind in :mod:`.registry` (the adapters register themselves; this module never imports
+them); ``VideoBackbone.save_pretrained`` / ``from_pretrained`` call :func:`save_backbone` / :func:`load_backbone`.
 """
 
 from __future__ import annotations
@@ -18,10 +21,8 @@ from pathlib import Path
 import torch
 
 from neural_render.errors import NeuralRenderError
+from neural_render.models.backbone.registry import backbone_class, backbone_kinds
 
-KINDS = ("svd", "wan")
-_CLASS_NAMES = {"svd": "UNetSpatioTemporalConditionModel", "wan": "WanTransformer3DModel"}
-_SUBFOLDERS = {"svd": "unet", "wan": "transformer"}
 SETTINGS_FILE = "backbone.json"
 _WEIGHT_FILES = (
     "diffusion_pytorch_model.safetensors",
@@ -68,23 +69,14 @@ def tiny_wan_config() -> dict:
 
 
 def _model_class(kind: str):
-    if kind not in KINDS:
-        raise NeuralRenderError(f"unknown backbone kind {kind!r}; use one of {list(KINDS)}")
+    """The diffusers model class the adapter of ``kind`` wraps (NeuralRenderError for an unknown kind)."""
     import diffusers
 
-    return getattr(diffusers, _CLASS_NAMES[kind])
+    return getattr(diffusers, backbone_class(kind).MODEL_CLASS)
 
 
-def _adapter_class(kind: str):
-    if kind == "svd":
-        from neural_render.models.backbone.svd import SVDBackbone
-
-        return SVDBackbone
-    if kind == "wan":
-        from neural_render.models.backbone.wan import WanBackbone
-
-        return WanBackbone
-    raise NeuralRenderError(f"unknown backbone kind {kind!r}; use one of {list(KINDS)}")
+def _subfolder(kind: str) -> str:
+    return backbone_class(kind).SUBFOLDER
 
 
 def _read_json(path: Path) -> dict:
@@ -117,7 +109,7 @@ def resolve_model_folder(directory: str | os.PathLike, subfolder: str) -> tuple[
 def load_diffusers_model(kind: str, directory: str | os.PathLike, subfolder: str | None = None):
     """Load the unmodified diffusers module of ``kind`` from a local folder (local_files_only, no hub)."""
     cls = _model_class(kind)
-    root, sub = resolve_model_folder(directory, subfolder or _SUBFOLDERS[kind])
+    root, sub = resolve_model_folder(directory, subfolder or _subfolder(kind))
     folder = root / sub if sub else root
     config = _read_json(folder / "config.json")
     class_name = config.get("_class_name")
@@ -188,7 +180,7 @@ def build_backbone(
     the input projection with zero weights. seed: seeds a random init without touching the global RNG.
     adapter_options: ``autocast_dtype`` (both), ``added_time_ids`` (svd).
     """
-    adapter_cls = _adapter_class(kind)
+    adapter_cls = backbone_class(kind)
     cond = int(cond_channels) if cond_channels else None
     if pretrained_dir is not None:
         if config is not None or tiny:
@@ -229,7 +221,8 @@ def _base_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_backbone(backbone, directory: str | os.PathLike) -> None:
-    """Write ``backbone.json`` + the diffusers model (config.json + safetensors) into ``directory`` atomically.
+    """Write ``backbone.json`` + the diffusers model (config.json + safetensors) into ``directory`` atomically
+    (``VideoBackbone.save_pretrained``).
 
     LoRA layers (see models/lora.py) are NOT saved here: the base weights are written with the plain module's
     keys; save adapters with ``save_lora``.
@@ -254,16 +247,17 @@ def save_backbone(backbone, directory: str | os.PathLike) -> None:
 
 
 def load_backbone(directory: str | os.PathLike, cond_channels: int | None = None, **overrides):
-    """Load an adapter folder written by ``save_pretrained``; ``overrides`` replace saved adapter settings."""
+    """Load an adapter folder written by ``save_pretrained`` as the registered class of its kind
+    (``VideoBackbone.from_pretrained``); ``overrides`` replace saved adapter settings."""
     root = Path(directory)
     settings_path = root / SETTINGS_FILE
     if not settings_path.is_file():
         raise NeuralRenderError(f"no {SETTINGS_FILE} (not a folder written by backbone.save_pretrained)", root)
     settings = _read_json(settings_path)
     kind = settings.get("kind")
-    if kind not in KINDS:
+    if kind not in backbone_kinds():
         raise NeuralRenderError(f"{SETTINGS_FILE}: unknown kind {kind!r}", settings_path)
-    model = load_diffusers_model(kind, root, settings.get("subfolder", _SUBFOLDERS[kind]))
+    model = load_diffusers_model(kind, root, settings.get("subfolder", _subfolder(kind)))
     base_in = settings.get("base_in_channels")
     if base_in is not None and not 0 < int(base_in) <= _input_channels(model, kind):
         raise NeuralRenderError(
@@ -275,7 +269,7 @@ def load_backbone(directory: str | os.PathLike, cond_channels: int | None = None
         options["added_time_ids"] = settings.get("added_time_ids")
     options.update(overrides)
     try:
-        return _adapter_class(kind)(model, cond_channels=cond_channels, base_in_channels=base_in, **options)
+        return backbone_class(kind)(model, cond_channels=cond_channels, base_in_channels=base_in, **options)
     except TypeError as err:
         raise NeuralRenderError(f"bad adapter options {sorted(options)}: {err}", root) from None
 

@@ -22,9 +22,9 @@ take the plain path (exactly the UNet's own computation).
 from __future__ import annotations
 
 import functools
-import os
 
 import torch
+from diffusers.models.modeling_utils import ModelMixin  # noqa: F401 - diffusers' pipeline loader finds from_pretrained through this name
 
 from neural_render.errors import NeuralRenderError
 from neural_render.models.backbone.base import (
@@ -92,6 +92,7 @@ class SVDBackbone(VideoBackbone):
     kind = "svd"
     ADDED_KEYS = ("token_add", "added_time_ids")
     SUBFOLDER = "unet"
+    MODEL_CLASS = "UNetSpatioTemporalConditionModel"
 
     def __init__(
         self,
@@ -196,19 +197,3 @@ class SVDBackbone(VideoBackbone):
             return self.unet(
                 sample, timestep, encoder_hidden_states=context, added_time_ids=time_ids, return_dict=False
             )[0]
-
-    # ---- persistence ------------------------------------------------------------------------------------
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
-        from neural_render.models.backbone.loading import save_backbone
-
-        save_backbone(self, directory)
-
-    @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, **overrides) -> SVDBackbone:
-        from neural_render.models.backbone.loading import load_backbone
-
-        backbone = load_backbone(directory, **overrides)
-        if not isinstance(backbone, cls):
-            raise NeuralRenderError(f"saved backbone is {backbone.kind!r}, not svd", directory)
-        return backbone
-

@@ -16,9 +16,9 @@ Attention: WanAttnProcessor calls ``dispatch_attention_fn`` whose default backen
 from __future__ import annotations
 
 import functools
-import os
 
 import torch
+from diffusers.models.modeling_utils import ModelMixin  # noqa: F401 - diffusers' pipeline loader finds from_pretrained through this name
 
 from neural_render.errors import NeuralRenderError
 from neural_render.models.backbone.base import (
@@ -49,6 +49,7 @@ class WanBackbone(VideoBackbone):
     kind = "wan"
     ADDED_KEYS = ("token_add", "image_context")
     SUBFOLDER = "transformer"
+    MODEL_CLASS = "WanTransformer3DModel"
 
     def __init__(
         self,
@@ -134,17 +135,3 @@ class WanBackbone(VideoBackbone):
                 return_dict=False,
             )[0]
         return out.permute(0, 2, 1, 3, 4)
-
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
-        from neural_render.models.backbone.loading import save_backbone
-
-        save_backbone(self, directory)
-
-    @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, **overrides) -> WanBackbone:
-        from neural_render.models.backbone.loading import load_backbone
-
-        backbone = load_backbone(directory, **overrides)
-        if not isinstance(backbone, cls):
-            raise NeuralRenderError(f"saved backbone is {backbone.kind!r}, not wan", directory)
-        return backbone
