@@ -3,7 +3,7 @@
     pipe = ForwardPipeline.from_pretrained("data/models/forward_tiny")
     out = pipe.render(gbuffer, camera, envmap)          # out.rgb (B, T, 3, H, W) linear in [0, 1]
 
-Inputs are prepared exactly like training inputs (:func:`neural_render.data.forward_data.prepare_forward_inputs`):
+Inputs are prepared exactly like training inputs (:func:`neural_render.models.conditioning.prepare_forward_inputs`):
 missing passes are zeros with presence 0, env encodings are per-frame camera-space (the env's rotation and every
 frame's camera pose included), the optional split-sum prior is shaded from the given passes. Long videos are
 denoised in overlapping latent windows blended at every step (:mod:`neural_render.pipelines.windows`); the
@@ -98,7 +98,7 @@ class ForwardPipeline(VideoDiffusionPipeline):
         generator: noise generator of the sampler (default: seeded with 0, so renders are deterministic).
         window / overlap: latent frames per window (default from the model's config; window >= T = one window).
         """
-        from neural_render.data.forward_data import (
+        from neural_render.models.conditioning import (
             display_unpack,
             forward_cond_channels,
             forward_condition,

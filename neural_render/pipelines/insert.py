@@ -286,7 +286,7 @@ def receiving_scene(received_from: str, scene: GBuffer, camera: Camera, obj: Ins
 
 def naive_composite(video: Tensor, gbuffer: GBuffer, camera: Camera, env: EnvMap, object_mask: Tensor) -> Tensor:
     """Classical baseline: split-sum render of the composited G-buffer on the object's pixels, the video elsewhere."""
-    from neural_render.data.forward_data import shade_prior
+    from neural_render.models.conditioning import shade_prior
 
     shaded = shade_prior(gbuffer, camera, env)
     return torch.where(object_mask > 0.5, shaded, video)
@@ -341,7 +341,7 @@ def insert_object(forward: ForwardPipeline, video: Tensor, camera: Camera, env: 
             shadow = env_occlusion(cache.meshes(), camera, merged.depth, merged.normal, merged.mask, env)
         light = None
         if forward.injection.needs_light:  # the light the shadow takes away: of the split-sum prior
-            from neural_render.data.forward_data import shade_prior
+            from neural_render.models.conditioning import shade_prior
 
             light = shade_prior(merged, camera, env)
         kwargs.update(cache=(cache_render.normal * visible, visible, shadow, light), strength=strength)

@@ -3,8 +3,8 @@
 Batches come from :class:`neural_render.data.forward_data.ForwardDataModule` (forward inputs + ``rgb`` + ``domain``).
 
 * x0 = codec(display_pack(rgb)): display sRGB of clamp(rgb, 0, 1) in [-1, 1], encoded (the model renders
-  display-referred video; :func:`neural_render.data.forward_data.display_unpack` maps its output back to linear).
-* cond = :func:`neural_render.data.forward_data.forward_condition`: five packed G-buffer latents (zeros when missing)
+  display-referred video; :func:`neural_render.models.conditioning.display_unpack` maps its output back to linear).
+* cond = :func:`neural_render.models.conditioning.forward_condition`: five packed G-buffer latents (zeros when missing)
   + five presence channels + LDR / LOG / DIR env encoding latents [+ split-sum prior latents + presence].
 * ``residual`` (needs ``with_prior``): the network predicts x0 - prior_latents, i.e. the correction of the classical
   split-sum render (shadows, inter-reflections, occluded sky); where the prior is absent (no normal, no env, control
@@ -39,7 +39,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from neural_render.data.forward_data import DOMAINS, display_pack, forward_cond_channels, forward_condition
+from neural_render.data.forward_data import DOMAINS
+from neural_render.models.conditioning import display_pack, forward_cond_channels, forward_condition
 from neural_render.errors import NeuralRenderError
 from neural_render.tasks.base import DiffusionSystem, zero_output_layer
 

@@ -5,8 +5,8 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
-from neural_render.data.forward_data import (FORWARD_PASSES, ForwardClipDataset, ForwardDataModule, collate_forward,
-                                             display_pack, forward_cond_channels, forward_condition)
+from neural_render.data.forward_data import ForwardClipDataset, ForwardDataModule, collate_forward
+from neural_render.models.conditioning import FORWARD_PASSES, display_pack, forward_cond_channels, forward_condition
 from neural_render.data_assets import envmap_path
 from neural_render.demo.scene import demo_scene
 from neural_render.errors import NeuralRenderError
