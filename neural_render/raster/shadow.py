@@ -34,6 +34,7 @@ def env_directions(env: EnvMap, rows: int = 16) -> tuple[Tensor, Tensor]:
     """(K, 3) world directions of the cells of ``env`` area-averaged to rows x 2 rows, and (K,) their light
     weights luminance x solid angle (K = 2 rows^2; rotation applied)."""
     from neural_render.render.envmap import (
+        bake,
         equirect_directions,
         resample_equirect,
         solid_angles,
@@ -41,7 +42,7 @@ def env_directions(env: EnvMap, rows: int = 16) -> tuple[Tensor, Tensor]:
 
     if int(rows) < 2:
         raise NeuralRenderError(f"env_rows must be >= 2, got {rows}")
-    baked = env.baked()  # rotation folded into the image
+    baked = bake(env)  # rotation folded into the image
     small = resample_equirect(baked.image.float(), int(rows), 2 * int(rows))  # (3, r, 2r)
     lum = torch.einsum("c,chw->hw", torch.tensor(LUMINANCE), small).clamp_min(0.0)
     weight = lum * solid_angles(int(rows), 2 * int(rows))

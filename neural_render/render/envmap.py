@@ -1,4 +1,5 @@
-"""Equirectangular environment maps: direction <-> uv, lookup, camera-space re-projection, encodings (pure functions).
+"""Equirectangular environment maps: direction <-> uv, lookup, camera-space re-projection, encodings (pure functions;
+:class:`~neural_render.types.envmap.EnvMap` is the plain data they compute on).
 
 Convention (see :mod:`neural_render.types.envmap`; the direction mapping is Mitsuba 3's ``envmap``):
 a unit direction d = (x, y, z) has
@@ -110,6 +111,21 @@ def lookup(image: Tensor, dirs: Tensor) -> Tensor:
     return out[0, :, 0].transpose(0, 1).reshape(*batch, 3)
 
 
+def env_lookup(env: EnvMap, directions: Tensor) -> Tensor:
+    """World directions (..., 3) -> radiance (..., 3) of ``env`` with its rotation applied (bilinear :func:`lookup`
+    of the image at R^T d)."""
+    return lookup(env.image, directions @ env.rotation.to(directions))  # row-vector form of R^T d
+
+
+def bake(env: EnvMap, height: int | None = None, width: int | None = None) -> EnvMap:
+    """The rotated sky resampled into a new (3, height, width) image (default: the env's size) with identity
+    rotation."""
+    h = height or env.height
+    w = width or env.width
+    dirs = equirect_directions(h, w, device=env.image.device)  # (H, W, 3)
+    return EnvMap(env_lookup(env, dirs).permute(2, 0, 1).contiguous(), torch.eye(3), env.name)
+
+
 def resample_equirect(image: Tensor, height: int, width: int) -> Tensor:
     """(3, H, W) -> (3, height, width): area average when shrinking both axes, else bilinear :func:`lookup`."""
     _check_image(image)
@@ -179,7 +195,7 @@ def camera_space_env(env: EnvMap, camera_to_world: Tensor, height: int, width: i
     rot = camera_to_world[..., :3, :3].to(device=device, dtype=torch.float32)  # (B, T, 3, 3)
     d_cam = camera_space_directions(height, width, device=device).permute(1, 2, 0)  # (H, W, 3)
     d_world = torch.einsum("btij,hwj->bthwi", rot, d_cam)
-    radiance = source.lookup(d_world)  # (B, T, H, W, 3)
+    radiance = env_lookup(source, d_world)  # (B, T, H, W, 3)
     return radiance.permute(0, 1, 4, 2, 3).contiguous()
 
 

@@ -36,6 +36,7 @@ from torch import Tensor
 from neural_render.errors import NeuralRenderError
 from neural_render.render.brdf import (MIN_COSINE, brdf_lut, eval_brdf, f0_from_metallic, ggx_ndf, roughness_to_alpha,
                                        sample_brdf_lut, sample_ggx_vndf, smith_g1_ggx, specular_albedo)
+from neural_render.render.envmap import bake, env_lookup
 from neural_render.render.prefilter import PrefilteredEnv, prefilter_ggx, sample_prefiltered
 from neural_render.render.sh import sh_irradiance, sh_project
 from neural_render.types import Camera, EnvMap, GBuffer
@@ -73,7 +74,7 @@ def prepare_ibl(env: EnvMap, num_levels: int = 6, base_height: int = 64, lut_siz
     if not isinstance(env, EnvMap):
         raise NeuralRenderError(f"prepare_ibl needs an EnvMap, got {type(env).__name__}")
     identity = torch.eye(3, dtype=env.rotation.dtype, device=env.rotation.device)
-    world = env.image if torch.allclose(env.rotation, identity, atol=1e-7) else env.baked().image
+    world = env.image if torch.allclose(env.rotation, identity, atol=1e-7) else bake(env).image
     return IBL(sh=sh_project(world), prefiltered=prefilter_ggx(world, num_levels, base_height),
                lut=brdf_lut(lut_size, device=world.device), env=env)
 
@@ -140,7 +141,7 @@ def _composite(surface_radiance: Tensor, s: _Surface, env: EnvMap, background: b
     fg = torch.where(s.mask > 0, surface_radiance, torch.zeros_like(surface_radiance))
     out = s.mask * fg
     if background:
-        sky = env.lookup(s.ray.expand(s.normal.shape)).to(out)
+        sky = env_lookup(env, s.ray.expand(s.normal.shape)).to(out)
         out = out + (1.0 - s.mask) * sky
     return out.permute(0, 1, 4, 2, 3).contiguous()
 
@@ -212,7 +213,7 @@ def shade_monte_carlo(gbuffer: GBuffer, camera: Camera, env: EnvMap, num_samples
 
     Per surface pixel, ``num_samples`` directions: half from env luminance importance sampling, half from the BRDF
     (a cosine lobe or GGX visible normals, chosen per sample in proportion to the diffuse / specular albedo),
-    combined with the balance heuristic; radiance is the env's bilinear :meth:`EnvMap.lookup`. The diffuse
+    combined with the balance heuristic; radiance is the env's bilinear :func:`~neural_render.render.envmap.env_lookup`. The diffuse
     weight ``1 - S`` uses ``lut`` (default: :func:`brdf_lut` ()) exactly as :func:`shade` does, so the two differ
     only by the split-sum, SH and prefiltering approximations (plus noise ~ 1 / sqrt(num_samples)).
     Randomness comes only from ``generator``. Not differentiable (runs under no_grad).
@@ -266,7 +267,7 @@ def _mc_pixels(n, v, basecolor, roughness, metallic, env, num_samples, generator
         f = eval_brdf(n[:, None].expand_as(l), v[:, None].expand_as(l), l, basecolor[:, None].expand_as(l),
                       roughness[:, None].expand(p, k, 1), metallic[:, None].expand(p, k, 1),
                       specular_albedo=spec_alb[:, None].expand_as(l))
-        radiance = env.lookup(l).to(dt)
+        radiance = env_lookup(env, l).to(dt)
         pdf_env = env_pdf(sampler, (l @ rot).reshape(-1, 3)).reshape(p, k).to(dt)
         denom = (num_env * pdf_env + num_brdf * brdf_pdf(l)).clamp_min(1e-20)
         return (f * radiance * cos_l.clamp_min(0.0) / denom[..., None]).sum(1)

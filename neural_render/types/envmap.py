@@ -9,6 +9,10 @@ and pixel (row i, col j) has its centre at ((j + 0.5) / W, (i + 0.5) / H).
 Rotation semantics: ``env.rotated(R)`` is the sky turned by R, i.e. the radiance arriving from
 world direction d is ``image(R^T d)``. ``rotated(yaw, pitch, roll)`` uses
 :func:`neural_render.render.rotation.euler_to_matrix` (degrees; yaw about +Y).
+
+Plain data: the image, its rotation and a name, validated. Functions that compute on env maps (radiance lookup with
+the rotation applied: :func:`neural_render.render.envmap.env_lookup`; baking the rotation into the image:
+:func:`neural_render.render.envmap.bake`; encodings, prefiltering, ...) live in :mod:`neural_render.render`.
 """
 
 from __future__ import annotations
@@ -58,20 +62,8 @@ class EnvMap:
         return self.image.shape[2]
 
     def rotated(self, yaw: float = 0.0, pitch: float = 0.0, roll: float = 0.0, matrix: Tensor | None = None) -> "EnvMap":
-        """The same sky turned by ``matrix`` or by yaw/pitch/roll in degrees (composed after the current rotation)."""
+        """The same sky turned by ``matrix`` or by yaw/pitch/roll in degrees (composed after the current rotation; the
+        image is shared, only the rotation changes)."""
         from neural_render.render.rotation import euler_to_matrix
         r = euler_to_matrix(yaw, pitch, roll) if matrix is None else matrix.to(torch.float32)
         return EnvMap(self.image, r.to(self.rotation) @ self.rotation, self.name)
-
-    def lookup(self, directions: Tensor) -> Tensor:
-        """World directions (..., 3) -> radiance (..., 3), bilinear, rotation applied."""
-        from neural_render.render.envmap import lookup
-        return lookup(self.image, directions @ self.rotation.to(directions))  # row-vector form of R^T d
-
-    def baked(self, height: int | None = None, width: int | None = None) -> "EnvMap":
-        """Resample the rotated sky into a new image (rotation becomes identity)."""
-        from neural_render.render.envmap import equirect_directions
-        h = height or self.height
-        w = width or self.width
-        dirs = equirect_directions(h, w, device=self.image.device)  # (H, W, 3)
-        return EnvMap(self.lookup(dirs).permute(2, 0, 1).contiguous(), torch.eye(3), self.name)

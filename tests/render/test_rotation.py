@@ -2,7 +2,7 @@
 
 import torch
 
-from neural_render.render.envmap import equirect_directions
+from neural_render.render.envmap import bake, env_lookup, equirect_directions
 from neural_render.render.rotation import axis_rotation, euler_to_matrix, is_rotation, matrix_to_euler
 from neural_render.types import EnvMap
 
@@ -57,9 +57,9 @@ def test_rotated_then_inverse_is_identity():
     for yaw, pitch, roll in [(37.0, 12.0, -5.0), (-120.0, 80.0, 33.0), (200.0, -45.0, 170.0)]:
         r = euler_to_matrix(yaw, pitch, roll)
         rotated = env.rotated(yaw, pitch, roll)
-        assert not torch.allclose(rotated.lookup(dirs), env.lookup(dirs), atol=1e-2)  # the rotation did something
+        assert not torch.allclose(env_lookup(rotated, dirs), env_lookup(env, dirs), atol=1e-2)  # the rotation did something
         back = rotated.rotated(matrix=r.T)
-        assert torch.allclose(back.lookup(dirs), env.lookup(dirs), atol=1e-5)
+        assert torch.allclose(env_lookup(back, dirs), env_lookup(env, dirs), atol=1e-5)
 
 
 def test_rotation_semantic_is_image_of_rotated_back_direction():
@@ -67,14 +67,14 @@ def test_rotation_semantic_is_image_of_rotated_back_direction():
     env = _env()
     r = euler_to_matrix(25.0, -30.0, 10.0)
     dirs = torch.nn.functional.normalize(torch.randn(300, 3, generator=torch.Generator().manual_seed(4)), dim=-1)
-    expect = env.lookup((r.T @ dirs.T).T)
-    assert torch.allclose(env.rotated(matrix=r).lookup(dirs), expect, atol=1e-5)
+    expect = env_lookup(env, (r.T @ dirs.T).T)
+    assert torch.allclose(env_lookup(env.rotated(matrix=r), dirs), expect, atol=1e-5)
 
 
 def test_yaw_360_is_identity():
     env = _env()
     dirs = equirect_directions(env.height, env.width).reshape(-1, 3)
-    assert torch.allclose(env.rotated(yaw=360.0).lookup(dirs), env.lookup(dirs), atol=1e-5)
+    assert torch.allclose(env_lookup(env.rotated(yaw=360.0), dirs), env_lookup(env, dirs), atol=1e-5)
 
 
 def test_yaw_90_shifts_columns_by_a_quarter():
@@ -82,7 +82,7 @@ def test_yaw_90_shifts_columns_by_a_quarter():
     # the new column j is the old column j + W/4.
     env = _env(8, 32)
     dirs = equirect_directions(env.height, env.width)
-    got = env.rotated(yaw=90.0).lookup(dirs).permute(2, 0, 1)
+    got = env_lookup(env.rotated(yaw=90.0), dirs).permute(2, 0, 1)
     expect = torch.roll(env.image, shifts=-env.width // 4, dims=2)
     assert torch.allclose(got, expect, atol=1e-5)
     assert not torch.allclose(got, torch.roll(env.image, shifts=env.width // 4, dims=2), atol=1e-2)
@@ -90,7 +90,7 @@ def test_yaw_90_shifts_columns_by_a_quarter():
 
 def test_baked_matches_lazy_rotation():
     env = _env().rotated(yaw=90.0)
-    baked = env.baked()
+    baked = bake(env)
     assert torch.allclose(baked.rotation, torch.eye(3))
     dirs = equirect_directions(env.height, env.width).reshape(-1, 3)
-    assert torch.allclose(baked.lookup(dirs), env.lookup(dirs), atol=1e-5)
+    assert torch.allclose(env_lookup(baked, dirs), env_lookup(env, dirs), atol=1e-5)
