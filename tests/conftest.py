@@ -1,6 +1,54 @@
-"""Fixtures shared by the command-line, demo and web tests."""
+"""Fixtures shared by the tests: one torch thread, Mitsuba variants, tiny synthetic data, untrained pipelines."""
 
 import pytest
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread during the test (tiny ops run faster and a core stays free); the count is restored after.
+    A module uses it for every test with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def mi():
+    """The mitsuba module with the variant neural_render selects here (llvm_ad_rgb where usable, else scalar_rgb)."""
+    from neural_render.render.mitsuba_variant import select_mitsuba_variant
+
+    return select_mitsuba_variant()
+
+
+@pytest.fixture
+def use_variant(monkeypatch):
+    """``use_variant(name)`` -> the mitsuba module with Mitsuba variant ``name`` selected for this test
+    ($NEURAL_RENDER_MITSUBA_VARIANT, undone after it); skips the test where that variant is unusable."""
+    from neural_render.errors import NeuralRenderError
+    from neural_render.render.mitsuba_variant import select_mitsuba_variant
+
+    def use(name: str):
+        monkeypatch.setenv("NEURAL_RENDER_MITSUBA_VARIANT", name)
+        try:
+            return select_mitsuba_variant()
+        except NeuralRenderError as err:
+            pytest.skip(f"{name} unusable: {err}")
+
+    return use
+
+
+@pytest.fixture(scope="module")
+def tiny_synth(tmp_path_factory):
+    """A tiny synthetic training set (``neural-render synth``: 2 clips x 4 frames, 16x16, 2 spp, train env maps)."""
+    from neural_render.cli import main
+
+    data = tmp_path_factory.mktemp("synth") / "train"
+    assert main(["synth", "--out", str(data), "--clips", "2", "--frames", "4", "--size", "16x16", "--spp", "2",
+                 "--envmaps", "train", "--seed", "3", "--max-objects", "2", "--no-progress"]) == 0
+    return data
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from neural_render.bench.inverse import build_tiny_pipeline
 from neural_render.cli import EXIT_BAD_INPUT, main
@@ -21,12 +20,7 @@ from neural_render.cli.autolabel import find_inputs, shard
 from neural_render.io import read_clip, write_image, write_video
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

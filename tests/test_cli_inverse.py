@@ -13,12 +13,7 @@ from neural_render.cli import EXIT_BAD_INPUT, main
 from neural_render.io import read_clip, read_image, read_video, write_image, write_video
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -16,12 +16,7 @@ TASKS = sorted(p.name for p in (CONFIGS / "task").glob("*.yaml"))
 DATA = sorted(p.name for p in (CONFIGS / "data").glob("*.yaml"))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def configs(trainer="cpu_smoke.yaml", data="toy.yaml", backbone="tiny_wan.yaml", task="toy.yaml") -> list[str]:
@@ -140,14 +135,6 @@ def test_pretrained_backbone_configs_parse_and_fail_clearly_without_weights(tmp_
                  "--trainer.default_root_dir", str(tmp_path), "--backbone.init_args.pretrained_dir", str(missing), "--codec.init_args.pretrained_dir", str(missing)])
     assert code == EXIT_BAD_INPUT
     assert "no_weights_here" in capsys.readouterr().err
-
-
-@pytest.fixture(scope="module")
-def tiny_synth(tmp_path_factory):
-    data = tmp_path_factory.mktemp("synth") / "train"
-    assert main(["synth", "--out", str(data), "--clips", "2", "--frames", "4", "--size", "16x16", "--spp", "2",
-                 "--envmaps", "train", "--seed", "3", "--max-objects", "2", "--no-progress"]) == 0
-    return data
 
 
 EXPERIMENT_VARIANTS = sorted(p.name for p in (CONFIGS / "experiment").glob("inverse_tiny_*.yaml"))

@@ -223,16 +223,6 @@ def test_from_scratch_runs_segments_back_to_back(toy_configs, tmp_path):
     assert max_diff(ckpt(run), ckpt(replay)) == (0.0, 0.0)
 
 
-@pytest.fixture(scope="module")
-def tiny_synth(tmp_path_factory):
-    from neural_render.cli import main
-
-    data = tmp_path_factory.mktemp("synth") / "train"
-    assert main(["synth", "--out", str(data), "--clips", "2", "--frames", "4", "--size", "16x16", "--spp", "2",
-                 "--envmaps", "train", "--seed", "3", "--max-objects", "2", "--no-progress"]) == 0
-    return data
-
-
 @pytest.mark.slow
 def test_shuffled_data_resume_is_close_but_not_exact(tiny_synth, tmp_path):
     """MEASURED on the shipped inverse recipe (2 clips, batch 1: 2 shuffled batches per epoch): a 1-segment run is

@@ -22,12 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 T = 8
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _frames(t=T, h=32, w=48, seed=0):

@@ -16,12 +16,7 @@ from neural_render.models.domain_shifter import (
 from neural_render.tasks.base import make_backbone
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def backbone(kind):

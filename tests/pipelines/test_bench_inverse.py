@@ -3,18 +3,12 @@
 import re
 
 import pytest
-import torch
 
 from neural_render.bench.inverse import memory_probe
 from neural_render.cli import EXIT_BAD_INPUT, main
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def test_bench_prints_speed_ratio_and_skips_metrics_without_trained_models(capsys):

@@ -18,12 +18,7 @@ from neural_render.tasks.forward import ForwardTask
 from neural_render.types import Camera, EnvMap, GBuffer
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def forward_task(shifters=False):

@@ -22,12 +22,7 @@ from neural_render.pipelines.inverse import (
 from neural_render.types.gbuffer import PREDICTED_PASSES
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 class CondEcho(torch.nn.Module):

@@ -9,13 +9,8 @@ from neural_render.raster import Material, sample_texture
 
 
 @pytest.fixture(params=["llvm_ad_rgb", "scalar_rgb"])
-def mi(request, monkeypatch):
-    monkeypatch.setenv("NEURAL_RENDER_MITSUBA_VARIANT", request.param)
-    from neural_render.render.mitsuba_variant import select_mitsuba_variant
-    try:
-        return select_mitsuba_variant()
-    except NeuralRenderError as err:
-        pytest.skip(f"variant {request.param} unusable here: {err}")
+def mi(request, use_variant):
+    return use_variant(request.param)  # tests/conftest.py
 
 
 def mitsuba_eval(mi, texture, uv: np.ndarray, channels: int) -> np.ndarray:

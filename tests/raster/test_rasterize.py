@@ -14,8 +14,6 @@ from neural_render.render.rotation import euler_to_matrix
 from neural_render.synth import shapes
 from neural_render.types import Camera, look_at
 
-VARIANT = "NEURAL_RENDER_MITSUBA_VARIANT"
-
 
 def mesh_of(geometry, material, to_world=None, visible=None, name="m"):
     return Mesh(geometry.vertices, geometry.faces, geometry.normals, geometry.uvs, material,
@@ -33,18 +31,9 @@ def angle_deg(a, b, dim=2):
     return torch.rad2deg(torch.atan2(torch.linalg.cross(a, b, dim=dim).norm(dim=dim), (a * b).sum(dim)))
 
 
-def use_variant(monkeypatch, name):
-    monkeypatch.setenv(VARIANT, name)
-    from neural_render.render.mitsuba_variant import select_mitsuba_variant
-    try:
-        return select_mitsuba_variant()
-    except NeuralRenderError as err:
-        pytest.skip(f"{name} unusable: {err}")
-
-
 @pytest.mark.parametrize("variant,size", [("llvm_ad_rgb", 48), ("scalar_rgb", 32)])
-def test_sphere_depth_and_normals_match_analytic_sphere(monkeypatch, variant, size):
-    use_variant(monkeypatch, variant)
+def test_sphere_depth_and_normals_match_analytic_sphere(use_variant, variant, size):
+    use_variant(variant)
     centre, radius = (0.2, 0.3, -0.1), 0.7
     m = torch.eye(4)
     m[:3, 3] = torch.tensor(centre)
@@ -156,14 +145,14 @@ def test_background_ids_motion_and_visibility():
     assert torch.equal(gb.metallic[ids == 2], torch.zeros(int((ids == 2).sum())))
 
 
-def test_scalar_fallback_matches_llvm(monkeypatch):
+def test_scalar_fallback_matches_llvm(use_variant):
     scene = [mesh_of(shapes.torus(0.4, 0.15, 64, 32), Material((0.2, 0.4, 0.6), 0.3, 0.0)),
              mesh_of(shapes.ground_quad(3.0, 6.0), Material(torch.rand(3, 2, 2, generator=torch.Generator()
                                                                       .manual_seed(1)), 0.8, 0.0))]
     cam = camera(24, eye=(0.5, 1.2, 2.2))
     results = {}
     for variant in ("llvm_ad_rgb", "scalar_rgb"):
-        use_variant(monkeypatch, variant)
+        use_variant(variant)
         results[variant] = rasterize(scene, cam, backend="mitsuba", return_ids=True)
     (a, ids_a), (b, ids_b) = results["llvm_ad_rgb"], results["scalar_rgb"]
     assert torch.equal(ids_a, ids_b)
@@ -173,8 +162,8 @@ def test_scalar_fallback_matches_llvm(monkeypatch):
     assert torch.equal(a.basecolor, b.basecolor) and torch.equal(a.roughness, b.roughness)
 
 
-def test_our_rays_are_mitsubas_sensor_rays_through_pixel_centres(monkeypatch):
-    mi = use_variant(monkeypatch, "llvm_ad_rgb")
+def test_our_rays_are_mitsubas_sensor_rays_through_pixel_centres(use_variant):
+    mi = use_variant("llvm_ad_rgb")
     from neural_render.synth.mitsuba_scene import sensor_dict
 
     cam = Camera.from_fov(50.0, 20, 14, look_at(torch.tensor([[1.0, 0.7, 2.0]]), torch.tensor([[0.0, 0.2, 0.0]]))[None])

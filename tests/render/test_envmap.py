@@ -111,12 +111,6 @@ def test_resample_area_preserves_mean_and_upsampling_interpolates():
 
 # ---------------------------------------------------------------- Mitsuba 3 convention (the key test)
 
-@pytest.fixture(scope="module")
-def mi():
-    from neural_render.render.mitsuba_variant import select_mitsuba_variant
-    return select_mitsuba_variant()
-
-
 def _mitsuba_eval(mi, image, dirs):
     """Radiance Mitsuba's envmap (built from ``image`` (3, H, W)) sends from world directions (N, 3)."""
     arr = np.ascontiguousarray(image.permute(1, 2, 0).numpy().astype(np.float32))

@@ -28,12 +28,6 @@ ALBEDO = [0.7, 0.5, 0.3]
 
 
 @pytest.fixture(scope="module")
-def mi():
-    from neural_render.render.mitsuba_variant import select_mitsuba_variant
-    return select_mitsuba_variant()
-
-
-@pytest.fixture(scope="module")
 def env():
     return load_envmap("data/envmaps/kiara_1_dawn.hdr")
 

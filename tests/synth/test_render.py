@@ -6,23 +6,11 @@ import pytest
 import torch
 
 from neural_render.data_assets import envmap_path
-from neural_render.errors import NeuralRenderError
 from neural_render.io.hdr import load_envmap
 from neural_render.render.envmap import env_lookup
 from neural_render.raster import rasterize
 from neural_render.synth.render import render_clip
 from neural_render.synth.scene import SynthConfig, generate_scene
-
-VARIANT = "NEURAL_RENDER_MITSUBA_VARIANT"
-
-
-def use_variant(monkeypatch, name):
-    monkeypatch.setenv(VARIANT, name)
-    from neural_render.render.mitsuba_variant import select_mitsuba_variant
-    try:
-        return select_mitsuba_variant()
-    except NeuralRenderError as err:
-        pytest.skip(f"{name} unusable: {err}")
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +31,8 @@ def direct_render(mi, scene, frame):
     return torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1)
 
 
-def test_rgb_is_mitsubas_direct_render_and_everything_is_deterministic(monkeypatch, env):
-    mi = use_variant(monkeypatch, "llvm_ad_rgb")
+def test_rgb_is_mitsubas_direct_render_and_everything_is_deterministic(use_variant, env):
+    mi = use_variant("llvm_ad_rgb")
     scene = small_scene(env, frames=3, motion_prob=1.0)
     first = render_clip(scene)
     for t in range(3):
@@ -65,9 +53,9 @@ def test_rgb_is_mitsubas_direct_render_and_everything_is_deterministic(monkeypat
 
 
 @pytest.mark.parametrize("variant", ["llvm_ad_rgb", "scalar_rgb"])
-def test_reused_scene_with_moved_sensor_renders_like_a_fresh_load(monkeypatch, env, variant):
+def test_reused_scene_with_moved_sensor_renders_like_a_fresh_load(use_variant, env, variant):
     """Frames in which no shape changes reuse the loaded scene (sensor pose update only): still bitwise equal."""
-    mi = use_variant(monkeypatch, variant)
+    mi = use_variant(variant)
     from neural_render.synth.mitsuba_scene import FrameBuilder
 
     scene = small_scene(env, size=16, frames=3, spp=4, seed=2, motion_prob=0.0, spawn_prob=0.0, jitter_prob=1.0)
@@ -80,11 +68,11 @@ def test_reused_scene_with_moved_sensor_renders_like_a_fresh_load(monkeypatch, e
         assert torch.equal(rendered.rgb[0, t], direct_render(mi, scene, t))
 
 
-def test_scalar_fallback_renders_the_same_geometry_and_its_own_direct_render(monkeypatch, env):
+def test_scalar_fallback_renders_the_same_geometry_and_its_own_direct_render(use_variant, env):
     scene = small_scene(env, size=16, frames=2, spp=4)
-    use_variant(monkeypatch, "llvm_ad_rgb")
+    use_variant("llvm_ad_rgb")
     llvm = render_clip(scene)
-    mi = use_variant(monkeypatch, "scalar_rgb")
+    mi = use_variant("scalar_rgb")
     scalar = render_clip(scene)
     assert scalar.variant == "scalar_rgb"
     assert torch.equal(scalar.object_id, llvm.object_id)
@@ -96,7 +84,7 @@ def test_scalar_fallback_renders_the_same_geometry_and_its_own_direct_render(mon
     assert bool(torch.isfinite(scalar.rgb).all()) and float(scalar.rgb.mean()) > 0
 
 
-def test_mitsuba_sees_exactly_the_rotated_env_map(monkeypatch, env, tmp_path):
+def test_mitsuba_sees_exactly_the_rotated_env_map(use_variant, env, tmp_path):
     """The emitter of the scene dict evaluated along our camera rays == EnvMap.rotated(...).lookup, and the
     path-traced background agrees with it (while the unrotated sky does not)."""
     import drjit as dr
@@ -105,7 +93,7 @@ def test_mitsuba_sees_exactly_the_rotated_env_map(monkeypatch, env, tmp_path):
     from neural_render.synth.dataset import SynthJob, prepare_output, write_synth_clip
     from neural_render.synth.mitsuba_scene import FrameBuilder
 
-    mi = use_variant(monkeypatch, "llvm_ad_rgb")
+    mi = use_variant("llvm_ad_rgb")
     scene = small_scene(env, size=32, frames=1, spp=64, seed=5, ground_prob=0.0, max_objects=1,
                         env_tilt_deg=30.0)
     assert abs(scene.env_rotation_deg[1]) > 0 or abs(scene.env_rotation_deg[2]) > 0
@@ -149,11 +137,11 @@ def test_mitsuba_sees_exactly_the_rotated_env_map(monkeypatch, env, tmp_path):
     assert right < 0.05 and unrotated > 3 * right
 
 
-def test_envmap_path_in_meta_resolves_inside_a_dataset(tmp_path, monkeypatch, env):
+def test_envmap_path_in_meta_resolves_inside_a_dataset(tmp_path, use_variant, env):
     from neural_render.io.clip import read_clip_envmap, read_meta
     from neural_render.synth.dataset import SynthJob, prepare_output, render_one_clip
 
-    use_variant(monkeypatch, "llvm_ad_rgb")
+    use_variant("llvm_ad_rgb")
     cfg = SynthConfig(width=16, height=16, num_frames=2, spp=2)
     job = SynthJob(str(tmp_path / "data"), cfg, 4, [str(envmap_path("kiara_1_dawn"))])
     prepare_output(job, [env], 1)

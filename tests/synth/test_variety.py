@@ -38,15 +38,6 @@ CASES, scene_digest, tiny_envs = _SPLITS_TEST.CASES, _SPLITS_TEST.scene_digest, 
 V2_SPLITS = ("train2", "val2", "val2_table", "test2", "test2_table")
 
 
-def use_scalar(monkeypatch):
-    monkeypatch.setenv("NEURAL_RENDER_MITSUBA_VARIANT", "scalar_rgb")
-    from neural_render.render.mitsuba_variant import select_mitsuba_variant
-    try:
-        return select_mitsuba_variant()
-    except NeuralRenderError as err:
-        pytest.skip(f"scalar_rgb unusable: {err}")
-
-
 # --- shape and texture families ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", V2_SHAPES)
@@ -93,8 +84,8 @@ def test_photo_textures_are_held_out_by_file():
 
 # --- tabletop / black background render --------------------------------------------------------------------------
 
-def test_tabletop_black_background_renders_exact_gbuffers(monkeypatch):
-    use_scalar(monkeypatch)
+def test_tabletop_black_background_renders_exact_gbuffers(use_variant):
+    use_variant("scalar_rgb")
     from neural_render.synth.render import render_clip
 
     cfg = SPLITS["test2_table"].configure(SynthConfig(width=32, height=24, num_frames=1, spp=4, max_depth=3))
@@ -123,8 +114,8 @@ def test_tabletop_black_background_renders_exact_gbuffers(monkeypatch):
     assert seen_background > 0
 
 
-def test_visible_env_background_is_not_black(monkeypatch):
-    use_scalar(monkeypatch)
+def test_visible_env_background_is_not_black(use_variant):
+    use_variant("scalar_rgb")
     from neural_render.synth.render import render_clip
 
     cfg = SynthConfig(width=24, height=16, num_frames=1, spp=2, max_depth=2, generator=2, styles=("table",),
@@ -227,8 +218,8 @@ def test_version1_split_scenes_are_unchanged():
         assert name not in SPLITS["test"].configure(SynthConfig()).to_dict()
 
 
-def test_version1_scene_dict_and_render_are_unchanged(monkeypatch):
-    mi = use_scalar(monkeypatch)
+def test_version1_scene_dict_and_render_are_unchanged(use_variant):
+    mi = use_variant("scalar_rgb")
     from neural_render.synth.mitsuba_scene import FrameBuilder
     from neural_render.synth.render import render_clip
 

@@ -19,12 +19,7 @@ from neural_render.types.gbuffer import PREDICTED_PASSES, depth_scale_of, pack_p
 CODEC = PixelUnshuffleCodec(2)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def demo_batch(frames=4, size=16) -> dict:

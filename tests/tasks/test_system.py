@@ -16,12 +16,7 @@ from neural_render.tasks.base import DiffusionSystem, LinearWarmup, make_backbon
 from neural_render.tasks.toy import ToyTask
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def wan(**kw):

@@ -16,13 +16,7 @@ from neural_render.tasks.base import make_backbone
 from neural_render.tasks.toy import ToyTask
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny ops: one thread is faster than two, and leaves a core to other processes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def tiny_system(backbone: str, kind: str, lr: float) -> ToyTask:

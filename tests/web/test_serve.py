@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from neural_render.cli import EXIT_BAD_INPUT, main
 from neural_render.errors import NeuralRenderError
@@ -23,12 +22,7 @@ from neural_render.web.app import (DEMO_SCENE, OBJECTS, PASSES, TARGET_ALL, TARG
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture
