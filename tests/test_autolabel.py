@@ -19,7 +19,6 @@ from neural_render.cli import EXIT_BAD_INPUT, main
 from neural_render.cli.autolabel import find_inputs, shard
 from neural_render.io import read_clip, write_image, write_video
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 

@@ -21,7 +21,6 @@ from neural_render.io import (
     write_video,
 )
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 

@@ -12,7 +12,6 @@ from neural_render.bench.inverse import build_tiny_pipeline
 from neural_render.cli import EXIT_BAD_INPUT, main
 from neural_render.io import read_clip, read_image, read_video, write_image, write_video
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 

@@ -15,7 +15,6 @@ from neural_render.io import read_image, read_video
 OUTPUTS = ("input.mp4", "gbuffers.mp4", "relit_kiara_1_dawn.mp4", "relit_st_fagans_interior.mp4", "edit.mp4", "insert.mp4",
            "contact_sheet.png", "summary.json")
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 

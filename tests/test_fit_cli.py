@@ -15,7 +15,6 @@ PRETRAINED = sorted(p.name for p in (CONFIGS / "backbone").glob("*.yaml") if not
 TASKS = sorted(p.name for p in (CONFIGS / "task").glob("*.yaml"))
 DATA = sorted(p.name for p in (CONFIGS / "data").glob("*.yaml"))
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 

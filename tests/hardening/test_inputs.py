@@ -21,7 +21,6 @@ from neural_render.io import Clip, ClipMeta, read_clip, read_video, write_clip, 
 ROOT = Path(__file__).resolve().parents[2]
 T = 8
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 

@@ -23,7 +23,6 @@ from neural_render.io.output import MARKER_FILE, check_output, output_lock, writ
 
 ROOT = Path(__file__).resolve().parents[2]
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 

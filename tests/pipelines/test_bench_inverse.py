@@ -7,7 +7,6 @@ import pytest
 from neural_render.bench.inverse import memory_probe
 from neural_render.cli import EXIT_BAD_INPUT, main
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 

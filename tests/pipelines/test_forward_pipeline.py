@@ -17,7 +17,6 @@ from neural_render.tasks.base import make_backbone
 from neural_render.tasks.forward import ForwardTask
 from neural_render.types import Camera, EnvMap, GBuffer
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 

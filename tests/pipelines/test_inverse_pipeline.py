@@ -21,7 +21,6 @@ from neural_render.pipelines.inverse import (
 )
 from neural_render.types.gbuffer import PREDICTED_PASSES
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 

@@ -15,7 +15,6 @@ from neural_render.pipelines.windows import (
 )
 from neural_render.tasks.base import make_backbone
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 

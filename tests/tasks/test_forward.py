@@ -22,7 +22,6 @@ from neural_render.types import look_at
 
 ENV = "kiara_1_dawn"
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 

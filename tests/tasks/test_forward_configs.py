@@ -15,7 +15,6 @@ from neural_render.pipelines.forward import ForwardPipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 

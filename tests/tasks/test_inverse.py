@@ -18,7 +18,6 @@ from neural_render.types.gbuffer import PREDICTED_PASSES, depth_scale_of, pack_p
 
 CODEC = PixelUnshuffleCodec(2)
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 

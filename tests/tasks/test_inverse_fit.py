@@ -12,7 +12,6 @@ from neural_render.errors import NeuralRenderError
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 

@@ -15,7 +15,6 @@ from neural_render.pipelines.base import VideoDiffusionPipeline, export, load_pi
 from neural_render.tasks.base import DiffusionSystem, LinearWarmup, make_backbone
 from neural_render.tasks.toy import ToyTask
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 

@@ -15,7 +15,6 @@ from neural_render.models.denoiser import Denoiser
 from neural_render.tasks.base import make_backbone
 from neural_render.tasks.toy import ToyTask
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 

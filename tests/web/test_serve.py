@@ -21,7 +21,6 @@ from neural_render.web.app import (DEMO_SCENE, OBJECTS, PASSES, TARGET_ALL, TARG
 
 REPO = Path(__file__).resolve().parents[2]
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
