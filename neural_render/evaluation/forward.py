@@ -70,7 +70,8 @@ def method_table_lines(result: dict, width: int, who: str) -> list[str]:
     from neural_render.evaluation.common import verdict_cell
 
     lines = [f"{'method':{width}s} {'PSNR dB':>8s} {'SSIM':>7s} {'clips':>6s}"]
-    lines += [f"{name:{width}s} {m['psnr_db']:8.2f} {m['ssim']:7.4f} {m['clips']:6d}" for name, m in result["mean"].items()]
+    lines += [f"{name:{width}s} {m['psnr_db']:8.2f} {m['ssim']:7.4f} {m['clips']:6d}"
+              for name, m in result["mean"].items()]
     table = result["comparison"]
     if table.get("rows"):
         lines.append(f"paired per clip (+ = {who} better), hierarchical bootstrap, Holm over {table['m']}:")
@@ -129,7 +130,8 @@ def evaluate(pipe, clips: list[Path], *, domain: str = "synthetic", seed: int = 
               "per_clip": per_method, "mean": means,
               "comparison": method_rows(per_method, groups, [(NEURAL, FILTERED), (NEURAL, CLASSICAL)], seed)}
     if switch:
-        result["domain_switch"] = {"domains": [domain, other_domain], "mean_abs": sum(m for m, _ in switch) / len(switch),
+        result["domain_switch"] = {"domains": [domain, other_domain],
+                                   "mean_abs": sum(m for m, _ in switch) / len(switch),
                                    "max_abs": max(m for _, m in switch)}
     return result
 

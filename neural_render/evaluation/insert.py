@@ -106,7 +106,8 @@ def load_item(data, clip_dir):
     ids = torch.stack([torch.from_numpy(read_object_ids(truth_dir, t)) for t in range(truth.meta.num_frames)])
     mask = (ids.reshape(1, truth.meta.num_frames, 1, *ids.shape[-2:]) == record["object_id"]).float()
     m = record["material"]
-    obj = InsertedObject(str(data / "objects" / record["mesh"]), Material(m["basecolor"], m["roughness"], m["metallic"]),
+    obj = InsertedObject(str(data / "objects" / record["mesh"]),
+                         Material(m["basecolor"], m["roughness"], m["metallic"]),
                          tuple(record["at"]), float(record["scale"]))
     return scene, read_clip_envmap(clip_dir, scene.meta), truth.rgb, mask, obj, record
 
@@ -115,10 +116,9 @@ def evaluate(data, clips, model, base, inverse, *, strength=None, received_from=
              seed: int = 0, domain: str = "real", log=None) -> dict:
     """Every method on every clip (module doc); ``inverse`` None = the clips' exact G-buffers (an oracle); ``log``:
     where the per-clip progress lines go (default: this module's logger, INFO; a skipped clip is also a WARNING)."""
-    from neural_render.pipelines.insert import choose_depth_scale
     from neural_render.errors import NeuralRenderError
     from neural_render.evaluation.common import clip_group
-    from neural_render.pipelines.insert import insert_object, naive_composite
+    from neural_render.pipelines.insert import choose_depth_scale, insert_object, naive_composite
 
     log = log or logger.info
     per_clip, skipped, groups = [], [], []

@@ -136,8 +136,13 @@ def evaluate_accuracy(pipe, clips: list[Path], stats: dict | None, window: int, 
 
     from neural_render.evaluation.common import clip_group
     from neural_render.evaluation.stats import compare_table
-    from neural_render.metrics.inverse import aggregate_accuracy, baseline_gbuffer, clip_accuracy, nanmean
-    from neural_render.metrics.inverse import temporal_errors
+    from neural_render.metrics.inverse import (
+        aggregate_accuracy,
+        baseline_gbuffer,
+        clip_accuracy,
+        nanmean,
+        temporal_errors,
+    )
     from neural_render.render.pixel_filter import pixel_filter
 
     rough = stats["roughness_mean"] if stats else None

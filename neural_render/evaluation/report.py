@@ -175,8 +175,9 @@ def section(split: str, kind: str, path: Path, shown: str, root: Path | None = N
     result = _read_json(path)
     clips = result.get("num_clips") or len(result.get("clips", []))
     groups = result.get("groups") or result.get("accuracy", {}).get("groups") or []
-    lines = [f"**{kind}, {SPLIT_NOTE[split]}**: `{_shown_data(result.get('data'), root)}`, {clips} clips in {len(groups)} env-map "
-             f"group(s) (`{shown}`)", ""]
+    data = _shown_data(result.get("data"), root)
+    lines = [f"**{kind}, {SPLIT_NOTE[split]}**: `{data}`, {clips} clips in {len(groups)} env-map group(s) "
+             f"(`{shown}`)", ""]
     lines += _means_table(result)
     table = result.get("comparison") or result.get("accuracy", {}).get("comparison") or {}
     if table.get("rows"):

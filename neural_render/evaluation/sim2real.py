@@ -113,7 +113,8 @@ def format_table(summary: dict) -> str:
     if "ic_lora" in summary and "input" in summary:
         ic, base = summary["ic_lora"], summary["input"]
         gain = ic["psnr"] - base["psnr"]
-        lines.append(f"goal PSNR  IC-LoRA - input = {gain:+.2f} dB (goal >= +3.00): {'MET' if gain >= 3 else 'NOT MET'}")
+        verdict = "MET" if gain >= 3 else "NOT MET"
+        lines.append(f"goal PSNR  IC-LoRA - input = {gain:+.2f} dB (goal >= +3.00): {verdict}")
         if "filtered_input" in summary:
             lines.append(f"           of which the pixel filter alone: "
                          f"{summary['filtered_input']['psnr'] - base['psnr']:+.2f} dB")

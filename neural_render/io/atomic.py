@@ -41,7 +41,8 @@ def _remove(path: Path) -> None:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[str]:
-    """Yield a temporary file path (str) beside ``path`` that keeps its suffix; on success ``os.replace`` it onto ``path``.
+    """Yield a temporary file path (str) beside ``path`` that keeps its suffix; on success ``os.replace`` it onto
+    ``path``.
 
     Parent folders are created. On an exception inside the block the temporary file is removed and the
     exception re-raised; ``path`` is left as it was. If the block created no file, nothing is replaced and

@@ -32,8 +32,8 @@ from torch import Tensor
 
 from neural_render.errors import NeuralRenderError
 from neural_render.io.atomic import atomic_dir
-from neural_render.io.exr import read_frame_exr, write_frame_exr
 from neural_render.io.clip_meta import CLIP_FORMAT, CLIP_VERSION, FRAMES_DIR, META_NAME, RGB_VIDEO, ClipMeta
+from neural_render.io.exr import read_frame_exr, write_frame_exr
 from neural_render.types import Camera, EnvMap, GBuffer
 from neural_render.types.gbuffer import PASS_CHANNELS, depth_scale_of
 

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from neural_render.errors import NeuralRenderError
-from neural_render.types import Camera
 from neural_render.io.exr import GBUFFER_CHANNELS
+from neural_render.types import Camera
 
 CLIP_FORMAT = "neural_render.clip"
 CLIP_VERSION = 1

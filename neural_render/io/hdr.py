@@ -95,7 +95,8 @@ def write_hdr(path: str | os.PathLike, image: np.ndarray) -> None:
 
 
 def load_envmap(path: str | os.PathLike, name: str | None = None):
-    """Read an equirectangular HDR env map -> :class:`neural_render.types.EnvMap` ((3, H, W) float32, identity rotation).
+    """Read an equirectangular HDR env map -> :class:`neural_render.types.EnvMap` ((3, H, W) float32, identity
+    rotation).
 
     LDR formats (.png, .jpg, ...) are refused: they clip the sun and sky and would light scenes wrongly.
     Values must be finite and non-negative, and the image exactly 2:1 (W == 2 H, the equirect layout): a cube-map

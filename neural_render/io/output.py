@@ -287,7 +287,8 @@ def claim_output(path: str | os.PathLike, *, command: str, kind: str = "dir", ov
 
 def add_out_argument(parser, what: str, *, required: bool = True, default: str | None = None,
                      overwrite: bool = True) -> None:
-    """``--out`` (with help saying what happens to existing content) and, where replacing is possible, ``--overwrite``."""
+    """``--out`` (with help saying what happens to existing content) and, where replacing is possible,
+    ``--overwrite``."""
     existing = ("an existing one is replaced only when it is empty or a previous output of this command, otherwise "
                 "refused (exit 2)" + (" unless --overwrite" if overwrite else ""))
     parser.add_argument("--out", required=required, default=default,

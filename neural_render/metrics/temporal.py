@@ -39,7 +39,8 @@ def _check_aux(video: Tensor, flow: Tensor, flow_valid: Tensor, object_id: Tenso
         others.append(("object_id", object_id))
     for name, x in others:
         if (x.shape[0], x.shape[1], x.shape[3], x.shape[4]) != (b, t, h, w):
-            raise NeuralRenderError(f"{name} {tuple(x.shape)} does not match video {tuple(video.shape)} in (B, T, H, W)")
+            raise NeuralRenderError(
+                f"{name} {tuple(x.shape)} does not match video {tuple(video.shape)} in (B, T, H, W)")
     if t < 2:
         raise NeuralRenderError(f"temporal metrics need at least 2 frames, got {t}")
 

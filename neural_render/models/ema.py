@@ -21,8 +21,8 @@ the module (``copy_to``). What this wrapper adds, and why EMAModel alone does no
   written so far (EMAModel's state is a positional ``shadow_params`` list with other keys).
 
 Shipped models do not depend on this class: their exported weights already are the EMA weights. EMAModel copies
-(rather than averages) a tracked parameter with ``requires_grad=False``; the tasks track only trainable parameters, and a
-frozen parameter's average is its value anyway.
+(rather than averages) a tracked parameter with ``requires_grad=False``; the tasks track only trainable parameters,
+and a frozen parameter's average is its value anyway.
 """
 
 from __future__ import annotations

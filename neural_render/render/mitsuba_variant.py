@@ -12,8 +12,8 @@ mtime): installing libllvm19 later re-probes. An unwritable cache dir only means
 
 ``NEURAL_RENDER_MITSUBA_VARIANT`` overrides the choice: that variant or an error, never another one. It is set
 without a probe, except an ``llvm_*`` override: it still goes through the (cached) probe and is refused with a
-:class:`NeuralRenderError` where it would abort the process (tests that force it then skip instead of crash). :func:`mitsuba_status` (``neural-render info``) reports the
-variant and why it is not ``llvm_ad_rgb``.
+:class:`NeuralRenderError` where it would abort the process (tests that force it then skip instead of crash).
+:func:`mitsuba_status` (``neural-render info``) reports the variant and why it is not ``llvm_ad_rgb``.
 """
 
 from __future__ import annotations

@@ -34,8 +34,18 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from neural_render.errors import NeuralRenderError
-from neural_render.render.brdf import (MIN_COSINE, brdf_lut, eval_brdf, f0_from_metallic, ggx_ndf, roughness_to_alpha,
-                                       sample_brdf_lut, sample_ggx_vndf, smith_g1_ggx, specular_albedo)
+from neural_render.render.brdf import (
+    MIN_COSINE,
+    brdf_lut,
+    eval_brdf,
+    f0_from_metallic,
+    ggx_ndf,
+    roughness_to_alpha,
+    sample_brdf_lut,
+    sample_ggx_vndf,
+    smith_g1_ggx,
+    specular_albedo,
+)
 from neural_render.render.envmap import bake, env_lookup
 from neural_render.render.prefilter import PrefilteredEnv, prefilter_ggx, sample_prefiltered
 from neural_render.render.sh import sh_irradiance, sh_project
@@ -213,8 +223,9 @@ def shade_monte_carlo(gbuffer: GBuffer, camera: Camera, env: EnvMap, num_samples
 
     Per surface pixel, ``num_samples`` directions: half from env luminance importance sampling, half from the BRDF
     (a cosine lobe or GGX visible normals, chosen per sample in proportion to the diffuse / specular albedo),
-    combined with the balance heuristic; radiance is the env's bilinear :func:`~neural_render.render.envmap.env_lookup`. The diffuse
-    weight ``1 - S`` uses ``lut`` (default: :func:`brdf_lut` ()) exactly as :func:`shade` does, so the two differ
+    combined with the balance heuristic; radiance is the env's bilinear
+    :func:`~neural_render.render.envmap.env_lookup`. The diffuse weight ``1 - S`` uses ``lut`` (default:
+    :func:`brdf_lut` ()) exactly as :func:`shade` does, so the two differ
     only by the split-sum, SH and prefiltering approximations (plus noise ~ 1 / sqrt(num_samples)).
     Randomness comes only from ``generator``. Not differentiable (runs under no_grad).
     """

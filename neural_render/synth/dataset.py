@@ -87,7 +87,8 @@ class ClipStats:
 
 
 def load_inputs(job: SynthJob):
-    """Load and validate env maps and user meshes -> (list[EnvMap], {label: Geometry}); NeuralRenderError on bad input."""
+    """Load and validate env maps and user meshes -> (list[EnvMap], {label: Geometry}); NeuralRenderError on bad
+    input."""
     from neural_render.io.hdr import load_envmap
     from neural_render.synth.shapes import load_mesh_file
 

@@ -35,8 +35,14 @@ from neural_render.synth import shapes
 from neural_render.synth.cameras import TrajectoryParams, trajectory
 from neural_render.synth.families import SHAPE_FAMILIES, TRAIN_SHAPES, draw_shape, pick_held_out
 from neural_render.synth.families2 import V2_SHAPES
-from neural_render.synth.materials import (GROUND_ROUGHNESS, MATERIAL_FAMILIES, OBJECT_ROUGHNESS, TRAIN_MATERIALS,
-                                           ground_material, random_material)
+from neural_render.synth.materials import (
+    GROUND_ROUGHNESS,
+    MATERIAL_FAMILIES,
+    OBJECT_ROUGHNESS,
+    TRAIN_MATERIALS,
+    ground_material,
+    random_material,
+)
 from neural_render.synth.motion import MotionParams, object_transforms, visibility
 from neural_render.synth.sky import SKY_SPLITS, procedural_sky, random_sky_params
 from neural_render.synth.stage import BACKGROUNDS, STYLES
