@@ -147,3 +147,14 @@ def verdict_cell(row: dict, digits: int = 3) -> str:
     lo, hi = row["corrected_interval"]
     word = {"better": "BETTER", "worse": "WORSE", "tie": "tie"}[row["verdict"]]
     return f"{word:6s} {row['diff_mean']:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}] p_holm={row['p_holm']:.3g}"
+
+
+def comparison_lines(table: dict, header: str, width: int, digits: int = 3, extra=None) -> list[str]:
+    """Text lines of a :func:`~neural_render.evaluation.stats.compare_table` result: ``header`` (formatted with the
+    table's ``m`` and ``alpha``), then per row ``"  name"`` padded to ``width``, its :func:`verdict_cell` and
+    ``extra(row)`` when given; no lines when the table has no rows."""
+    if not table.get("rows"):
+        return []
+    tail = extra or (lambda row: "")
+    return [header.format(m=table["m"], alpha=table.get("alpha")),
+            *(f"  {row['name']:{width}s} {verdict_cell(row, digits)}{tail(row)}" for row in table["rows"])]

@@ -67,16 +67,13 @@ def method_means(per_method: dict[str, list]) -> dict:
 
 def method_table_lines(result: dict, width: int, who: str) -> list[str]:
     """The means table and the corrected comparisons of a forward / relight result (``who``: what + means)."""
-    from neural_render.evaluation.common import verdict_cell
+    from neural_render.evaluation.common import comparison_lines
 
     lines = [f"{'method':{width}s} {'PSNR dB':>8s} {'SSIM':>7s} {'clips':>6s}"]
     lines += [f"{name:{width}s} {m['psnr_db']:8.2f} {m['ssim']:7.4f} {m['clips']:6d}"
               for name, m in result["mean"].items()]
-    table = result["comparison"]
-    if table.get("rows"):
-        lines.append(f"paired per clip (+ = {who} better), hierarchical bootstrap, Holm over {table['m']}:")
-        lines += [f"  {row['name']:{width + 25}s} {verdict_cell(row, 3)}" for row in table["rows"]]
-    return lines
+    header = f"paired per clip (+ = {who} better), hierarchical bootstrap, Holm over {{m}}:"
+    return lines + comparison_lines(result["comparison"], header, width + 25)
 
 
 def evaluate(pipe, clips: list[Path], *, domain: str = "synthetic", seed: int = 0, log=None) -> dict:

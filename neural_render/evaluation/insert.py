@@ -168,7 +168,7 @@ def evaluate(data, clips, model, base, inverse, *, strength=None, received_from=
 
 
 def format_report(result: dict) -> str:
-    from neural_render.evaluation.common import verdict_cell
+    from neural_render.evaluation.common import comparison_lines
 
     lines = [f"insertion PSNR (dB, display sRGB) over {len(result['clips'])} clips ({len(result['skipped'])} "
              f"skipped) of {result['data']} (split: {result.get('split') or 'unknown'}), G-buffers: "
@@ -176,10 +176,6 @@ def format_report(result: dict) -> str:
              f"{'method':28s}" + "".join(f"{r:>10s}" for r in REGIONS)]
     for m in METHODS:
         lines.append(f"{m:28s}" + "".join(f"{result['summary'][m][r]:10.2f}" for r in REGIONS))
-    table = result["comparison"]
-    if table.get("rows"):
-        lines.append(f"injection against each method, paired per clip (+ = injection better), hierarchical bootstrap,"
-                     f" Holm over {table['m']}:")
-        for row in table["rows"]:
-            lines.append(f"  {row['name']:52s} {verdict_cell(row, 2)}")
+    lines += comparison_lines(result["comparison"], "injection against each method, paired per clip (+ = injection "
+                              "better), hierarchical bootstrap, Holm over {m}:", 52, digits=2)
     return "\n".join(lines)

@@ -233,7 +233,7 @@ SUMMARY_ROWS = (  # (key, label, baseline key(s))
 
 def format_report(result: dict) -> str:
     """The text table of :func:`evaluate` (summaries, then the Holm-corrected comparisons, temporal, windows)."""
-    from neural_render.evaluation.common import fmt, verdict_cell
+    from neural_render.evaluation.common import comparison_lines, fmt
 
     acc = result["accuracy"]
     lines = [(f"inverse evaluation: {result['num_clips']} clip(s) in {len(acc['groups'])} env-map group(s) of "
@@ -248,12 +248,9 @@ def format_report(result: dict) -> str:
         if m is None and b is None:
             continue
         lines.append(f"{label:28s} {fmt(m):>9s} {fmt(b):>9s} {fmt(f) if f is not None else '':>9s}  {what}")
-    table = acc["comparison"]
-    if table.get("rows"):
-        lines.append(f"model - baseline per clip (oriented: + = model better), {table['m']} comparisons, "
-                     f"hierarchical bootstrap (env map, then clip), Holm-corrected at alpha {table['alpha']}:")
-        for row in table["rows"]:
-            lines.append(f"  {row['name']:46s} {verdict_cell(row)}  ({row['n_clips']} clips, {row['groups']} groups)")
+    lines += comparison_lines(acc["comparison"], "model - baseline per clip (oriented: + = model better), {m} "
+                              "comparisons, hierarchical bootstrap (env map, then clip), Holm-corrected at alpha "
+                              "{alpha}:", 46, extra=lambda row: f"  ({row['n_clips']} clips, {row['groups']} groups)")
     if result.get("train_stats"):
         s = result["train_stats"]
         lines.append(f"(train means: roughness {s['roughness_mean']:.4f}, metallic {s['metallic_mean']:.4f})")
