@@ -186,6 +186,17 @@ def shape_family(config: SynthConfig, rng: np.random.Generator) -> str:
     return str(rng.choice([f for f in config.shape_families if f in TRAIN_SHAPES]))
 
 
+def object_geometry(config, rng: np.random.Generator, user: dict, family, draw) -> tuple[shapes.Geometry, str]:
+    """(geometry, kind) of the next object: one of the ``user`` meshes ({label: Geometry}, kind ``file:<label>``) with
+    probability ``config.user_mesh_prob``, else ``draw(kind, rng)`` of ``kind = family(config, rng)``. The random
+    draws, in this order, are those of both scene generators (their datasets stay reproducible)."""
+    if user and rng.uniform() < config.user_mesh_prob:
+        label = sorted(user)[int(rng.integers(len(user)))]
+        return user[label], f"file:{label}"
+    kind = family(config, rng)
+    return draw(kind, rng), kind
+
+
 def _placed_radius(geometry: shapes.Geometry, rotation: np.ndarray, scale: float) -> tuple[float, float]:
     """(horizontal bounding radius, lowest y) of the geometry after rotation and scaling."""
     v = geometry.vertices.astype(np.float64) @ rotation.T * scale
@@ -218,13 +229,10 @@ def generate_scene(config: SynthConfig, seed: int, clip_index: int, envs: list[E
         objects.append(None)
     placed: list[tuple[float, float, float]] = []  # (x, z, radius)
     ring = 0.3 + 0.2 * count
+    segments = tessellation(config)
     for k in range(count):
-        if user and rng.uniform() < config.user_mesh_prob:
-            label = sorted(user)[int(rng.integers(len(user)))]
-            geometry, kind = user[label], f"file:{label}"
-        else:
-            kind = shape_family(config, rng)
-            geometry = draw_shape(kind, rng, tessellation(config))
+        geometry, kind = object_geometry(config, rng, user, shape_family,
+                                         lambda kind, rng: draw_shape(kind, rng, segments))
         lo, hi = geometry.bounds()
         size = float(rng.uniform(0.35, 0.8))
         scale = size / float((hi - lo).max())

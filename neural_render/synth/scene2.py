@@ -75,7 +75,14 @@ def _with_uv_scale(geometry: shapes.Geometry, scale: float) -> shapes.Geometry:
 def generate_scene_v2(config, seed: int, clip_index: int, envs=None, user_meshes=None):
     """Draw clip ``clip_index`` of a version-2 dataset with global ``seed`` (module doc) -> SynthScene."""
     from neural_render.data_assets import texture_files
-    from neural_render.synth.scene import SynthScene, _environment, _placed_radius, frame_seeds, tessellation
+    from neural_render.synth.scene import (
+        SynthScene,
+        _environment,
+        _placed_radius,
+        frame_seeds,
+        object_geometry,
+        tessellation,
+    )
 
     rng = v2_rng(seed, clip_index)
     t = config.num_frames
@@ -88,12 +95,8 @@ def generate_scene_v2(config, seed: int, clip_index: int, envs=None, user_meshes
     count = int(rng.integers(config.min_objects, config.max_objects + 1))
     meshes, objects, placed = [], [], []
     for k in range(count):
-        if user and rng.uniform() < config.user_mesh_prob:
-            label = sorted(user)[int(rng.integers(len(user)))]
-            geometry, kind = user[label], f"file:{label}"
-        else:
-            kind = shape_family_v2(config, rng)
-            geometry = _geometry(kind, rng, segments)
+        geometry, kind = object_geometry(config, rng, user, shape_family_v2,
+                                         lambda kind, rng: _geometry(kind, rng, segments))
         lo, hi = geometry.bounds()
         size = float(rng.uniform(0.1, 0.4) if style == "table" else rng.uniform(0.2, 0.8))
         scale = size / float((hi - lo).max())
