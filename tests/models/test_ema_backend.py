@@ -49,3 +49,15 @@ def test_checkpoint_format_and_pickling():
         clone.update(net.named_parameters())
         assert clone.num_updates == 8 and ema.num_updates == 7
         assert torch.allclose(clone.shadow["bias"], 0.9 * -1.0 + 0.1 * net.bias.detach(), atol=1e-6)
+
+
+def test_shadows_follow_the_parameters_dtype_and_device():
+    net = nn.Linear(2, 2)
+    ema = ExponentialMovingAverage(net.named_parameters(), decay=0.5, warmup=False)
+    net.double()  # as a strategy moving the module after the EMA was made (dtype here; device the same way)
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    ema.update(net.named_parameters())
+    assert ema.shadow["weight"].dtype == torch.float64
+    with ema.swapped(net.named_parameters()):
+        assert torch.equal(net.weight, ema.shadow["weight"])
