@@ -112,11 +112,20 @@ def read_model_index(folder: str | os.PathLike) -> dict | None:
     return index if isinstance(index, dict) else None
 
 
+def pipeline_class_name(index: dict) -> str | None:
+    """The pipeline class a model_index.json names: ``_class_name`` ("Name", or [module, "Name"] for a pipeline
+    class defined in a file of the folder, diffusers' custom pipelines)."""
+    name = index.get("_class_name")
+    if isinstance(name, (list, tuple)) and name:
+        name = name[-1]
+    return name if isinstance(name, str) else None
+
+
 def is_diffusion_renderer_folder(folder: str | os.PathLike) -> bool:
     """Whether ``folder`` is a DiffusionRenderer checkpoint (model_index.json ``_class_name`` ==
     :data:`DIFFUSION_RENDERER_CLASS`)."""
     index = read_model_index(folder)
-    return index is not None and index.get("_class_name") == DIFFUSION_RENDERER_CLASS
+    return index is not None and pipeline_class_name(index) == DIFFUSION_RENDERER_CLASS
 
 
 def _component_folders(index: dict) -> list[str]:
@@ -144,7 +153,7 @@ def check_model_folder(folder: str | os.PathLike, kind: str = "pipeline") -> Pat
     if index is None:
         raise NeuralRenderError(f"not a {_what(kind)} folder: no readable {MODEL_INDEX} (a JSON object); "
                                 f"expected {_kind(kind).how}", root)
-    class_name = index.get("_class_name")
+    class_name = pipeline_class_name(index)
     if class_name == DIFFUSION_RENDERER_CLASS and _foreign_loader(class_name, kind) is None:
         raise NeuralRenderError(f"a DiffusionRenderer checkpoint ({MODEL_INDEX} _class_name {class_name}): loading "
                                 f"it as a {_what(kind)} is not supported yet", root)
@@ -221,7 +230,7 @@ def load_model(spec: str | os.PathLike | None, kind: str = "pipeline", device=No
 
         device = resolve_device(device)
     folder = resolve_model(spec, kind, option)
-    class_name = (read_model_index(folder) or {}).get("_class_name")
+    class_name = pipeline_class_name(read_model_index(folder) or {})
     loader = _foreign_loader(class_name, kind) if class_name == DIFFUSION_RENDERER_CLASS else None
     if loader is not None:
         return loader(folder, device)

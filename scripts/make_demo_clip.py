@@ -98,11 +98,11 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import numpy as np
 
-    from neural_render.cli.demo import parse_size
     from neural_render.data_assets import envmap_path, envmap_split
     from neural_render.io import Clip, ClipMeta, load_envmap, write_clip
     from neural_render.io.exr import write_exr
     from neural_render.synth.dataset import OBJECT_ID_FILE, fit_envmap
+    from neural_render.synth.frame_size import parse_size
     from neural_render.synth.render import render_clip
     from neural_render.synth.scene import SynthConfig, generate_scene
     from neural_render.types import GBuffer

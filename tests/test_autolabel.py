@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from neural_render.autolabel.inputs import find_inputs, shard
 from neural_render.bench.inverse import build_tiny_pipeline
 from neural_render.cli import EXIT_BAD_INPUT, main
-from neural_render.cli.autolabel import find_inputs, shard
 from neural_render.io import read_clip, write_image, write_video
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py

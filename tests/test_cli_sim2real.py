@@ -2,7 +2,6 @@
 `sim2real` (model folder and bare IC-LoRA + base; MP4 and clip output), `eval sim2real` (table + JSON, spawned
 objects), and bad input -> exit 2 (LoRA for another backbone, video of the wrong size, missing files)."""
 
-import argparse
 import json
 import os
 
@@ -101,13 +100,8 @@ def test_sim2real_data_command(setup, tmp_path, capsys):
 
 
 def test_eval_sim2real_table_and_json(setup, tmp_path, capsys):
-    from neural_render.cli import eval as eval_cli
-
-    parser = argparse.ArgumentParser()
-    eval_cli.add_arguments(parser)
-    args = parser.parse_args(["sim2real", "--data", str(setup / "proxy"), "--model", str(setup / "model"),
-                              "--propagation", str(setup / "prop"), "--json", str(tmp_path / "eval.json")])
-    assert eval_cli.run(args) == 0
+    assert main(["eval", "sim2real", "--data", str(setup / "proxy"), "--model", str(setup / "model"),
+                 "--propagation", str(setup / "prop"), "--json", str(tmp_path / "eval.json")]) == 0
     text = capsys.readouterr().out
     for label in ("IC-LoRA", "anchor propagation", "raw input", "raw input + pixel filter", "path-traced target",
                   "goal PSNR", "of which the pixel filter alone", "goal edge"):

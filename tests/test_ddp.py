@@ -18,7 +18,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 SCRIPT = '''
 import sys
 import torch
-from neural_render.cli.fit import build_cli
+from neural_render.tasks.fit_cli import build_cli
 
 if __name__ == "__main__":
     out_dir, argv = sys.argv[1], sys.argv[2:]

@@ -160,7 +160,8 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
 
 def _backbone_md(r: dict) -> list[str]:
     return [f"Tiny {r['backbone']} adapter, latents {tuple(r['shape'])} + {r['cond_channels']} condition channels, "
-            f"{r['parameters']:,} parameters, random weights; median of {r['steps']} AdamW train steps per side.", ""] + \
+            f"{r['parameters']:,} parameters, random weights; median of {r['steps']} AdamW train steps "
+            "per side.", ""] + \
         _table(["measure", "value", "goal"], [
             ["adapter step / bare diffusers step", f"{r['overhead_ratio']:.3f} ({r['step_s_adapter'] * 1e3:.1f} ms / "
              f"{r['step_s_bare'] * 1e3:.1f} ms)", "<= 1.05"],
@@ -218,7 +219,8 @@ def _gpu_md(r: dict) -> list[str]:
              f"{x['a100_seconds']:.1f}", (f"{PUBLISHED_A100['inverse (per pass)'] * 5:.1f} (5 passes)"
                                           if x["task"] == "inverse" else f"{PUBLISHED_A100['forward']:.1f}"),
              f"{x['memory_GiB']:.1f}"] for x in r["rows"]]
-    return [f"MODELLED, not measured: a FLOP/memory model (no GPU here) at {r['size']}x{r['size']}, {r['steps']} steps, "
+    return [f"MODELLED, not measured: a FLOP/memory model (no GPU here) at {r['size']}x{r['size']}, "
+            f"{r['steps']} steps, "
             f"A100 bf16 peak {A100_BF16_PEAK / 1e12:.0f} TFLOP/s x an ASSUMED model FLOP utilisation of {r['mfu']}; "
             "memory = bf16 weights + peak activations. Only the DiffusionRenderer column is a measurement (published).",
             ""] + \
@@ -343,7 +345,8 @@ def run(args) -> int:
     result = run_all(args.quick, args.threads)
     for path in write_report(result, args.out, args.readme):
         print(path)
+    failed = f"; FAILED: {sorted(result['errors'])}" if result["errors"] else ""
     print(f"bench all: total {result['total_seconds']:.1f} s ({result['mode']}), load average "
           f"{result['load_average_1min'][0]:.2f} -> {result['load_average_1min'][-1]:.2f} on "
-          f"{result['machine']['cpu_count']} CPUs" + (f"; FAILED: {sorted(result['errors'])}" if result["errors"] else ""))
+          f"{result['machine']['cpu_count']} CPUs" + failed)
     return 1 if result["errors"] else 0

@@ -166,7 +166,8 @@ def _vm_kib(field: str) -> int:
 
 def memory_probe(spec: dict) -> dict:
     """Run in a fresh process: peak RSS increase (bytes) of one adapter train step."""
-    backbone, inputs, target = _setup(spec["kind"], spec["frames"], spec["size"], spec["batch"], spec["cond"], spec["config"])
+    backbone, inputs, target = _setup(spec["kind"], spec["frames"], spec["size"], spec["batch"], spec["cond"],
+                                      spec["config"])
     if spec["checkpointing"]:
         backbone.enable_gradient_checkpointing()
     step = _adapter_step_fn(backbone, inputs, target)
@@ -181,13 +182,15 @@ def _rss_in_subprocess(spec: dict) -> int | None:
         "print(json.dumps(memory_probe(json.loads(sys.argv[1]))))"
     )
     try:
-        done = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], capture_output=True, text=True, timeout=900, check=False)
+        done = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], capture_output=True, text=True,
+                              timeout=900, check=False)
         return int(json.loads(done.stdout.strip().splitlines()[-1])["peak_rss_increase"])
     except (subprocess.SubprocessError, ValueError, IndexError, KeyError, OSError):
         return None
 
 
-def measure(kind="svd", frames=4, size=32, batch=1, cond=4, steps=20, warmup=3, config=None, rss=True, threads=None) -> dict:
+def measure(kind="svd", frames=4, size=32, batch=1, cond=4, steps=20, warmup=3, config=None, rss=True,
+            threads=None) -> dict:
     """All numbers of the benchmark as a dict (seconds, bytes, ratios). Load averages are recorded because
     other processes on the machine make step times noisy (the interleaving keeps the ratios fair)."""
     import os
@@ -223,7 +226,8 @@ def measure(kind="svd", frames=4, size=32, batch=1, cond=4, steps=20, warmup=3, 
     rss_bytes = {}
     if rss:
         for ckpt in (False, True):
-            spec = {"kind": kind, "frames": frames, "size": size, "batch": batch, "cond": cond, "config": config, "checkpointing": ckpt}
+            spec = {"kind": kind, "frames": frames, "size": size, "batch": batch, "cond": cond, "config": config,
+                    "checkpointing": ckpt}
             rss_bytes[ckpt] = _rss_in_subprocess(spec)
     return {
         "backbone": kind,
@@ -253,10 +257,14 @@ def _mib(n) -> str:
 
 def format_table(r: dict) -> str:
     rows = [
-        ("backbone", f"{r['backbone']} latents {tuple(r['shape'])} + {r['cond_channels']} cond ch, {r['parameters']:,} params, {r['torch_threads']} threads"),
-        ("machine load (1-min avg, start/end)", f"{r['load_average_1min'][0]:.2f} / {r['load_average_1min'][1]:.2f} on {r['cpu_count']} CPUs"),
-        ("adapter step / bare diffusers step", f"{r['overhead_ratio']:.3f}  ({r['step_s_adapter'] * 1e3:.1f} ms / {r['step_s_bare'] * 1e3:.1f} ms; goal <= 1.05)"),
-        ("fp32 step / bf16-autocast step", f"{r['bf16_speed_ratio']:.3f}  ({r['step_s_fp32'] * 1e3:.1f} ms / {r['step_s_bf16'] * 1e3:.1f} ms; goal >= 1.5)"),
+        ("backbone", f"{r['backbone']} latents {tuple(r['shape'])} + {r['cond_channels']} cond ch, "
+                     f"{r['parameters']:,} params, {r['torch_threads']} threads"),
+        ("machine load (1-min avg, start/end)",
+         f"{r['load_average_1min'][0]:.2f} / {r['load_average_1min'][1]:.2f} on {r['cpu_count']} CPUs"),
+        ("adapter step / bare diffusers step", f"{r['overhead_ratio']:.3f}  ({r['step_s_adapter'] * 1e3:.1f} ms / "
+                                               f"{r['step_s_bare'] * 1e3:.1f} ms; goal <= 1.05)"),
+        ("fp32 step / bf16-autocast step", f"{r['bf16_speed_ratio']:.3f}  ({r['step_s_fp32'] * 1e3:.1f} ms / "
+                                           f"{r['step_s_bf16'] * 1e3:.1f} ms; goal >= 1.5)"),
         ("saved activations, no checkpointing", _mib(r["saved_activation_bytes"])),
         ("saved activations, checkpointing", _mib(r["saved_activation_bytes_checkpointing"])),
         ("peak RSS increase/step, no checkpointing", _mib(r["peak_rss_increase_bytes"])),
@@ -264,7 +272,8 @@ def format_table(r: dict) -> str:
     ]
     width = max(len(k) for k, _ in rows)
     lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
-    lines.append(f"(median of {r['steps']} train steps per side, interleaved; saved activations via autograd saved-tensor hooks; RSS via /proc VmHWM in a fresh process)")
+    lines.append(f"(median of {r['steps']} train steps per side, interleaved; saved activations via autograd "
+                 "saved-tensor hooks; RSS via /proc VmHWM in a fresh process)")
     return "\n".join(lines)
 
 

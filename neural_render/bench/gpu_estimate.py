@@ -1,4 +1,5 @@
-"""``neural-render bench gpu-estimate``: FLOP and memory model of full-size backbones, beside DiffusionRenderer's figures.
+"""``neural-render bench gpu-estimate``: FLOP and memory model of full-size backbones, beside DiffusionRenderer's
+figures.
 
 No GPU and no weights are needed: the real diffusers classes (SVD-xt UNet, Wan 2.1 1.3B transformer, with their
 published configs) are built under ``FakeTensorMode`` (shapes only, no memory), one forward pass at the requested
@@ -126,7 +127,8 @@ def estimate(backbone: str, task: str, size: int, frames: int, steps: int, mfu: 
             "memory_GiB": (params * 2 + activation_bytes) / 2 ** 30}
 
 
-def measure(size: int = 512, frames: int = 24, steps: int = 20, mfu: float = 0.4, backbones=("svd", "wan")) -> list[dict]:
+def measure(size: int = 512, frames: int = 24, steps: int = 20, mfu: float = 0.4,
+            backbones=("svd", "wan")) -> list[dict]:
     """The rows of the table: :func:`estimate` for every backbone and task (inverse, forward)."""
     from neural_render.errors import NeuralRenderError
 
@@ -137,8 +139,9 @@ def measure(size: int = 512, frames: int = 24, steps: int = 20, mfu: float = 0.4
 
 def run(args) -> int:
     rows = measure(args.size, args.frames, args.steps, args.mfu, args.backbones)
-    print(f"GPU estimate at {args.size}x{args.size}: A100 bf16 peak {A100_BF16_PEAK / 1e12:.0f} TFLOP/s x MFU {args.mfu}, "
-          f"{args.steps} steps, batch 1, inference (weights bf16 + peak live activations; VAE not included)")
+    print(f"GPU estimate at {args.size}x{args.size}: A100 bf16 peak {A100_BF16_PEAK / 1e12:.0f} TFLOP/s x MFU "
+          f"{args.mfu}, {args.steps} steps, batch 1, inference (weights bf16 + peak live activations; VAE not "
+          "included)")
     print("| backbone | task | frames | params (B) | TFLOP/step | A100 s (one run) | full G-buffer s (joint: 1 run) "
           "| DiffusionRenderer A100 s | memory GiB |")
     print("|---|---|---|---|---|---|---|---|---|")

@@ -74,9 +74,9 @@ def build_tiny_pipeline(mode: str = "per_pass", kind: str = "flow", seed: int = 
 def _load(spec: str | None, mode: str):
     if spec is None:
         return build_tiny_pipeline(mode)
-    from neural_render.pipelines.inverse import InverseRenderingPipeline
+    from neural_render import hub
 
-    pipe = InverseRenderingPipeline.from_pretrained(spec)
+    pipe = hub.load_inverse(spec)
     if pipe.mode != mode:
         from neural_render.errors import NeuralRenderError
 
@@ -256,8 +256,9 @@ def run(args) -> int:
         print(f"  peak working memory, per-pass model, {args.size}x{args.size}, streamed output, fresh process per "
               f"length (VmHWM - VmRSS before the call, HWM reset via /proc/self/clear_refs):")
         for m in results:
-            print(f"    {m['frames']:>5} frames: {m['working'] / 2**20:8.1f} MiB  (latents {m['latent_bytes'] / 2**20:6.1f}"
-                  f" MiB, without them {(m['working'] - m['latent_bytes']) / 2**20:8.1f} MiB; whole process peak "
+            print(f"    {m['frames']:>5} frames: {m['working'] / 2**20:8.1f} MiB  (latents "
+                  f"{m['latent_bytes'] / 2**20:6.1f} MiB, without them "
+                  f"{(m['working'] - m['latent_bytes']) / 2**20:8.1f} MiB; whole process peak "
                   f"{m['process_peak'] / 2**20:.0f} MiB)")
         if len(results) >= 2:
             a, b = results[0], results[-1]
@@ -267,7 +268,8 @@ def run(args) -> int:
             def verdict(ratio: float) -> str:
                 return "met" if ratio <= 1.1 else "NOT met"
 
-            print(f"    {b['frames']} vs {a['frames']} frames: working memory x{total:.2f} ({verdict(total)}), without the "
-                  f"latents x{rest:.2f} ({verdict(rest)}), whole-process peak x{process:.3f} ({verdict(process)}); "
+            print(f"    {b['frames']} vs {a['frames']} frames: working memory x{total:.2f} ({verdict(total)}), "
+                  f"without the latents x{rest:.2f} ({verdict(rest)}), whole-process peak x{process:.3f} "
+                  f"({verdict(process)}); "
                   f"goal: within 10%")
     return 0

@@ -13,7 +13,8 @@ Measured in one run and printed:
    (including the diffusers imports, the first in this process), reading the input, writing the outputs.
 4. ratio = end to end / model (goal <= 2), and a check that the G-buffers the command wrote equal the pipeline's
    result (max abs difference over every pass; the EXRs are lossless float32).
-5. warm: the same command once more in this process (``cli.main``), its imports already paid: what the command
+5. warm: the command's work once more in this process (:func:`neural_render.autolabel.video.invert_video`, what
+   ``neural-render inverse`` runs after parsing its arguments), its imports already paid: what the command
    costs around the model once Python, torch and diffusers are loaded (importing torch + diffusers alone takes
    ~3-4 s on this 2-core machine, a fixed cost no command can avoid while the backbone is a diffusers UNet).
 """
@@ -90,7 +91,10 @@ def _measure(root: Path, width: int, height: int, frames: int, proc, model, thre
 
     import torch
 
-    from neural_render.cli.inverse import load_model, model_dir, parse_size, read_input, write_outputs
+    from neural_render import hub
+    from neural_render.io.gbuffer_output import write_outputs
+    from neural_render.io.video_input import read_input
+    from neural_render.pipelines.frame_size import parse_size_arg
 
     clip = make_test_video(root / f"testsrc2_{width}x{height}_{frames}.mp4", width, height, frames)
     out = root / "out_cli"
@@ -113,28 +117,24 @@ def _measure(root: Path, width: int, height: int, frames: int, proc, model, thre
 
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
-    pipe = load_model(model, torch.device("cpu"))
+    pipe = hub.load_inverse(model, torch.device("cpu"))
     t1 = time.perf_counter()
     rgb, camera, fps, rgb_format, srgb8 = read_input(clip, with_srgb8=True)
     t2 = time.perf_counter()
-    result = pipe(rgb, processing_size=parse_size(proc), progress=False)
+    result = pipe(rgb, processing_size=parse_size_arg(proc), progress=False)
     t3 = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=root) as tmp:
         write_outputs(Path(tmp), rgb, result.gbuffer, camera, fps, rgb_format, {"bench": True}, srgb8)
         t4 = time.perf_counter()
     diff = _max_abs_diff(out, result.gbuffer)
     model_s = t3 - t2
-    from neural_render.cli import main as cli_main
+    from neural_render.autolabel.video import InverseSettings, invert_video
 
     warm_out = root / "out_warm"
-    t5 = time.perf_counter()  # the same command in this process, its imports already done: the command's own cost
-    code = cli_main(cmd[3:4] + [os.fspath(clip), "--out", os.fspath(warm_out), *cmd[7:]])
+    t5 = time.perf_counter()  # the command's work in this process, its imports already done: the command's own cost
+    invert_video(clip, warm_out, InverseSettings(size=parse_size_arg(proc), progress=False), model=model)
     warm = time.perf_counter() - t5
-    if code != 0:
-        from neural_render.errors import NeuralRenderError
-
-        raise NeuralRenderError(f"`neural-render inverse` in process failed (exit {code})")
-    return {"video": f"{width}x{height}", "frames": frames, "model": str(model_dir(model)),
+    return {"video": f"{width}x{height}", "frames": frames, "model": str(hub.resolve_model(model, "inverse")),
             "processing_size": f"{result.processing_size[1]}x{result.processing_size[0]}",
             "threads": threads, "e2e_s": e2e, "model_s": model_s, "ratio": e2e / model_s,
             "warm_command_s": warm, "warm_ratio": warm / model_s,

@@ -151,7 +151,8 @@ def run_sweeps(quick: bool = False, threads: int = 1, log=print) -> dict:
                     else:
                         cache[key] = run(shade_probe, frames, size)
                 except Exception as err:  # noqa: BLE001 - a failing point is reported, the others still run
-                    cache[key] = {"frames": frames, "size": size, "steps": steps, "error": f"{type(err).__name__}: {err}"}
+                    cache[key] = {"frames": frames, "size": size, "steps": steps,
+                                  "error": f"{type(err).__name__}: {err}"}
                     log(f"  sweep {name}: {frames} frames {size}x{size}: FAILED {cache[key]['error']}")
                     return cache[key]
                 log(f"  sweep {name}: {frames} frames {size}x{size}: {cache[key]['seconds']:.2f} s, "

@@ -3,8 +3,8 @@
 Renders ``--clips`` clips of ``--frames`` frames at ``--size`` and ``--spp`` into a temporary folder with the
 real writer (synth/run.py: scene generation, Mitsuba path tracing, G-buffer ray casts, flow, EXR writing) and
 prints frames/s and the ratio total time / raw Mitsuba render time of the same frames (scene load + mi.render,
-timed inside the same run; goal <= 1.2) and the stricter total / ``mi.render`` alone. A warm-up clip (different folder, not counted) first fills Dr.Jit's
-kernel cache so one-off JIT compilation does not flatter the ratio.
+timed inside the same run; goal <= 1.2) and the stricter total / ``mi.render`` alone. A warm-up clip (different
+folder, not counted) first fills Dr.Jit's kernel cache so one-off JIT compilation does not flatter the ratio.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ def measure(clips: int = 2, frames: int = 8, width: int = 128, height: int = 128
     """Run the writer into a temporary folder; returns the measured numbers (see module doc)."""
     import tempfile
 
-    from neural_render.cli.synth import resolve_envmaps
     from neural_render.synth.dataset import SynthJob
+    from neural_render.synth.envmap_files import resolve_envmaps
     from neural_render.synth.run import run_synth
     from neural_render.synth.scene import SynthConfig
 
@@ -51,7 +51,7 @@ def measure(clips: int = 2, frames: int = 8, width: int = 128, height: int = 128
 
 
 def run(args) -> int:
-    from neural_render.cli.demo import parse_size
+    from neural_render.synth.frame_size import parse_size
 
     width, height = parse_size(args.size)
     result = measure(args.clips, args.frames, width, height, args.spp, args.seed, args.sky, not args.no_warmup)

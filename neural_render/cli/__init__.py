@@ -4,13 +4,16 @@ Each command module defines ``HELP`` (one line), ``add_arguments(parser)`` and `
 modules must not import heavy libraries at module level so ``--help`` stays fast. A module may
 instead define ``run_argv(argv) -> int`` to parse its own arguments (e.g. LightningCLI for ``fit``).
 Bad input raises :class:`~neural_render.errors.NeuralRenderError`, printed here and mapped to exit 2.
+
+Layering (tests/test_layering.py): a command module parses arguments, calls library functions and prints results;
+the work lives in the library (model folders: neural_render.hub), nothing outside ``cli/`` imports it, and no
+module here is over 150 lines.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 
 #: command name -> module path. Later features register their commands here.
@@ -37,12 +40,6 @@ COMMANDS: dict[str, str] = {
 }
 
 EXIT_BAD_INPUT = 2
-EXIT_TERMINATED = 128 + 15
-
-
-def _terminate(signum, frame):
-    """SIGTERM: unwind like Ctrl-C so every atomic write removes its temporaries and locks are released."""
-    raise SystemExit(EXIT_TERMINATED)
 
 
 def _module(name: str):
@@ -62,52 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-LOG_LEVEL_ENV = "NEURAL_RENDER_LOG_LEVEL"
-
-
-class _StderrHandler(logging.StreamHandler):
-    """A handler writing to the current ``sys.stderr`` (looked up per record: redirection and capture work)."""
-
-    def __init__(self):
-        super().__init__(sys.stderr)
-
-    @property
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value):
-        pass
-
-
-def configure_logging() -> None:
-    """Diagnostics of the ``neural_render`` loggers go to stderr as ``neural-render: WARNING: ...`` (once per process).
-
-    Level: ``$NEURAL_RENDER_LOG_LEVEL`` (DEBUG, INFO, WARNING, ERROR; default WARNING). Result lines stay on stdout.
-    """
-    import os
-
-    logger = logging.getLogger("neural_render")
-    level = logging.getLevelName(os.environ.get(LOG_LEVEL_ENV, "WARNING").strip().upper())
-    logger.setLevel(level if isinstance(level, int) else logging.WARNING)
-    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
-        handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("neural-render: %(levelname)s: %(message)s"))
-        logger.addHandler(handler)
-
-
 def main(argv: list[str] | None = None) -> int:
-    configure_logging()
-    import signal
-    import threading
+    """Run one command (``argv``: its arguments, default sys.argv[1:]); returns the exit code (module doc).
+    Logging and SIGTERM handling: neural_render/process_setup.py."""
+    from neural_render.process_setup import configure_logging, sigterm_unwinds
 
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
-    try:
+    configure_logging()
+    with sigterm_unwinds():
         return _main(argv)
-    finally:
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous)
 
 
 def _main(argv: list[str] | None) -> int:

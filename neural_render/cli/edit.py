@@ -29,62 +29,13 @@ def add_arguments(parser) -> None:
     add_out_argument(parser, "output .mp4 (X.side_by_side.mp4 is written beside it)")
     parser.add_argument("--inverse-model", default=None, help="inverse pipeline folder (default: shipped inverse_tiny)")
     parser.add_argument("--gbuffer", default=None,
-                        help="clip folder with G-buffers of VIDEO (e.g. from `neural-render inverse`): skip the inverse")
+                        help="clip folder with G-buffers of VIDEO (e.g. from `neural-render inverse`): skip the "
+                             "inverse")
     parser.add_argument("--fov", type=float, default=60.0, help="horizontal FOV (degrees) for videos without a camera")
     add_model_arguments(parser)
     from neural_render.cli.inverse import add_inverse_size_argument
 
     add_inverse_size_argument(parser)
-
-
-def parse_edits(items: list[str]) -> dict:
-    """['roughness=0.1', 'basecolor=#aa2211', ...] -> {"roughness": 0.1, "basecolor": (r, g, b) linear}."""
-    import math
-
-    import torch
-
-    from neural_render.errors import NeuralRenderError
-    from neural_render.pipelines.relight import EDITABLE
-    from neural_render.render.tonemap import srgb_to_linear
-
-    if not items:
-        raise NeuralRenderError("give at least one --set PASS=VALUE (basecolor, roughness, metallic)")
-    edits = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        name, value = name.strip().lower(), value.strip()
-        if not sep or name not in EDITABLE or not value:
-            raise NeuralRenderError(f"bad --set {item!r}: use basecolor=#rrggbb, roughness=x or metallic=x")
-        try:
-            if name == "basecolor" and value.startswith("#"):
-                if len(value) != 7:
-                    raise ValueError("hex colour must look like #rrggbb")
-                srgb = torch.tensor([int(value[i:i + 2], 16) for i in (1, 3, 5)], dtype=torch.float32) / 255.0
-                numbers = tuple(float(v) for v in srgb_to_linear(srgb))
-            else:
-                numbers = tuple(float(v) for v in value.split(","))
-        except ValueError as err:
-            raise NeuralRenderError(f"bad --set {item!r}: {err}") from None
-        if len(numbers) != EDITABLE[name] or not all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in numbers):
-            raise NeuralRenderError(f"bad --set {item!r}: {name} takes {EDITABLE[name]} value(s) in [0, 1]")
-        edits[name] = numbers if len(numbers) > 1 else numbers[0]
-    return edits
-
-
-def read_mask(path: str, num_frames: int):
-    """Mask image / video / frame folder -> (1, T or 1, 1, H, W) float in [0, 1] (mean of RGB / 255)."""
-    from pathlib import Path
-
-    import torch
-
-    from neural_render.io import read_image, read_video
-
-    p = Path(path)
-    if p.is_file() and p.suffix.lower() in (".png", ".jpg", ".jpeg"):
-        image = torch.from_numpy(read_image(p)).float() / 255.0          # (H, W, C)
-        return image.mean(-1)[None, None, None]
-    frames, _ = read_video(p)                                            # (T, H, W, 3) uint8
-    return (torch.from_numpy(frames).float() / 255.0).mean(-1)[None, :, None]
 
 
 def run(args) -> int:
@@ -93,6 +44,7 @@ def run(args) -> int:
     from neural_render.cli.forward import check_sampling
     from neural_render.errors import NeuralRenderError
     from neural_render.io.output import claim_output
+    from neural_render.pipelines.material_text import parse_edits
 
     check_sampling(args)
     edits = parse_edits(args.edits)
@@ -109,31 +61,25 @@ def run(args) -> int:
 def _edit(args, edits, out, sbs) -> int:
     from pathlib import Path
 
-    from neural_render.cli.forward import load_env, write_mp4
-    from neural_render.cli.inverse import read_input
-    from neural_render.cli.relight import load_pipelines, read_gbuffer, side_by_side
-    from neural_render.cli.shade import parse_rotation
-    from neural_render.errors import NeuralRenderError
-    from neural_render.io import read_clip_envmap, read_meta
+    from neural_render import hub
+    from neural_render.cli.inverse import report_inverse_size
+    from neural_render.io import read_meta
+    from neural_render.io.envmap_input import given_or_clip_env
+    from neural_render.io.gbuffer_input import read_gbuffer
+    from neural_render.io.video_input import read_input, read_mask
+    from neural_render.io.video_output import side_by_side, write_mp4
+    from neural_render.pipelines.frame_size import parse_size_arg
     from neural_render.pipelines.relight import check_mask
 
-    if args.envmap:
-        env = load_env(args.envmap, args.rotate)
-    else:
-        env = None
-        if (Path(args.video) / "meta.json").is_file():
-            env = read_clip_envmap(args.video, read_meta(args.video))
-        if env is None:
-            raise NeuralRenderError("the input has no env map of its own; pass --envmap", args.video)
-        env = env.rotated(*parse_rotation(args.rotate))
+    is_clip = not args.envmap and (Path(args.video) / "meta.json").is_file()
+    env = given_or_clip_env(args.envmap, args.rotate, args.video, read_meta(args.video) if is_clip else None,
+                            "the input has no env map of its own; pass --envmap")
     video, camera, fps, _ = read_input(args.video, fov=args.fov)
     mask = read_mask(args.mask, video.shape[1])
     check_mask(mask, video, args.mask)
     gbuffer = read_gbuffer(args.gbuffer, video, args.video)
-    pipe = load_pipelines(args, need_inverse=gbuffer is None)
-    from neural_render.cli.inverse import parse_size, report_inverse_size
-
-    size = parse_size(args.size)
+    pipe = hub.load_relight(args.inverse_model, args.model, args.device, need_inverse=gbuffer is None)
+    size = parse_size_arg(args.size)
     result = pipe.edit(video, mask, edits, env, camera=camera, keep_outside=not args.no_keep_outside,
                        gbuffer=gbuffer, seed=args.seed, domain=args.domain, processing_size=size)
     report_inverse_size(pipe.inverse, result.processing_size, size)

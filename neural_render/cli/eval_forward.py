@@ -22,15 +22,16 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from neural_render.cli.forward import load_forward, model_dir
+    from neural_render import hub
     from neural_render.evaluation.common import dataset_split, find_eval_clips, log_test_scoring, write_json
     from neural_render.evaluation.forward import evaluate, format_report
 
     clips = find_eval_clips(args.data, args.max_clips)
-    pipe = load_forward(args.model, args.device)
-    if log_test_scoring(model_dir(args.model), args.data, "eval forward", args.json):  # before the numbers are seen
+    folder = hub.resolve_model(args.model, "forward")
+    pipe = hub.load_forward(folder, args.device)
+    if log_test_scoring(folder, args.data, "eval forward", args.json):  # before the numbers are seen
         print("(test split: this scoring is logged beside the model in test_scorings.jsonl)")
-    result = {"data": str(args.data), "split": dataset_split(args.data), "model": str(model_dir(args.model)),
+    result = {"data": str(args.data), "split": dataset_split(args.data), "model": str(folder),
               "model_info": pipe.forward_config.get("info", {}),
               **evaluate(pipe, clips, domain=args.domain, seed=args.seed)}
     print(format_report(result))

@@ -33,14 +33,12 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from neural_render.cli.forward import model_dir
-    from neural_render.cli.insert import forward_model_dir
-    from neural_render.cli.inverse import load_model, resolve_device
+    from neural_render import hub
     from neural_render.data.clip_dataset import find_clips
+    from neural_render.devices import resolve_device
     from neural_render.errors import NeuralRenderError
     from neural_render.evaluation.common import dataset_split, log_test_scoring, write_json
     from neural_render.evaluation.insert import evaluate, format_report
-    from neural_render.pipelines.insert import CacheForwardPipeline
 
     data = Path(args.data)
     clips = find_clips(data / "scene") if (data / "scene").is_dir() else []
@@ -50,16 +48,17 @@ def run(args) -> int:
         raise NeuralRenderError(f"--max-clips must be >= 1, got {args.max_clips}")
     clips = clips[: args.max_clips] if args.max_clips else clips
     device = resolve_device(args.device)
-    folder, note = forward_model_dir(args.model)
-    model = CacheForwardPipeline.from_pretrained(folder, device=device)
+    folder, note = hub.resolve_cache_forward(args.model)
+    model = hub.load_cache_forward(folder, device)
     if note or model.injection is None:
         raise NeuralRenderError("eval insert needs a model with a cache injection (--model)", folder)
-    base_folder = model_dir(args.base_model)
-    base = CacheForwardPipeline.from_pretrained(base_folder, device=device)
-    inverse = load_model(args.inverse_model, device) if args.gbuffers == "inverse" else None
-    from neural_render.cli.inverse import model_dir as inverse_dir
-
-    used = [folder, base_folder] + ([inverse_dir(args.inverse_model)] if inverse is not None else [])
+    base_folder = hub.resolve_model(args.base_model, "forward", option="--base-model")
+    base = hub.load_cache_forward(base_folder, device)
+    inverse_folder = None
+    if args.gbuffers == "inverse":
+        inverse_folder = hub.resolve_model(args.inverse_model, "inverse", "--inverse-model")
+    inverse = hub.load_inverse(inverse_folder, device) if inverse_folder is not None else None
+    used = [folder, base_folder] + ([inverse_folder] if inverse is not None else [])
     for path in dict.fromkeys(used):  # logged before the numbers are seen
         if log_test_scoring(path, data / "scene", "eval insert", args.json):
             print(f"(test split: this scoring is logged in {path / 'test_scorings.jsonl'})")

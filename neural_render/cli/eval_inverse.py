@@ -31,11 +31,11 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from neural_render.cli.inverse import model_dir
+    from neural_render import hub
     from neural_render.evaluation.common import log_test_scoring, torch_threads, write_json
     from neural_render.evaluation.inverse import evaluate, format_report
 
-    model = model_dir(args.model)
+    model = hub.resolve_model(args.model, "inverse")
     if log_test_scoring(model, args.data, "eval inverse", args.json):  # logged before the numbers are seen
         print(f"(test split: this scoring is logged in {model / 'test_scorings.jsonl'})")
     with torch_threads(args.threads):

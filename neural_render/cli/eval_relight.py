@@ -44,13 +44,11 @@ def _check_relight_source(relight_data, data) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from neural_render.cli.forward import load_forward, model_dir
-    from neural_render.cli.inverse import load_model, model_dir as inverse_dir, resolve_device
+    from neural_render import hub
     from neural_render.data.clip_dataset import find_clips
     from neural_render.evaluation.common import dataset_split, find_eval_clips, log_test_scoring, write_json
     from neural_render.evaluation.relight import evaluate, format_report, make_relight_dataset
     from neural_render.io.output import check_output
-    from neural_render.pipelines.relight import RelightPipeline
 
     clips = find_eval_clips(args.data, args.max_clips)
     relight_data = Path(args.relight_data or str(Path(args.data).resolve()) + "_relit")
@@ -60,13 +58,14 @@ def run(args) -> int:
         make_relight_dataset(args.data, relight_data)
     _check_relight_source(relight_data, args.data)
     relit = {c.name: c for c in find_clips(relight_data)}
-    for folder in (model_dir(args.model), inverse_dir(args.inverse_model)):  # logged before the numbers are seen
+    forward_dir = hub.resolve_model(args.model, "forward")
+    inverse_dir = hub.resolve_model(args.inverse_model, "inverse", "--inverse-model")
+    for folder in (forward_dir, inverse_dir):  # logged before the numbers are seen
         if log_test_scoring(folder, args.data, "eval relight", args.json):
             print(f"(test split: this scoring is logged in {folder / 'test_scorings.jsonl'})")
-    pipe = RelightPipeline(load_model(args.inverse_model, resolve_device(args.device)),
-                           load_forward(args.model, args.device))
+    pipe = hub.load_relight(inverse_dir, forward_dir, args.device)
     result = {"data": str(args.data), "split": dataset_split(args.data), "relight_data": str(relight_data),
-              "model": str(model_dir(args.model)), "inverse_model": str(inverse_dir(args.inverse_model)),
+              "model": str(forward_dir), "inverse_model": str(inverse_dir),
               **evaluate(pipe, clips, relit, domain=args.domain, seed=args.seed)}
     print(format_report(result))
     if args.json:

@@ -23,7 +23,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import time
 
-    from neural_render.cli.sim2real import load_sim2real
+    from neural_render import hub
     from neural_render.evaluation.common import (
         dataset_split,
         find_eval_clips,
@@ -33,12 +33,11 @@ def run(args) -> int:
     )
     from neural_render.evaluation.sim2real import evaluate, format_table
     from neural_render.pipelines.sim2real_anchors import make_enhancer
-    from neural_render.pipelines.sim2real_data import AnchorPropagationPipeline
 
     start = time.perf_counter()
     clips = find_eval_clips(args.data, args.max_clips)
-    model = load_sim2real(args.model, args.base)
-    propagation = AnchorPropagationPipeline.from_pretrained(args.propagation) if args.propagation else None
+    model = hub.load_sim2real(args.model, args.base)
+    propagation = hub.load_propagation(args.propagation, option="--propagation") if args.propagation else None
     enhancer = make_enhancer(args.enhancer, seed=args.seed) if propagation is not None else None
     for path in (args.model, args.base, args.propagation):  # logged before the numbers are seen
         if path and log_test_scoring(path, args.data, "eval sim2real", args.json):

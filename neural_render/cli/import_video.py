@@ -2,7 +2,7 @@
 
 Real videos carry no poses: the clip gets identity camera-to-world for every frame (a static camera) and
 pinhole intrinsics from ``--fov``; later stages (inverse rendering) only need the frames. The RGB is kept
-exactly (lossless rgb.mp4, ``rgb_source = "mp4"``).
+exactly (lossless rgb.mp4, ``rgb_source = "mp4"``). The work is :func:`neural_render.io.video_import.import_video`.
 """
 
 from __future__ import annotations
@@ -33,19 +33,8 @@ def run(args) -> int:
 
 
 def _import(args) -> int:
-    import torch
+    from neural_render.io.video_import import import_video
 
-    from neural_render.io import Clip, ClipMeta, read_video, write_clip
-    from neural_render.render.tonemap import srgb_to_linear
-    from neural_render.types import Camera, GBuffer
-
-    frames, fps = read_video(args.video)
-    if args.max_frames is not None:
-        frames = frames[: args.max_frames]
-    t, h, w, _ = frames.shape
-    camera = Camera.from_fov(args.fov, w, h, torch.eye(4).repeat(1, t, 1, 1))
-    rgb = srgb_to_linear(torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255.0)[None]
-    meta = ClipMeta.for_camera(camera, fps=float(args.fps or fps), extra={"source": str(args.video), "poses": "identity"})
-    write_clip(args.out, Clip(rgb=rgb, gbuffer=GBuffer(), camera=camera, meta=meta), rgb_format="mp4", owner="import")
-    print(f"{args.out}: {t} frames, {w}x{h}, {meta.fps:g} fps")
+    meta = import_video(args.video, args.out, fov=args.fov, fps=args.fps, max_frames=args.max_frames)
+    print(f"{args.out}: {meta.num_frames} frames, {meta.width}x{meta.height}, {meta.fps:g} fps")
     return 0

@@ -32,47 +32,13 @@ def add_arguments(parser) -> None:
     add_out_argument(parser, "X.mp4 (one env map; X.side_by_side.mp4 is written beside it) or an output folder")
     parser.add_argument("--inverse-model", default=None, help="inverse pipeline folder (default: shipped inverse_tiny)")
     parser.add_argument("--gbuffer", default=None,
-                        help="clip folder with G-buffers of VIDEO (e.g. from `neural-render inverse`): skip the inverse")
+                        help="clip folder with G-buffers of VIDEO (e.g. from `neural-render inverse`): skip the "
+                             "inverse")
     parser.add_argument("--fov", type=float, default=60.0, help="horizontal FOV (degrees) for videos without a camera")
     add_model_arguments(parser)
     from neural_render.cli.inverse import add_inverse_size_argument
 
     add_inverse_size_argument(parser)
-
-
-def side_by_side(videos) -> "torch.Tensor":
-    """Concatenate (1, T, 3, H, W) videos left to right."""
-    import torch
-
-    return torch.cat([v.clamp(0.0, 1.0) for v in videos], dim=-1)
-
-
-def read_gbuffer(path: str | None, video, source: str | None = None):
-    """G-buffer passes of a clip folder (None when ``path`` is None); must match the video's frames and size."""
-    from neural_render.data.forward_data import FORWARD_PASSES
-    from neural_render.errors import NeuralRenderError
-    from neural_render.io import read_clip, read_meta
-
-    if path is None:
-        return None
-    meta = read_meta(path)
-    passes = [p for p in (*FORWARD_PASSES, "mask") if p in meta.passes]
-    if not passes:
-        raise NeuralRenderError("clip folder holds no G-buffer passes", path)
-    b, t, _, h, w = video.shape
-    if (meta.num_frames, meta.height, meta.width) != (t, h, w):
-        raise NeuralRenderError(f"G-buffer clip is {meta.num_frames} frames of {meta.width}x{meta.height} but the "
-                                f"video {source or ''} is {t} frames of {w}x{h}", path)
-    return read_clip(path, passes=passes, rgb=False).gbuffer
-
-
-def load_pipelines(args, need_inverse: bool = True):
-    from neural_render.cli.forward import load_forward
-    from neural_render.cli.inverse import load_model, resolve_device
-    from neural_render.pipelines.relight import RelightPipeline
-
-    inverse = load_model(args.inverse_model, resolve_device(args.device)) if need_inverse else None
-    return RelightPipeline(inverse, load_forward(args.model, args.device))
 
 
 def run(args) -> int:
@@ -100,21 +66,19 @@ def run(args) -> int:
 
 
 def _relight(args, names, out, sbs=None) -> int:
-    import re
-    from pathlib import Path
-
-    from neural_render.cli.forward import load_env, write_mp4
-    from neural_render.cli.inverse import read_input
-    from neural_render.io.atomic import atomic_dir
-    from neural_render.io.output import write_folder_marker
+    from neural_render import hub
+    from neural_render.cli.inverse import report_inverse_size
+    from neural_render.io.envmap_input import load_env
+    from neural_render.io.gbuffer_input import read_gbuffer
+    from neural_render.io.video_input import read_input
+    from neural_render.io.video_output import side_by_side, write_mp4, write_relit_folder
+    from neural_render.pipelines.frame_size import parse_size_arg
 
     envs = [load_env(name, args.rotate) for name in names]
     video, camera, fps, _ = read_input(args.video, fov=args.fov)
     gbuffer = read_gbuffer(args.gbuffer, video, args.video)
-    pipe = load_pipelines(args, need_inverse=gbuffer is None)
-    from neural_render.cli.inverse import parse_size, report_inverse_size
-
-    size = parse_size(args.size)
+    pipe = hub.load_relight(args.inverse_model, args.model, args.device, need_inverse=gbuffer is None)
+    size = parse_size_arg(args.size)
     result = pipe.relight(video, envs, camera=camera, gbuffer=gbuffer, seed=args.seed, domain=args.domain,
                           processing_size=size)
     report_inverse_size(pipe.inverse, result.processing_size, size)
@@ -124,11 +88,6 @@ def _relight(args, names, out, sbs=None) -> int:
         print(out)
         print(sbs)
         return 0
-    with atomic_dir(out) as tmp:
-        write_folder_marker(tmp, "relight")
-        for k, (name, rgb) in enumerate(zip(names, result.videos)):
-            stem = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(name).stem)
-            write_mp4(Path(tmp) / f"relit_{k}_{stem}.mp4", rgb, fps, args.exposure)
-        write_mp4(Path(tmp) / "side_by_side.mp4", side_by_side([video, *result.videos]), fps, args.exposure)
+    write_relit_folder(out, names, video, result.videos, fps, args.exposure, owner="relight")
     print(out)
     return 0

@@ -9,7 +9,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--readme", default="README.md",
                         help="the README whose results block is replaced in place (default README.md; only the block "
                              "between its results markers changes, written atomically)")
-    parser.add_argument("--root", default=None, help="repository root holding data/models (default: the README's folder)")
+    parser.add_argument("--root", default=None,
+                        help="repository root holding data/models (default: the README's folder)")
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 when the README's block differs")
     parser.add_argument("--print", action="store_true", help="print the generated block instead of writing it")
 

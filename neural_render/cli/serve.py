@@ -17,11 +17,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--fps", type=float, default=12.0, help="frame rate of the demo scene's video")
     parser.add_argument("--max-frames", type=int, default=24, help="uploaded videos are cut to this many frames")
     parser.add_argument("--model", default=None,
-                        help="forward pipeline folder for uploaded videos (default: data/models/forward_tiny if present)")
+                        help="forward pipeline folder for uploaded videos (default: data/models/forward_tiny if "
+                             "present)")
     parser.add_argument("--inverse-model", default=None,
-                        help="inverse pipeline folder for uploaded videos (default: data/models/inverse_tiny if present)")
+                        help="inverse pipeline folder for uploaded videos (default: data/models/inverse_tiny if "
+                             "present)")
     parser.add_argument("--device", default="cpu", help="device of the neural pipelines (default cpu)")
-    parser.add_argument("--out", default=None, help="folder for the rendered results (default: a temporary folder); each run writes a new "
+    parser.add_argument("--out", default=None,
+                        help="folder for the rendered results (default: a temporary folder); each run writes a new "
                              "run_<id> subfolder, nothing already there is touched")
 
 
@@ -29,8 +32,8 @@ def make_config(args):
     """Parsed arguments -> :class:`neural_render.web.app.ServeConfig` (NeuralRenderError for bad values)."""
     from pathlib import Path
 
-    from neural_render.cli.demo import parse_size
     from neural_render.errors import NeuralRenderError
+    from neural_render.synth.frame_size import parse_size
     from neural_render.web.app import ServeConfig, find_models
 
     if not 0 < args.port < 65536:
@@ -57,8 +60,9 @@ def run(args) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     cfg = make_config(args)
     try:
-        from neural_render.web.app import CSS, build_app
         import gradio  # noqa: F401
+
+        from neural_render.web.app import CSS, build_app
     except ImportError as err:
         raise NeuralRenderError(f"the web demo needs gradio: pip install -e \".[web]\" ({err})") from None
     app = build_app(cfg)

@@ -43,10 +43,11 @@ def run(args) -> int:
 def _make_pairs(args) -> int:
     import logging
 
+    from neural_render import hub
     from neural_render.pipelines.sim2real_anchors import make_enhancer
-    from neural_render.pipelines.sim2real_data import AnchorPropagationPipeline, make_pairs
+    from neural_render.pipelines.sim2real_data import make_pairs
 
-    pipe = AnchorPropagationPipeline.from_pretrained(args.model)
+    pipe = hub.load_propagation(args.model)
     if not pipe.is_trained:
         logging.getLogger(__name__).warning("sim2real-data: the propagation model was never trained (global_step 0)")
     enhancer = make_enhancer(args.enhancer, seed=args.seed)

@@ -197,7 +197,8 @@ def sphere_mesh(folder: Path) -> Path:
     return path
 
 
-def insert(renderer: Renderer, clip: DemoClip, gbuffer: GBuffer, env: EnvMap, notes: list[str]) -> tuple[Tensor, Tensor]:
+def insert(renderer: Renderer, clip: DemoClip, gbuffer: GBuffer, env: EnvMap,
+           notes: list[str]) -> tuple[Tensor, Tensor]:
     """Insert :data:`INSERT_LABEL` into the clip under ``env`` -> (video, visible object mask (1, T, 1, H, W))."""
     from neural_render.pipelines.insert import (
         DEFAULT_DEPTH_SCALE,

@@ -10,9 +10,9 @@ def read_gbuffer(path: str | os.PathLike | None, video, source: str | os.PathLik
     """The forward passes (+ mask) of the clip folder ``path`` as a GBuffer (1, T, C, H, W); None when ``path`` is
     None. video: (1, T, 3, H, W), whose frame count and size the clip must match (NeuralRenderError naming the
     clip otherwise); source: the video's name for that message."""
-    from neural_render.models.conditioning import FORWARD_PASSES
     from neural_render.errors import NeuralRenderError
     from neural_render.io import read_clip, read_meta
+    from neural_render.models.conditioning import FORWARD_PASSES
 
     if path is None:
         return None

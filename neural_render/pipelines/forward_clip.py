@@ -1,4 +1,5 @@
-"""Render a clip folder's G-buffers with a forward pipeline (what ``neural-render forward`` does).
+"""Render a clip folder's G-buffers with a forward pipeline (what ``neural-render forward`` does; :func:`shade_clip`:
+the classical split-sum baseline of ``neural-render shade``).
 
 The clip's passes (any subset of pipelines/forward's passes: basecolor, normal, depth, roughness, metallic) are
 rendered under an env map with the clip's per-frame cameras, in overlapping latent windows; the output is an
@@ -15,8 +16,8 @@ from pathlib import Path
 def select_passes(meta, passes: list[str] | None, source) -> list[str]:
     """The forward passes to render: ``passes`` (None: every forward pass the clip stores); NeuralRenderError for
     unknown passes or passes the clip (``meta``: its ClipMeta; ``source``: its folder) lacks."""
-    from neural_render.models.conditioning import FORWARD_PASSES
     from neural_render.errors import NeuralRenderError
+    from neural_render.models.conditioning import FORWARD_PASSES
 
     stored = [p for p in FORWARD_PASSES if p in meta.passes]
     chosen = stored if passes is None else list(dict.fromkeys(passes))
@@ -60,4 +61,28 @@ def render_clip(clip_dir: str | os.PathLike, out: str | os.PathLike, envmap: str
             "envmap": envmap or "clip", "rotate": rotate, "passes": passes, "model": str(folder)}))
         clip = Clip(rgb=rgb, gbuffer=clip.gbuffer, camera=clip.camera, meta=meta)  # the mask is kept
         write_clip(out, clip, owner="forward")
+    return out
+
+
+def shade_clip(clip_dir: str | os.PathLike, out: str | os.PathLike, envmap: str | None = None,
+               rotate: str = "0,0,0", exposure: float = 0.0) -> Path:
+    """The classical baseline (``neural-render shade``): the clip's G-buffers (at least normals; missing material
+    passes take render/shade's defaults) shaded by the split-sum shader under ``envmap`` (None: the clip's own)
+    turned by ``rotate``, into ``out`` (.mp4 display sRGB at ``exposure`` stops, or a clip folder); returns ``out``."""
+    from neural_render.errors import NeuralRenderError
+    from neural_render.io import Clip, read_clip, write_clip
+    from neural_render.io.envmap_input import given_or_clip_env
+    from neural_render.io.video_output import write_mp4
+    from neural_render.render.shade import prepare_ibl, shade
+
+    clip = read_clip(clip_dir, rgb=False)
+    if clip.gbuffer.normal is None:
+        raise NeuralRenderError("clip has no normal pass to shade", clip_dir)
+    env = given_or_clip_env(envmap, rotate, clip_dir, clip.meta, "clip names no env map; pass --envmap")
+    rgb = shade(clip.gbuffer, clip.camera, prepare_ibl(env))
+    out = Path(out)
+    if out.suffix.lower() == ".mp4":
+        write_mp4(out, rgb, clip.meta.fps, exposure, owner="shade")
+    else:
+        write_clip(out, Clip(rgb=rgb, gbuffer=clip.gbuffer, camera=clip.camera, meta=clip.meta), owner="shade")
     return out

@@ -61,18 +61,13 @@ _CACHE: dict = {}
 
 
 def find_models(cfg: ServeConfig) -> dict[str, Path | None]:
-    """{'inverse': folder or None, 'forward': folder or None}: the given folders, else the shipped ones if present."""
-    from neural_render.data_assets import data_dir
+    """{'inverse': folder or None, 'forward': folder or None}: the given folders (checked by neural_render.hub),
+    else the shipped ones if present."""
+    from neural_render import hub
 
     found = {}
-    for key, given, default in (("inverse", cfg.inverse_model, "inverse_tiny"), ("forward", cfg.model, "forward_tiny")):
-        if given is not None:
-            if not Path(given, "model_index.json").is_file():
-                raise NeuralRenderError(f"not a pipeline folder (no model_index.json) for the {key} model", given)
-            found[key] = Path(given)
-        else:
-            folder = data_dir() / "models" / default
-            found[key] = folder if (folder / "model_index.json").is_file() else None
+    for key, given, option in (("inverse", cfg.inverse_model, "--inverse-model"), ("forward", cfg.model, "--model")):
+        found[key] = hub.resolve_model(given, key, option) if given is not None else hub.default_model(key)
     return found
 
 
@@ -112,8 +107,9 @@ def parse_color(text: str) -> str:
 
 
 def material_edits(passes, roughness: float, metallic: float, color: str) -> dict:
-    """The chosen passes as validated edits (``neural-render edit``'s parser): {'roughness': x, 'basecolor': (r, g, b)}."""
-    from neural_render.cli.edit import parse_edits
+    """The chosen passes as validated edits (``neural-render edit``'s parser):
+    {'roughness': x, 'basecolor': (r, g, b)}."""
+    from neural_render.pipelines.material_text import parse_edits
 
     values = {"basecolor": parse_color(color), "roughness": roughness, "metallic": metallic}
     unknown = [p for p in passes or [] if p not in values]
@@ -124,7 +120,7 @@ def material_edits(passes, roughness: float, metallic: float, color: str) -> dic
 
 def load_light(envmap: str | None, env_file: str | None, yaw: float, pitch: float, roll: float):
     """The shipped env map ``envmap`` or an uploaded .hdr/.exr ``env_file`` (takes precedence), rotated (degrees)."""
-    from neural_render.cli.forward import load_env
+    from neural_render.io.envmap_input import load_env
 
     if env_file:
         if Path(env_file).suffix.lower() not in (".hdr", ".exr"):
@@ -165,14 +161,11 @@ def render_demo(cfg: ServeConfig, env, edits: dict, target: str):
 
 
 def _relight_pipeline(cfg: ServeConfig, models: dict):
-    from neural_render.cli.forward import load_forward
-    from neural_render.cli.inverse import load_model, resolve_device
-    from neural_render.pipelines.relight import RelightPipeline
+    from neural_render import hub
 
     key = ("pipe", str(models["inverse"]), str(models["forward"]), cfg.device)
     if key not in _CACHE:
-        _CACHE[key] = RelightPipeline(load_model(str(models["inverse"]), resolve_device(cfg.device)),
-                                      load_forward(str(models["forward"]), cfg.device))
+        _CACHE[key] = hub.load_relight(models["inverse"], models["forward"], cfg.device)
     return _CACHE[key]
 
 
@@ -180,7 +173,7 @@ def render_upload(cfg: ServeConfig, video_file: str, env, edits: dict, target: s
     """An uploaded video relit (and edited) by the neural pipelines -> ((1, T, 3, H, W) linear, fps, note)."""
     import torch
 
-    from neural_render.cli.inverse import read_input
+    from neural_render.io.video_input import read_input
     from neural_render.pipelines.relight import static_camera
 
     if target in OBJECTS and edits:
@@ -206,8 +199,8 @@ def render_upload(cfg: ServeConfig, video_file: str, env, edits: dict, target: s
 
 def write_result(cfg: ServeConfig, rgb, fps: float) -> tuple[Path, Path]:
     """(1, T, 3, H, W) linear -> a fresh run folder with result.mp4 and still.png (middle frame)."""
-    from neural_render.cli.forward import write_mp4
     from neural_render.io import write_image
+    from neural_render.io.video_output import write_mp4
     from neural_render.render.tonemap import display
 
     folder = Path(cfg.out_dir) / f"run_{uuid.uuid4().hex[:12]}"

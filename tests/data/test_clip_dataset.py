@@ -15,8 +15,8 @@ SEED = 21
 
 @pytest.fixture(scope="module")
 def dataset_dir(tmp_path_factory):
-    from neural_render.cli.synth import resolve_envmaps
     from neural_render.synth.dataset import SynthJob
+    from neural_render.synth.envmap_files import resolve_envmaps
     from neural_render.synth.run import run_synth
     from neural_render.synth.scene import SynthConfig
 

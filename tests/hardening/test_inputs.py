@@ -201,14 +201,14 @@ def insert_inputs(tmp_path_factory):
                                           ("1e-6", "smaller than a pixel")])
 def test_absurd_insert_scale_exits_2_before_model_work(insert_inputs, untrained_pipelines, tmp_path, capsys,
                                                        monkeypatch, scale, words):
-    from neural_render.cli import inverse
+    from neural_render import hub
     from neural_render.pipelines.insert import CacheForwardPipeline
 
     def no_model(*args, **kwargs):
         raise AssertionError("a model was loaded before the arguments were checked")
 
     monkeypatch.setattr(CacheForwardPipeline, "from_pretrained", no_model)
-    monkeypatch.setattr(inverse, "load_model", no_model)
+    monkeypatch.setattr(hub, "load_inverse", no_model)
     out = tmp_path / "x.mp4"
     code = main(["insert", str(insert_inputs / "in.mp4"), "--mesh", str(insert_inputs / "cube.glb"), "--at=0,0,-3",
                  "--scale", scale, "--envmap", "venice_sunset", "--model", str(untrained_pipelines / "forward_model"),
@@ -220,7 +220,7 @@ def test_absurd_insert_scale_exits_2_before_model_work(insert_inputs, untrained_
 
 
 def test_object_far_larger_than_the_scene_is_refused():
-    from neural_render.cli.insert import MAX_SCENE_RATIO, check_object_vs_scene
+    from neural_render.pipelines.insert_video import MAX_SCENE_RATIO, check_object_vs_scene
     from neural_render.types import GBuffer
 
     depth = torch.full((1, 2, 1, 4, 4), 0.5)  # relative depth 0.5 x depth scale 10 -> the scene is 5 units deep

@@ -269,8 +269,8 @@ def test_check_output_recognises_markers(tmp_path):
 def test_decoded_frames_give_the_same_lossless_rgb_as_converting_the_float_rgb(tmp_path):
     """inverse writes rgb.mp4 from the decoded uint8 frames (write_clip srgb8=) instead of converting the linear rgb
     back: identical bytes for every 8-bit value (the table of srgb8_to_linear inverts exactly under display)."""
-    from neural_render.cli.inverse import srgb8_to_linear
     from neural_render.io import read_video
+    from neural_render.io.video_input import srgb8_to_linear
     from neural_render.types import Camera, GBuffer
 
     frames = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1).repeat(3, 3).repeat(2, 0)

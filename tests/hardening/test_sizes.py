@@ -43,8 +43,9 @@ def test_parse_size_arg_is_width_by_height_or_longer_side():
     for bad in ("0", "64x", "x64", "axb", "-3", "64x48x2"):
         with pytest.raises(NeuralRenderError, match="WxH or N"):
             parse_size_arg(bad)
-    from neural_render.cli.demo import parse_size
-    from neural_render.cli.sim2real import parse_hw, processing_hw
+    from neural_render.pipelines.frame_size import parse_size_arg as parse_hw
+    from neural_render.pipelines.sim2real_video import processing_hw
+    from neural_render.synth.frame_size import parse_size
 
     assert parse_size("160x120") == (160, 120) and parse_size("64") == (64, 64)  # synth / serve / demo: (W, H)
     assert parse_hw("16x8") == (8, 16)  # sim2real: WxH like every command (was HxW)
@@ -64,7 +65,7 @@ def test_default_processing_size_is_the_native_size_and_outputs_are_at_the_input
     assert (clip.meta.width, clip.meta.height) == (W, H) and clip.gbuffer.normal.shape[-2:] == (H, W)
     assert f"processed at {proc[1]}x{proc[0]}" in capsys.readouterr().out
     # the written G-buffers are the pipeline's result (lossless EXR)
-    from neural_render.cli.inverse import read_input
+    from neural_render.io.video_input import read_input
 
     rgb, *_ = read_input(video)
     expected = pipe(rgb, progress=False).gbuffer.passes
@@ -96,12 +97,12 @@ def test_a_folder_without_native_size_uses_the_input_size_with_a_warning(untrain
 
 
 def test_memory_guard_refuses_before_decoding_with_a_hint(native_model, tmp_path, capsys, monkeypatch):
-    import neural_render.cli.inverse as cli_inverse
+    import neural_render.io.video_input as video_input
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded an input the memory guard should have refused")
 
-    monkeypatch.setattr(cli_inverse, "read_input", no_decoding)
+    monkeypatch.setattr(video_input, "read_input", no_decoding)
     monkeypatch.setattr(InverseRenderingPipeline, "sample_latents", no_decoding)
     from neural_render.pipelines.memory import BASE_BYTES
 

@@ -107,9 +107,9 @@ def test_yaml_config_fine_tunes_a_saved_forward_model(dataset, tmp_path):
     """configs/task/forward_cache.yaml through `neural-render fit`'s LightningCLI: base model folder -> 1 step -> export."""
     from pathlib import Path
 
-    from neural_render.cli.fit import build_cli
     from neural_render.pipelines.forward import ForwardPipeline
     from neural_render.pipelines.insert import CacheForwardPipeline
+    from neural_render.tasks.fit_cli import build_cli
 
     codec = PixelUnshuffleCodec(2)
     backbone = make_backbone("svd", config={"in_channels": 12, "out_channels": 12}, tiny=True, seed=0,

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from neural_render.cli.fit import build_cli
 from neural_render.data_assets import envmap_path
 from neural_render.demo.scene import demo_scene
 from neural_render.io import Clip, ClipMeta, write_clip
 from neural_render.pipelines.forward import ForwardPipeline
+from neural_render.tasks.fit_cli import build_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
