@@ -1,22 +1,22 @@
-"""Inference pipeline over one backbone + codec + denoiser (+ pass embedding), saved diffusers-style.
+"""Inference pipelines: ``diffusers.DiffusionPipeline`` subclasses over backbone + denoiser (+ codec, pass embedding).
 
-Pipeline folder (``save_pretrained`` / :func:`export`, written atomically as one folder)::
+Every task pipeline (inverse, forward, cache forward, relight, sim2real, propagation) derives from
+:class:`VideoDiffusionPipeline` and follows diffusers' conventions: components are registered with
+``register_modules`` (``pipe.components``, ``pipe.config``); ``__call__`` is the entry point and takes a
+``generator`` (``seed=`` is accepted as an alias that builds one), ``output_type`` ("pt", the default: torch tensors;
+"np": the same arrays as numpy float32 in the same (B, T, C, H, W) layout), ``callback_on_step_end`` (diffusers'
+signature ``callback(pipe, step_index, sigma, {"latents": x}) -> dict``; a returned "latents" replaces the latents)
+and ``return_dict``; results are ``diffusers.utils.BaseOutput`` dataclasses. ``window`` / ``overlap`` arguments of
+every pipeline count VIDEO frames (converted to latent frames for the codec, :func:`~.windows.fit_windows`).
 
-    model_index.json            format version, pipeline class, one entry per component: class_path + how it is stored
-    backbone/                   backbone.save_pretrained (adapter settings + diffusers model, base weights)
-    lora/<adapter>/             peft LoRA of each adapter on the backbone (save_lora), if any
-    codec/                      codec.save_pretrained, or codec/codec_config.json (init args of weight-free codecs)
-    denoiser/denoiser_config.json
-    pass_embedding/             PassEmbedding.save_pretrained (config.json + safetensors), if any
-    run_config.yaml             the training run's full LightningCLI config, if known
-
-:func:`load_pipeline` / ``from_pretrained`` rebuild every component; only classes under ``neural_render.`` or
-``diffusers.`` are imported. A missing or malformed folder raises NeuralRenderError naming the file.
+Folders (:mod:`neural_render.pipelines.folder`): ``save_pretrained`` writes a folder that
+``DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)`` loads, and ``from_pretrained`` /
+:func:`load_pipeline` load it (and folders of the earlier format) without diffusers' loader. A missing or malformed
+folder raises NeuralRenderError naming it.
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import json
 import os
@@ -24,90 +24,135 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from diffusers import DiffusionPipeline
+from diffusers.utils import BaseOutput
 from torch import Tensor
 
+# component modules: diffusers' loader resolves a component's [library, class] from sys.modules
+import neural_render.models.backbone  # noqa: F401
+import neural_render.models.codec  # noqa: F401
+import neural_render.models.denoiser  # noqa: F401
+import neural_render.models.lora  # noqa: F401
+import neural_render.models.pass_embedding  # noqa: F401
 from neural_render.errors import NeuralRenderError
+from neural_render.pipelines import folder as folder_format
+from neural_render.pipelines.folder import MODEL_INDEX  # noqa: F401 - re-exported
 
-MODEL_INDEX = "model_index.json"
-FORMAT_VERSION = 1
-_ALLOWED_PREFIXES = ("neural_render.", "diffusers.")
+OUTPUT_TYPES = ("pt", "np")
 
 
 @dataclass
-class VideoPipelineOutput:
+class VideoPipelineOutput(BaseOutput):
     """frames: (B,T,3,H,W) decoded video in [-1,1] (None when decode=False or no codec); latents: (B,T',C,h,w)."""
 
     frames: Tensor | None
     latents: Tensor
 
 
-def _class_path(obj) -> str:
-    cls = type(obj)
-    return f"{cls.__module__}.{cls.__qualname__}"
+def make_generator(generator: torch.Generator | None, seed: int | None, default_seed: int | None = 0):
+    """``generator`` if given, else a CPU generator seeded with ``seed`` (the ``seed=`` alias), else with
+    ``default_seed`` (None: no generator)."""
+    if generator is not None:
+        return generator
+    seed = default_seed if seed is None else seed
+    return None if seed is None else torch.Generator().manual_seed(int(seed))
 
 
-def _import_class(path: str, source: Path):
-    if not isinstance(path, str) or not path.startswith(_ALLOWED_PREFIXES) or "." not in path:
-        raise NeuralRenderError(f"refusing to import class {path!r} (allowed: {_ALLOWED_PREFIXES})", source)
-    module_name, _, name = path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError) as err:
-        raise NeuralRenderError(f"cannot import {path}: {err}", source) from None
+def check_output_type(output_type: str) -> str:
+    if output_type not in OUTPUT_TYPES:
+        raise NeuralRenderError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
+    return output_type
 
 
-def _init_args_from_attributes(obj) -> dict:
-    """Constructor arguments of a weight-free object, read back from same-named attributes (JSON values only)."""
-    args = {}
-    for name, param in inspect.signature(type(obj).__init__).parameters.items():
-        if name == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            continue
-        if hasattr(obj, name):
-            value = getattr(obj, name)
-            try:
-                json.dumps(value)
-            except TypeError:
-                raise NeuralRenderError(f"cannot store {type(obj).__name__}.{name} ({type(value).__name__}) as JSON")
-            args[name] = value
-        elif param.default is inspect.Parameter.empty:
-            raise NeuralRenderError(f"cannot export {type(obj).__name__}: no attribute for required argument {name!r}")
-    return args
+def to_output_type(value, output_type: str):
+    """Tensors (also inside GBuffers, lists, tuples, dicts) -> numpy float32 arrays for "np"; unchanged for "pt"."""
+    if check_output_type(output_type) == "pt" or value is None:
+        return value
+    if isinstance(value, Tensor):
+        return value.detach().float().cpu().numpy()
+    if hasattr(value, "passes") and isinstance(value.passes, dict):  # GBuffer -> {pass: array}
+        return {k: to_output_type(v, output_type) for k, v in value.passes.items()}
+    if isinstance(value, dict):
+        return {k: to_output_type(v, output_type) for k, v in value.items()}
+    if isinstance(value, list):
+        return [to_output_type(v, output_type) for v in value]
+    return value
 
 
-def _lora_names(backbone) -> list[str]:
-    if not isinstance(getattr(backbone, "model", None), torch.nn.Module):
-        return []
-    from neural_render.models.lora import lora_adapter_names
+def step_callback(pipe, callback_on_step_end, tensor_inputs=("latents",)):
+    """diffusers' ``callback_on_step_end(pipe, step, sigma, {"latents": x}) -> dict`` as the
+    ``callback(step, sigma, x) -> x or None`` of :func:`~neural_render.pipelines.windows.windowed_sample`."""
+    if callback_on_step_end is None:
+        return None
+    bad = [name for name in tensor_inputs if name not in pipe._callback_tensor_inputs]
+    if bad:
+        raise NeuralRenderError(f"callback_on_step_end_tensor_inputs {bad} are not among "
+                                f"{pipe._callback_tensor_inputs}")
 
-    return lora_adapter_names(backbone)
+    def callback(step: int, sigma: Tensor, latents: Tensor):
+        out = callback_on_step_end(pipe, step, sigma, {name: latents for name in tensor_inputs}) or {}
+        return out.get("latents")
+
+    return callback
 
 
-class VideoDiffusionPipeline:
+class VideoDiffusionPipeline(DiffusionPipeline):
     """Generate latents with the denoiser's sampler and decode them with the codec.
 
-    backbone: VideoBackbone; denoiser: Denoiser; codec: LatentCodec or None; pass_embedding: ids (B,) -> (B,L,D) or None.
-    Task pipelines (inverse, forward, sim2real) subclass this and add their own conditioning.
+    backbone: VideoBackbone; denoiser: Denoiser; codec: LatentCodec or None; pass_embedding: ids (B,) -> (B,L,D) or
+    None; lora: :class:`~neural_render.models.lora.LoraAdapters` attached to ``backbone`` (diffusers' loader passes a
+    folder's lora/ here; a backbone that already carries adapters needs none). Task pipelines subclass this, add
+    their settings (``SETTINGS_FILE``, ``configure``) and their own ``__call__``.
     """
 
-    def __init__(self, backbone, denoiser, codec=None, pass_embedding=None):
-        self.backbone, self.denoiser, self.codec, self.pass_embedding = backbone, denoiser, codec, pass_embedding
+    _optional_components = ["codec", "pass_embedding", "lora"]
+    _callback_tensor_inputs = ["latents"]
+    #: settings file of the task pipeline (None: none), whether a folder must have it, the keys ``configure`` takes
+    SETTINGS_FILE: str | None = None
+    SETTINGS_REQUIRED = False
+    SETTINGS_KEYS: frozenset[str] = frozenset()
+    #: what a folder of this class is called in messages
+    WHAT = "a pipeline"
+    #: files of an existing pipeline folder that a new export keeps: the log of how often the test split was
+    #: scored with this model name (evaluation/common.py) must survive retraining into the same folder
+    KEPT_ON_EXPORT = ("test_scorings.jsonl",)
+
+    def __init__(self, backbone, denoiser, codec=None, pass_embedding=None, lora=None):
+        super().__init__()
+        if lora is not None:
+            lora.attach(backbone)
+        self.register_modules(backbone=backbone, denoiser=denoiser, codec=codec, pass_embedding=pass_embedding,
+                              lora=None)
         self.run_config: str | None = None
 
     @property
     def device(self) -> torch.device:
         return next(self.backbone.parameters()).device
 
+    def modules_to_move(self) -> list:
+        """The torch modules of the pipeline (moved by :meth:`to`, switched by :meth:`eval`)."""
+        return [m for m in (getattr(self, n, None) for n in self.component_names()) if isinstance(m, torch.nn.Module)]
+
     def to(self, device) -> VideoDiffusionPipeline:
-        for module in (self.backbone, self.codec, self.pass_embedding):
-            if isinstance(module, torch.nn.Module):
-                module.to(device)
+        for module in self.modules_to_move():
+            module.to(device)
         return self
 
     def eval(self) -> VideoDiffusionPipeline:
-        for module in (self.backbone, self.codec, self.pass_embedding):
-            if isinstance(module, torch.nn.Module):
-                module.eval()
+        for module in self.modules_to_move():
+            module.eval()
         return self
+
+    def component_names(self) -> list[str]:
+        """Names of the registered components (diffusers' [library, class] config entries), in order."""
+        return [k for k, v in self.config.items() if not k.startswith("_") and isinstance(v, (list, tuple))]
+
+    def lora_names(self) -> list[str]:
+        if not isinstance(getattr(self.backbone, "model", None), torch.nn.Module):
+            return []
+        from neural_render.models.lora import lora_adapter_names
+
+        return lora_adapter_names(self.backbone)
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
@@ -119,13 +164,18 @@ class VideoDiffusionPipeline:
     def __call__(self, cond_video: Tensor | None = None, pass_ids: Tensor | list[int] | None = None,
                  latent_shape: tuple[int, ...] | None = None, num_steps: int = 25, guidance_scale: float = 1.0,
                  generator: torch.Generator | None = None, clean: tuple[Tensor, Tensor] | None = None,
-                 callback=None, decode: bool = True) -> VideoPipelineOutput:
+                 callback=None, decode: bool = True, seed: int | None = None, output_type: str = "pt",
+                 callback_on_step_end=None, return_dict: bool = True):
         """Sample a video.
 
         cond_video: (B,T,3,H,W) in [-1,1] encoded to the condition latents (channel count must equal the backbone's
         cond_channels). pass_ids: (B,) ids for the pass embedding -> context. latent_shape: (B,T',C,h,w), default from
-        the condition latents. clean / callback: see :meth:`Denoiser.sample`. Returns :class:`VideoPipelineOutput`.
+        the condition latents. clean / callback (step, x) -> x or None: see :meth:`Denoiser.sample`;
+        callback_on_step_end: module doc. generator (or ``seed``; neither: unseeded). Returns
+        :class:`VideoPipelineOutput` (a tuple without ``return_dict``).
         """
+        check_output_type(output_type)
+        generator = make_generator(generator, seed, None)
         cond = None if cond_video is None else self.encode(cond_video)
         context = None
         if pass_ids is not None:
@@ -136,11 +186,22 @@ class VideoDiffusionPipeline:
             if cond is None:
                 raise NeuralRenderError("give cond_video or latent_shape")
             latent_shape = (*cond.shape[:2], self.backbone.latent_channels, *cond.shape[3:])
+        step_end = step_callback(self, callback_on_step_end)
+        sigmas = self.denoiser.sampling_sigmas(num_steps)
+
+        def each_step(i: int, x: Tensor):
+            replaced = callback(i, x) if callback is not None else None
+            if step_end is not None:
+                replaced = step_end(i, sigmas[i + 1], x if replaced is None else replaced) or replaced
+            return replaced
+
         latents = self.denoiser.sample(self.backbone, tuple(latent_shape), cond, context, num_steps=num_steps,
                                        generator=generator, guidance_scale=guidance_scale, clean=clean,
-                                       callback=callback, device=self.device)
+                                       callback=each_step if (callback or step_end) else None, device=self.device)
         frames = self.codec.decode(latents) if decode and self.codec is not None else None
-        return VideoPipelineOutput(frames=frames, latents=latents)
+        out = VideoPipelineOutput(frames=to_output_type(frames, output_type), latents=to_output_type(latents,
+                                                                                                     output_type))
+        return out if return_dict else out.to_tuple()
 
     # ------------------------------------------------------------------ settings shared by the task pipelines
     #: training info of the weights ({"global_step": n, ...}) and the default sampler steps; pipelines with a
@@ -162,153 +223,119 @@ class VideoDiffusionPipeline:
         """Sampler steps when none are given: the stored setting, else 1 for the x0 denoiser, else 20."""
         return self.num_steps or (1 if self.denoiser.kind == "x0" else 20)
 
-    # ------------------------------------------------------------------ persistence
-    #: files of an existing pipeline folder that a new export keeps: the log of how often the test split was
-    #: scored with this model name (evaluation/common.py) must survive retraining into the same folder
-    KEPT_ON_EXPORT = ("test_scorings.jsonl",)
+    def settings(self) -> dict | None:
+        """The settings file's content (None: the pipeline has none); task pipelines override."""
+        return None
 
-    @classmethod
-    def _keep_records(cls, directory: str | os.PathLike, tmp: str | os.PathLike) -> None:
+    def apply_settings(self, settings: dict, source: Path) -> None:
+        """Configure from a folder's settings file (keys outside ``SETTINGS_KEYS`` are ignored)."""
+        if self.SETTINGS_KEYS:
+            self.configure(**{k: v for k, v in settings.items() if k in self.SETTINGS_KEYS}, source=source)
+
+    # ------------------------------------------------------------------ persistence
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
+        """Write the pipeline folder (:mod:`neural_render.pipelines.folder`) atomically, keeping the files of
+        ``KEPT_ON_EXPORT`` of an existing folder."""
         import shutil
 
-        for name in cls.KEPT_ON_EXPORT:
-            old = Path(directory) / name
-            if old.is_file() and not (Path(tmp) / name).exists():
-                shutil.copy2(old, Path(tmp) / name)
-
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
-        """Write the pipeline folder (see module docstring) atomically."""
         from neural_render.io.atomic import atomic_dir, atomic_path
 
-        index: dict = {"_class_name": type(self).__name__, "pipeline_class": _class_path(self),
-                       "format_version": FORMAT_VERSION}
-        with atomic_dir(directory) as tmp:
-            self._keep_records(directory, tmp)
+        settings = self.settings()
+        index = folder_format.index_of(self, self.SETTINGS_FILE if settings is not None else None)
+        with atomic_dir(save_directory) as tmp:
             root = Path(tmp)
-            if not hasattr(self.backbone, "save_pretrained"):
-                raise NeuralRenderError(f"backbone {type(self.backbone).__name__} has no save_pretrained")
-            self.backbone.save_pretrained(root / "backbone")
-            loras = _lora_names(self.backbone)
-            if loras:
-                from neural_render.models.lora import save_lora
+            for name in self.KEPT_ON_EXPORT:
+                old = Path(save_directory) / name
+                if old.is_file() and not (root / name).exists():
+                    shutil.copy2(old, root / name)
+            for name in self.component_names():
+                module = getattr(self, name, None)
+                if name == "lora":
+                    from neural_render.models.lora import save_lora
 
-                for name in loras:
-                    save_lora(self.backbone, root / "lora" / name, adapter_name=name)
-            index["backbone"] = {"class_path": _class_path(self.backbone), "folder": "backbone", "lora": loras}
-            index["codec"] = self._save_codec(root)
-            self.denoiser.save_pretrained(root / "denoiser")
-            index["denoiser"] = {"class_path": _class_path(self.denoiser), "folder": "denoiser"}
-            if self.pass_embedding is not None:
-                self.pass_embedding.save_pretrained(root / "pass_embedding")
-                index["pass_embedding"] = {"class_path": _class_path(self.pass_embedding), "folder": "pass_embedding"}
-            else:
-                index["pass_embedding"] = None
+                    for adapter in self.lora_names():
+                        save_lora(self.backbone, root / "lora" / adapter, adapter_name=adapter)
+                elif module is not None:
+                    if not hasattr(module, "save_pretrained"):
+                        raise NeuralRenderError(f"{name} {type(module).__name__} has no save_pretrained")
+                    module.save_pretrained(root / name)
+            if settings is not None:
+                (root / self.SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
             if self.run_config:
                 (root / "run_config.yaml").write_text(self.run_config)
+            (root / f"{folder_format.SHIM}.py").write_text(folder_format.shim_source(index))
             with atomic_path(root / MODEL_INDEX) as t, open(t, "w") as f:
                 json.dump(index, f, indent=2)
 
-    def _save_with_settings(self, directory: str | os.PathLike, name: str, settings: dict) -> None:
-        """The base pipeline folder plus one JSON settings file ``name``, written atomically as one folder."""
-        from neural_render.io.atomic import atomic_dir
-
-        with atomic_dir(directory) as tmp:
-            self._keep_records(directory, tmp)
-            VideoDiffusionPipeline.save_pretrained(self, tmp)
-            Path(tmp, name).write_text(json.dumps(settings, indent=2))
+    @classmethod
+    def accepts_folder_of(cls, folder_cls: type) -> bool:
+        """Whether ``cls.from_pretrained`` builds a ``cls`` from a folder saved by ``folder_cls``."""
+        return issubclass(folder_cls, cls)
 
     @classmethod
-    def _load_with_settings(cls, directory: str | os.PathLike, name: str, allowed: set[str], what: str,
-                            required: bool = True, adopt: bool = False, device: str | torch.device | None = None):
-        """Load a folder of :meth:`_save_with_settings`: the components, then ``configure(**settings, source=folder)``
-        with the keys of ``allowed``. what: "an inverse rendering pipeline"... for messages; required: whether the
-        settings file must exist; adopt: build ``cls`` whatever pipeline class the folder names (plain
-        ``DiffusionSystem.export`` folders), else the folder's own class, which must be a ``cls``.
-        Any malformed folder -> NeuralRenderError naming it (never another type)."""
-        root = Path(directory)
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, device: str | torch.device | None = None,
+                        **kwargs):
+        """Load a pipeline folder (either format; module doc) as ``cls`` (on the base class: as the class the folder
+        records). kwargs: diffusers' loading options are refused except harmless ones (local_files_only,
+        trust_remote_code). Any malformed folder -> NeuralRenderError naming it (never another type)."""
+        bad = sorted(set(kwargs) - {"local_files_only", "trust_remote_code"})
+        if bad:
+            raise NeuralRenderError(f"{cls.__name__}.from_pretrained takes device=, not {bad}")
+        root = Path(pretrained_model_name_or_path)
         if not root.is_dir():
             raise NeuralRenderError("model folder does not exist", root)
-        path, settings = root / name, {}
-        if required or path.is_file():
-            try:
-                settings = json.loads(path.read_text())
-            except (OSError, ValueError) as err:
-                raise NeuralRenderError(f"not {what} folder: cannot read {name}: {err}", path) from None
-            if not isinstance(settings, dict):
-                raise NeuralRenderError("not a JSON object", path)
         try:
-            load = VideoDiffusionPipeline.from_pretrained.__func__  # the base loader, bound to the class to build
-            pipe = load(cls if adopt else VideoDiffusionPipeline, root, device=device)
+            return cls._load(root, device)
         except NeuralRenderError:
             raise
         except Exception as err:  # noqa: BLE001 - boundary: a broken folder must not escape as another type
             raise NeuralRenderError(f"not a valid pipeline folder: {type(err).__name__}: {err}", root) from None
-        if not isinstance(pipe, cls):
-            raise NeuralRenderError(f"folder holds a {type(pipe).__name__}, not {what}", root)
-        return pipe.configure(**{k: v for k, v in settings.items() if k in allowed}, source=root)
-
-    def _save_codec(self, root: Path) -> dict | None:
-        if self.codec is None:
-            return None
-        entry = {"class_path": _class_path(self.codec), "folder": "codec"}
-        if hasattr(self.codec, "save_pretrained"):
-            self.codec.save_pretrained(root / "codec")
-            entry["storage"] = "pretrained"
-        else:
-            (root / "codec").mkdir()
-            (root / "codec" / "codec_config.json").write_text(json.dumps(_init_args_from_attributes(self.codec)))
-            entry["storage"] = "init_args"
-        return entry
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device | None = None):
-        """Load a pipeline folder written by :meth:`save_pretrained` (or :func:`export`)."""
-        root = Path(directory)
-        index_path = root / MODEL_INDEX
-        try:
-            index = json.loads(index_path.read_text())
-        except (OSError, ValueError) as err:
-            raise NeuralRenderError(f"not a pipeline folder: cannot read {MODEL_INDEX}: {err}", index_path) from None
-        if not isinstance(index, dict) or index.get("format_version") != FORMAT_VERSION:
-            raise NeuralRenderError(f"unsupported pipeline format version {index.get('format_version')!r} "
-                                    f"(this reader: {FORMAT_VERSION})", index_path)
-        for key in ("backbone", "denoiser"):
-            if not isinstance(index.get(key), dict):
-                raise NeuralRenderError(f"{MODEL_INDEX} has no {key} entry", index_path)
-        entry = index["backbone"]
-        backbone = _import_class(entry["class_path"], index_path).from_pretrained(root / entry["folder"])
-        if entry.get("lora"):
-            from neural_render.models.lora import load_lora
-
-            for name in entry["lora"]:
-                load_lora(backbone, root / "lora" / name, adapter_name=name)
-        entry = index["denoiser"]
-        denoiser = _import_class(entry["class_path"], index_path).from_pretrained(root / entry["folder"])
-        codec = None
-        if index.get("codec"):
-            entry = index["codec"]
-            codec_cls = _import_class(entry["class_path"], index_path)
-            if entry.get("storage") == "pretrained":
-                codec = codec_cls.from_pretrained(root / entry["folder"])
-            else:
-                path = root / entry["folder"] / "codec_config.json"
-                try:
-                    codec = codec_cls(**json.loads(path.read_text()))
-                except (OSError, ValueError, TypeError) as err:
-                    raise NeuralRenderError(f"cannot rebuild codec: {err}", path) from None
-        pass_embedding = None
-        if index.get("pass_embedding"):
-            entry = index["pass_embedding"]
-            pass_embedding = _import_class(entry["class_path"], index_path).from_pretrained(root / entry["folder"])
-        pipeline_cls = cls
-        if index.get("pipeline_class") and cls is VideoDiffusionPipeline:
-            pipeline_cls = _import_class(index["pipeline_class"], index_path)
-        pipe = pipeline_cls(backbone, denoiser, codec, pass_embedding)
-        run_config = root / "run_config.yaml"
-        pipe.run_config = run_config.read_text() if run_config.is_file() else None
+    def _load(cls, root: Path, device):
+        index = folder_format.read_index(root)
+        path = folder_format.pipeline_class_path(index)
+        folder_cls = folder_format.import_class(path, root / MODEL_INDEX) if path else VideoDiffusionPipeline
+        if not (isinstance(folder_cls, type) and issubclass(folder_cls, VideoDiffusionPipeline)):
+            raise NeuralRenderError(f"{path} is not a pipeline class", root / MODEL_INDEX)
+        if cls is VideoDiffusionPipeline:
+            build = folder_cls
+        elif cls.accepts_folder_of(folder_cls):
+            build = cls
+        else:
+            raise NeuralRenderError(f"folder holds a {folder_cls.__name__}, not {cls.WHAT}", root)
+        accepted = set(inspect.signature(build.__init__).parameters) - {"self"}
+        pipe = build(**folder_format.load_components(index, root, accepted))
+        pipe.read_folder(root)
         if device is not None:
             pipe.to(device)
-        return pipe.eval()
+        return pipe
+
+    def read_folder(self, root: str | os.PathLike) -> VideoDiffusionPipeline:
+        """Configure from ``root``'s settings file and run_config.yaml (after the components were loaded), eval mode."""
+        root = Path(root)
+        path = root / self.SETTINGS_FILE if self.SETTINGS_FILE else None
+        if path is not None and (self.SETTINGS_REQUIRED or path.is_file()):
+            try:
+                settings = json.loads(path.read_text())
+            except (OSError, ValueError) as err:
+                raise NeuralRenderError(f"not {self.WHAT} folder: cannot read {path.name}: {err}", path) from None
+            if not isinstance(settings, dict):
+                raise NeuralRenderError("not a JSON object", path)
+            self.apply_settings(settings, root)
+        run_config = root / "run_config.yaml"
+        self.run_config = run_config.read_text() if run_config.is_file() else None
+        return self.eval()
+
+    def register_to_config(self, **kwargs):
+        """diffusers' config registration. diffusers' ``DiffusionPipeline.from_pretrained`` builds the pipeline from its
+        components, then records the folder with ``register_to_config(_name_or_path=folder)``: that is when the
+        folder's settings file and run_config.yaml are read (:meth:`read_folder`), so a pipeline loaded by diffusers is
+        configured like one loaded by :meth:`from_pretrained`."""
+        super().register_to_config(**kwargs)
+        folder = kwargs.get("_name_or_path")
+        if folder is not None and "backbone" in self.__dict__ and Path(str(folder)).is_dir():
+            self.read_folder(folder)
 
 
 def export(system, directory: str | os.PathLike, use_ema: bool = True) -> None:
@@ -323,5 +350,5 @@ def export(system, directory: str | os.PathLike, use_ema: bool = True) -> None:
 
 
 def load_pipeline(directory: str | os.PathLike, device: str | torch.device | None = None) -> VideoDiffusionPipeline:
-    """Load any pipeline folder as the pipeline class recorded in it."""
+    """Load any pipeline folder (either format) as the pipeline class recorded in it, with its settings."""
     return VideoDiffusionPipeline.from_pretrained(directory, device=device)

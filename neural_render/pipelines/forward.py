@@ -1,35 +1,46 @@
 """Forward rendering pipeline: G-buffers (any subset) + camera + env map -> RGB video (linear), windowed.
 
     pipe = ForwardPipeline.from_pretrained("data/models/forward_tiny")
-    out = pipe.render(gbuffer, camera, envmap)          # out.rgb (B, T, 3, H, W) linear in [0, 1]
+    out = pipe(gbuffer, camera, envmap)                 # out.rgb (B, T, 3, H, W) linear in [0, 1]
 
 Inputs are prepared exactly like training inputs (:func:`neural_render.models.conditioning.prepare_forward_inputs`):
 missing passes are zeros with presence 0, env encodings are per-frame camera-space (the env's rotation and every
 frame's camera pose included), the optional split-sum prior is shaded from the given passes. Long videos are
 denoised in overlapping latent windows blended at every step (:mod:`neural_render.pipelines.windows`); the
-condition is encoded once for the whole clip. Frames whose size is not a multiple of the model's spatial step are
-edge-padded at the bottom / right and cropped back.
+condition is encoded once for the whole clip. ``window`` / ``overlap`` of a call count VIDEO frames (as in every
+pipeline; converted to latent frames for the codec, :func:`~neural_render.pipelines.windows.latent_window`); the
+defaults are the model's ``forward_config`` ``window`` / ``overlap``, which the training task records in LATENT frames
+(the same numbers for codecs without temporal compression, e.g. every shipped model). Frames whose size is not a
+multiple of the model's spatial step are edge-padded at the bottom / right and cropped back.
 
 Realiz3D inference: every block uses ``domain`` ("real" by default); ``reassign_blocks`` > 0 with
 ``reassign_steps`` > 0 puts the first blocks on e_synthetic during the first sampling steps.
 
-Folder: the base pipeline folder (pipelines/base.py) + ``forward_config.json`` (+ ``domain_shifters/``). Load it with
-:meth:`ForwardPipeline.from_pretrained` (the generic ``load_pipeline`` does not read the forward extras).
+Folder: the base pipeline folder (pipelines/folder.py) + ``forward_config.json`` (+ ``domain_shifters/``), loaded by
+:meth:`ForwardPipeline.from_pretrained`, ``load_pipeline`` or diffusers' ``DiffusionPipeline.from_pretrained``.
+``render`` is the earlier name of ``__call__`` (kept as an alias).
 """
 
 from __future__ import annotations
 
-import json
-import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from diffusers.utils import BaseOutput
 from torch import Tensor
 
+import neural_render.models.domain_shifter  # noqa: F401 - a component module diffusers' loader finds in sys.modules
 from neural_render.errors import NeuralRenderError
-from neural_render.pipelines.base import VideoDiffusionPipeline
+from neural_render.pipelines.base import (
+    VideoDiffusionPipeline,
+    check_output_type,
+    make_generator,
+    step_callback,
+    to_output_type,
+)
 from neural_render.types import Camera, EnvMap, GBuffer
 
 CONFIG_NAME = "forward_config.json"
@@ -37,7 +48,7 @@ SHIFTERS_FOLDER = "domain_shifters"
 
 
 @dataclass
-class ForwardOutput:
+class ForwardOutput(BaseOutput):
     """rgb: (B, T, 3, H, W) linear radiance in [0, 1] (display-referred model); latents: (B, T', C, h, w) sampled
     (the residual when the model is residual); prior: (B, T, 3, H, W) split-sum render fed to the model (after the
     model's pixel filter, forward_config ``prior_filter_sigma``), or None."""
@@ -48,13 +59,19 @@ class ForwardOutput:
 
 
 class ForwardPipeline(VideoDiffusionPipeline):
-    """See module docstring. forward_config: {"with_prior", "residual", "window", "overlap", ...}."""
+    """See module docstring. forward_config: {"with_prior", "residual", "window", "overlap", ...}; domain_shifters:
+    Realiz3D DomainShifters (attached to the backbone here) or None."""
+
+    _optional_components = [*VideoDiffusionPipeline._optional_components, "domain_shifters"]
+    SETTINGS_FILE = CONFIG_NAME
+    SETTINGS_REQUIRED = True
+    WHAT = "a forward pipeline"
 
     def __init__(self, backbone, denoiser, codec=None, pass_embedding=None, forward_config: dict | None = None,
-                 domain_shifters=None):
-        super().__init__(backbone, denoiser, codec, pass_embedding)
+                 domain_shifters=None, lora=None):
+        super().__init__(backbone, denoiser, codec, pass_embedding, lora)
         self.forward_config = dict(forward_config) if forward_config is not None else None
-        self.domain_shifters = domain_shifters
+        self.register_modules(domain_shifters=domain_shifters)
         if domain_shifters is not None and not domain_shifters.attached:
             domain_shifters.attach(backbone)
 
@@ -63,18 +80,6 @@ class ForwardPipeline(VideoDiffusionPipeline):
         if self.forward_config is None:
             raise NeuralRenderError("this pipeline has no forward_config; load it with ForwardPipeline.from_pretrained")
         return self.forward_config
-
-    def to(self, device):
-        super().to(device)
-        if self.domain_shifters is not None:
-            self.domain_shifters.to(device)
-        return self
-
-    def eval(self):
-        super().eval()
-        if self.domain_shifters is not None:
-            self.domain_shifters.eval()
-        return self
 
     @property
     def spatial_step(self) -> int:
@@ -85,18 +90,46 @@ class ForwardPipeline(VideoDiffusionPipeline):
     def _encode(self, video: Tensor) -> Tensor:
         return video if self.codec is None else self.codec.encode(video.to(self.device))
 
+    def latent_windows(self, window: int | None, overlap: int | None) -> tuple[int, int]:
+        """(window, overlap) in latent frames: a call's VIDEO frames converted, else the model's config (latent)."""
+        from neural_render.pipelines.windows import latent_window
+
+        config = self._config()
+        f = int(getattr(self.codec, "temporal_factor", 1)) if self.codec is not None else 1
+        lw = int(config.get("window", 8)) if not window else latent_window(int(window), 0, f)[0]
+        if overlap is None:
+            lo = int(config.get("overlap", lw // 2))
+        else:
+            lo = latent_window(max(int(window or 1), 1), int(overlap), f)[1]
+        return lw, min(lo, lw - 1)
+
+    # ------------------------------------------------------------------ persistence
+    def settings(self) -> dict:
+        """``forward_config.json``."""
+        return self._config()
+
+    def apply_settings(self, settings: dict, source: Path) -> None:
+        self.forward_config = dict(settings)
+
     # ------------------------------------------------------------------ inference
+    def render(self, gbuffer: GBuffer, camera: Camera, env: EnvMap | None, *args, **kwargs):
+        """The earlier name of :meth:`__call__` (same arguments), kept for existing callers."""
+        return self(gbuffer, camera, env, *args, **kwargs)
+
     @torch.no_grad()
-    def render(self, gbuffer: GBuffer, camera: Camera, env: EnvMap | None, num_steps: int = 1,
-               generator: torch.Generator | None = None, domain: str = "real", reassign_blocks: int = 0,
-               reassign_steps: int = 0, window: int | None = None, overlap: int | None = None,
-               depth_scale: Tensor | float | None = None, progress: bool = False) -> ForwardOutput:
+    def __call__(self, gbuffer: GBuffer, camera: Camera, env: EnvMap | None, num_steps: int = 1,
+                 generator: torch.Generator | None = None, domain: str = "real", reassign_blocks: int = 0,
+                 reassign_steps: int = 0, window: int | None = None, overlap: int | None = None,
+                 depth_scale: Tensor | float | None = None, progress: bool = False, seed: int | None = None,
+                 output_type: str = "pt", callback_on_step_end=None,
+                 callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",), return_dict: bool = True):
         """Render (B, T, 3, H, W) linear RGB from any subset of the forward passes (see module docstring).
 
         gbuffer: passes (B, T, C, H, W) (mask ignored). camera: B clips, T frames, H x W. env: EnvMap (rotation
         included) or None (no lighting condition). num_steps: sampler steps (1 suffices for the x0 kind).
-        generator: noise generator of the sampler (default: seeded with 0, so renders are deterministic).
-        window / overlap: latent frames per window (default from the model's config; window >= T = one window).
+        generator: noise generator of the sampler, or ``seed`` (default: seeded with 0, so renders are deterministic).
+        window / overlap: VIDEO frames per window (default from the model's config; window >= T = one window).
+        output_type, callback_on_step_end, return_dict: pipelines/base.py. Returns :class:`ForwardOutput`.
         """
         from neural_render.models.conditioning import (
             display_unpack,
@@ -106,6 +139,7 @@ class ForwardPipeline(VideoDiffusionPipeline):
         )
         from neural_render.pipelines.windows import plan_windows, windowed_sample
 
+        check_output_type(output_type)
         config = self._config()
         with_prior = bool(config.get("with_prior", False))
         if not isinstance(gbuffer, GBuffer) or not isinstance(camera, Camera):
@@ -123,12 +157,11 @@ class ForwardPipeline(VideoDiffusionPipeline):
         cond, prior_latents = forward_condition(self._encode, inputs, with_prior)
         latent_channels = self.backbone.latent_channels
         if cond.shape[2] != self.backbone.cond_channels:
+            expected = forward_cond_channels(latent_channels, with_prior)
             raise NeuralRenderError(f"condition has {cond.shape[2]} channels but the backbone takes "
-                                    f"{self.backbone.cond_channels} (expected {forward_cond_channels(latent_channels, with_prior)})")
+                                    f"{self.backbone.cond_channels} (expected {expected})")
         shape = (cond.shape[0], cond.shape[1], latent_channels, cond.shape[3], cond.shape[4])
-        window = int(window or config.get("window", 8))
-        overlap = int(config.get("overlap", window // 2) if overlap is None else overlap)
-        overlap = min(overlap, window - 1)
+        window, overlap = self.latent_windows(window, overlap)
         spans = plan_windows(shape[1], window, overlap)
         sigmas = self.denoiser.sampling_sigmas(num_steps).to(self.device)
 
@@ -142,18 +175,20 @@ class ForwardPipeline(VideoDiffusionPipeline):
             extra = self.window_x0_add(start, stop)
             return x0 if extra is None else x0 + extra.to(x0)
 
-        generator = torch.Generator().manual_seed(0) if generator is None else generator
+        generator = make_generator(generator, seed, 0)
+        callback = step_callback(self, callback_on_step_end, callback_on_step_end_tensor_inputs)
         latents = windowed_sample(self.denoiser, predict_x0, shape, spans, num_steps, generator=generator,
-                                  device=self.device, progress=progress, desc="forward")
+                                  device=self.device, progress=progress, desc="forward", callback=callback)
         if self.domain_shifters is not None:
             self.domain_shifters.set_state(None)
         full = latents + prior_latents if config.get("residual", False) else latents
         video = full if self.codec is None else self.codec.decode(full)
         rgb = display_unpack(video)[..., :h, :w].float().cpu()
         prior = inputs.get("prior")
-        return ForwardOutput(rgb=rgb, latents=latents.cpu(),
-                             prior=None if prior is None or inputs["prior_present"].sum() == 0
-                             else prior[..., :h, :w].cpu())
+        prior = None if prior is None or inputs["prior_present"].sum() == 0 else prior[..., :h, :w].cpu()
+        out = ForwardOutput(rgb=to_output_type(rgb, output_type), latents=to_output_type(latents.cpu(), output_type),
+                            prior=to_output_type(prior, output_type))
+        return out if return_dict else out.to_tuple()
 
     def window_added(self, start: int, stop: int) -> dict | None:
         """Backbone ``added`` hook dict for latent frames [start, stop) of the render in progress (None: no hook;
@@ -172,40 +207,6 @@ class ForwardPipeline(VideoDiffusionPipeline):
         if early_step and reassign_blocks > 0:
             ids[:, : int(reassign_blocks)] = SYNTHETIC
         return ids
-
-    # ------------------------------------------------------------------ persistence
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
-        """Base pipeline folder + forward_config.json (+ domain_shifters/), written atomically as one folder."""
-        from neural_render.io.atomic import atomic_dir
-
-        config = self._config()
-        with atomic_dir(directory) as tmp:
-            self._keep_records(directory, tmp)
-            super().save_pretrained(tmp)
-            Path(tmp, CONFIG_NAME).write_text(json.dumps(config, indent=2))
-            if self.domain_shifters is not None:
-                self.domain_shifters.save_pretrained(Path(tmp) / SHIFTERS_FOLDER)
-
-    @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device | None = None):
-        root = Path(directory)
-        pipe = super().from_pretrained(root, device=None)
-        if not isinstance(pipe, ForwardPipeline):
-            raise NeuralRenderError(f"not a forward pipeline folder (it holds a {type(pipe).__name__})", root)
-        path = root / CONFIG_NAME
-        try:
-            pipe.forward_config = json.loads(path.read_text())
-        except (OSError, ValueError) as err:
-            raise NeuralRenderError(f"not a forward pipeline folder: cannot read {CONFIG_NAME}: {err}", path) from None
-        if not isinstance(pipe.forward_config, dict):
-            raise NeuralRenderError(f"{CONFIG_NAME} must hold a JSON object", path)
-        if (root / SHIFTERS_FOLDER).is_dir():
-            from neural_render.models.domain_shifter import DomainShifters
-
-            pipe.domain_shifters = DomainShifters.from_pretrained(root / SHIFTERS_FOLDER).attach(pipe.backbone)
-        if device is not None:
-            pipe.to(device)
-        return pipe.eval()
 
 
 def _pad(gbuffer: GBuffer, camera: Camera, step: int) -> tuple[GBuffer, Camera]:

@@ -2,10 +2,11 @@
 the cache injected (Real2SAM2Real), and the forward pipeline that carries the injection.
 
 :class:`CacheForwardPipeline` is a :class:`~neural_render.pipelines.forward.ForwardPipeline` plus a
-:class:`~neural_render.models.cache_injection.CacheInjection` (folder ``cache_injection/``); ``render(..., cache=
-(normal, mask), strength=s)`` adds the injection to the backbone's tokens in every latent window (and its shadow
-residual, if any, to each window's x0 prediction). Without a cache,
-with strength 0 or without an injection module it renders exactly like the plain forward pipeline.
+:class:`~neural_render.models.cache_injection.CacheInjection` (component and folder ``cache_injection``, also
+reachable as ``injection``); ``pipe(..., cache=(normal, mask), strength=s)`` (or its alias ``render``) adds the
+injection to the backbone's tokens in every latent window (and its shadow residual, if any, to each window's x0
+prediction). Without a cache, with strength 0 or without an injection module it renders exactly like the plain
+forward pipeline.
 
 :func:`insert_object` (used by ``neural-render insert`` and ``neural-render eval insert``):
 
@@ -33,12 +34,11 @@ pasted over the video on the object's pixels (no shadow, nothing else changes).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from diffusers.utils import BaseOutput
 from torch import Tensor
 
 from neural_render.errors import NeuralRenderError
@@ -63,26 +63,35 @@ NEAR = 1e-3
 
 
 class CacheForwardPipeline(ForwardPipeline):
-    """ForwardPipeline + cache injection (module docstring). ``injection`` None = plain forward rendering."""
+    """ForwardPipeline + cache injection (module docstring). ``injection`` (the ``cache_injection`` component) None =
+    plain forward rendering; ``injection=`` is the earlier keyword for ``cache_injection=``."""
+
+    _optional_components = [*ForwardPipeline._optional_components, "cache_injection"]
+    WHAT = "a cache-injection forward pipeline"
 
     def __init__(self, backbone, denoiser, codec=None, pass_embedding=None, forward_config: dict | None = None,
-                 domain_shifters=None, injection: CacheInjection | None = None):
-        super().__init__(backbone, denoiser, codec, pass_embedding, forward_config, domain_shifters)
-        self.injection = injection
+                 domain_shifters=None, injection: CacheInjection | None = None, lora=None,
+                 cache_injection: CacheInjection | None = None):
+        if injection is not None and cache_injection is not None:
+            raise NeuralRenderError("give injection or cache_injection, not both")
+        super().__init__(backbone, denoiser, codec, pass_embedding, forward_config, domain_shifters, lora)
+        self.register_modules(cache_injection=cache_injection if injection is None else injection)
         self._token_add: Tensor | None = None
         self._x0_add: Tensor | None = None
 
-    def to(self, device):
-        super().to(device)
-        if self.injection is not None:
-            self.injection.to(device)
-        return self
+    @property
+    def injection(self) -> CacheInjection | None:
+        """The cache injection module (the ``cache_injection`` component) or None."""
+        return self.cache_injection
 
-    def eval(self):
-        super().eval()
-        if self.injection is not None:
-            self.injection.eval()
-        return self
+    @injection.setter
+    def injection(self, module: CacheInjection | None) -> None:
+        self.cache_injection = module
+
+    @classmethod
+    def accepts_folder_of(cls, folder_cls: type) -> bool:
+        """Any forward pipeline folder (a plain one loads without an injection)."""
+        return issubclass(folder_cls, ForwardPipeline)
 
     @torch.no_grad()
     def token_add(self, normal: Tensor, mask: Tensor, strength: float | Tensor | None = None,
@@ -99,7 +108,10 @@ class CacheForwardPipeline(ForwardPipeline):
             raise NeuralRenderError("this forward pipeline has no cache injection (train one or use inject=False)")
         h, w = normal.shape[-2:]
         ph, pw = (-h) % self.spatial_step, (-w) % self.spatial_step
-        pad = lambda x: (F.pad(x.float(), (0, pw, 0, ph)) if ph or pw else x.float()).to(self.device)
+
+        def pad(x: Tensor) -> Tensor:
+            return (F.pad(x.float(), (0, pw, 0, ph)) if ph or pw else x.float()).to(self.device)
+
         normal, mask = pad(normal), pad(mask)
         latents = self._encode(pack_cache_normals(normal, mask))
         shadow_latents, blocked = None, None
@@ -114,16 +126,16 @@ class CacheForwardPipeline(ForwardPipeline):
         return token_add, self.injection.x0_add(blocked, strength)
 
     @torch.no_grad()
-    def render(self, gbuffer: GBuffer, camera: Camera, env: EnvMap | None, *args, cache: tuple | CacheRender | None = None,
-               strength: float | Tensor | None = None, **kwargs):
-        """ForwardPipeline.render (same arguments) + ``cache``: a CacheRender or (normal, mask[, shadow[, light]]) of
+    def __call__(self, gbuffer: GBuffer, camera: Camera, env: EnvMap | None, *args,
+                 cache: tuple | CacheRender | None = None, strength: float | Tensor | None = None, **kwargs):
+        """ForwardPipeline.__call__ (same arguments) + ``cache``: a CacheRender or (normal, mask[, shadow[, light]]) of
         the clip, injected with ``strength`` (default: the injection's configured strength)."""
         if isinstance(cache, CacheRender):
             cache = (cache.normal, cache.mask)
         terms = (None, None) if cache is None else self._cache_terms(cache[0], cache[1], strength, *cache[2:4])
         self._token_add, self._x0_add = terms
         try:
-            return super().render(gbuffer, camera, env, *args, **kwargs)
+            return super().__call__(gbuffer, camera, env, *args, **kwargs)
         finally:
             self._token_add, self._x0_add = None, None
 
@@ -134,29 +146,6 @@ class CacheForwardPipeline(ForwardPipeline):
 
     def window_x0_add(self, start: int, stop: int) -> Tensor | None:
         return None if self._x0_add is None else self._x0_add[:, start:stop]
-
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
-        """Forward pipeline folder + ``cache_injection/`` (when present), written atomically as one folder."""
-        from neural_render.io.atomic import atomic_dir
-
-        with atomic_dir(directory) as tmp:
-            self._keep_records(directory, tmp)
-            super().save_pretrained(tmp)
-            if self.injection is not None:
-                self.injection.save_pretrained(Path(tmp) / INJECTION_FOLDER)
-
-    @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device | None = None):
-        """Load a forward pipeline folder; its ``cache_injection/`` when present (else ``injection`` is None)."""
-        pipe = super().from_pretrained(directory, device=None)
-        if not isinstance(pipe, CacheForwardPipeline):  # folder saved by a plain ForwardPipeline
-            pipe = cls(pipe.backbone, pipe.denoiser, pipe.codec, pipe.pass_embedding, pipe.forward_config,
-                       pipe.domain_shifters)
-        folder = Path(directory) / INJECTION_FOLDER
-        pipe.injection = CacheInjection.from_pretrained(folder) if folder.is_dir() else None
-        if device is not None:
-            pipe.to(device)
-        return pipe.eval()
 
 
 # --------------------------------------------------------------------------------------------------- insertion
@@ -174,7 +163,7 @@ class InsertedObject:
 
 
 @dataclass
-class InsertionOutput:
+class InsertionOutput(BaseOutput):
     """rgb: (1,T,3,H,W) final video (linear); render: forward render WITH the object; background: render of the scene
     alone (differential blend) or None; object_mask: (1,T,1,H,W) visible object pixels; gbuffer: composited G-buffer
     (metric depth); scene_gbuffer: the scene's G-buffer (metric depth); cache: the 3D cache; cache_render: its render;
@@ -222,7 +211,8 @@ def anchored_depth_scale(camera: Camera, depth: Tensor, point) -> float | None:
     c2w = camera.camera_to_world[0].float()  # (T, 4, 4)
     fx, fy, cx, cy = camera.intrinsics[0].tolist()
     h, w = camera.height, camera.width
-    local = torch.einsum("tji,tj->ti", c2w[:, :3, :3], torch.as_tensor(point, dtype=torch.float32)[None] - c2w[:, :3, 3])
+    offset = torch.as_tensor(point, dtype=torch.float32)[None] - c2w[:, :3, 3]
+    local = torch.einsum("tji,tj->ti", c2w[:, :3, :3], offset)
     ratios = []
     for t in range(local.shape[0]):
         z = -float(local[t, 2])
@@ -257,7 +247,8 @@ def metric_scene_gbuffer(scene: GBuffer, depth_scale: float) -> GBuffer:
 
 def composite_object(scene: GBuffer, obj_gbuffer: GBuffer, ids: Tensor) -> tuple[GBuffer, Tensor]:
     """Depth-composite (metric) -> (G-buffer, visible object mask (B,T,1,H,W))."""
-    names = [n for n in ("basecolor", "normal", "depth", "roughness", "metallic", "mask") if getattr(scene, n) is not None]
+    names = [n for n in ("basecolor", "normal", "depth", "roughness", "metallic", "mask")
+             if getattr(scene, n) is not None]
     obj = GBuffer(**{n: getattr(obj_gbuffer, n) for n in names})
     merged, winner = composite_nearest(scene, obj, return_index=True)
     visible = ((winner == 1) & (ids > 0)).float()

@@ -38,21 +38,25 @@ Codecs with temporal compression (Wan VAE, T = 1 + 4k) encode/decode the whole v
 internally); video frames are padded by repeating the last frame and cropped back.
 
 Folder: a :class:`VideoDiffusionPipeline` folder plus ``inverse_config.json`` (mode, passes, mask threshold,
-processing size, native size, default steps, training info); folders without it (plain ``DiffusionSystem.export``) load with the
-mode inferred from the channel counts.
+processing size, native size, default steps, training info); folders without it (plain ``DiffusionSystem.export``)
+load with the mode inferred from the channel counts.
+
+Call (diffusers conventions, :mod:`neural_render.pipelines.base`): ``generator`` (one generator for every pass) or
+``seed`` (per-pass generators seeded ``seed + 7919 * pass index``; default seed 0), ``output_type`` ("pt" | "np"),
+``callback_on_step_end`` (per sampling run: once per pass in per_pass mode), ``return_dict``.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
+from diffusers.utils import BaseOutput
 from torch import Tensor
 
 from neural_render.errors import NeuralRenderError
-from neural_render.pipelines.base import VideoDiffusionPipeline
+from neural_render.pipelines.base import VideoDiffusionPipeline, check_output_type, step_callback, to_output_type
 from neural_render.pipelines.defaults import INVERSE_OVERLAP, INVERSE_WINDOW
 from neural_render.pipelines.frame_size import processing_shape, resize_video
 from neural_render.pipelines.windows import (
@@ -91,10 +95,11 @@ def _depth_scales(depth_scale, batch: int) -> Tensor:
 
 
 @dataclass
-class InverseRenderingOutput:
+class InverseRenderingOutput(BaseOutput):
     """gbuffer: requested passes (+ mask) (B, T, C, H, W) at the input size, background zeroed; depth is relative
     x ``depth_scale`` (B,); processing_size: (h, w) the model ran at; windows: [start, stop) spans in video frames;
-    latents: {pass: (B, T', C, h, w)} when ``return_latents``."""
+    latents: {pass: (B, T', C, h, w)} when ``return_latents``. With ``output_type="np"`` gbuffer is {pass: array}
+    and the tensors are numpy arrays."""
 
     gbuffer: GBuffer
     depth_scale: Tensor
@@ -125,16 +130,21 @@ class InverseRenderingPipeline(VideoDiffusionPipeline):
     passes: model passes in order (per_pass default: the pass embedding's names; joint: the 5 predicted passes,
     + mask for 6 blocks). mask_threshold: relative depth above which a pixel is foreground. processing_size: default
     for ``__call__``. native_size: the longer side of the frames the model was trained on (the default processing
-    size when ``processing_size`` is None; None: unknown, the input size is used). num_steps: default steps (None: 1 for the x0 denoiser, else 20). info: training info
-    (``global_step``; 0 means UNTRAINED).
+    size when ``processing_size`` is None; None: unknown, the input size is used). num_steps: default steps (None: 1
+    for the x0 denoiser, else 20). info: training info (``global_step``; 0 means UNTRAINED).
     """
+
+    SETTINGS_FILE = INVERSE_CONFIG
+    SETTINGS_KEYS = frozenset({"mode", "passes", "mask_threshold", "processing_size", "num_steps", "skip_passes",
+                               "skip_filter_sigma", "native_size", "info"})
+    WHAT = "an inverse rendering pipeline"
 
     def __init__(self, backbone, denoiser, codec=None, pass_embedding=None, mode: str | None = None,
                  passes: Sequence[str] | None = None, mask_threshold: float = DEFAULT_MASK_THRESHOLD,
                  processing_size: int | Sequence[int] | None = None, num_steps: int | None = None,
-                 info: dict | None = None, skip_passes: Sequence[str] = (), skip_filter_sigma: float = 0.0,
-                 native_size: int | None = None):
-        super().__init__(backbone, denoiser, codec, pass_embedding)
+                 info: dict | None = None, skip_passes: Sequence[str] | None = (), skip_filter_sigma: float = 0.0,
+                 native_size: int | None = None, lora=None):
+        super().__init__(backbone, denoiser, codec, pass_embedding, lora)
         self.configure(mode=mode, passes=passes, mask_threshold=mask_threshold, processing_size=processing_size,
                        num_steps=num_steps, info=info, skip_passes=skip_passes, skip_filter_sigma=skip_filter_sigma,
                        native_size=native_size)
@@ -164,13 +174,15 @@ class InverseRenderingPipeline(VideoDiffusionPipeline):
                 passes = list(PREDICTED_PASSES) + (["mask"] if backbone.latent_channels == 6 * c else [])
         passes = [str(p) for p in passes]
         if not passes or len(set(passes)) != len(passes) or any(p not in PASS_CHANNELS for p in passes):
-            raise NeuralRenderError(f"passes must be unique G-buffer passes {list(PASS_CHANNELS)}, got {passes}", source)
+            raise NeuralRenderError(f"passes must be unique G-buffer passes {list(PASS_CHANNELS)}, got {passes}",
+                                    source)
         blocks = 1 if mode == "per_pass" else len(passes)
         if backbone.latent_channels != blocks * c:
             raise NeuralRenderError(f"{mode} mode over {passes} needs backbone latent channels {blocks} x {c}, got "
                                     f"{backbone.latent_channels}", source)
         if mode == "per_pass" and any(p not in self.pass_embedding.names for p in passes):
-            raise NeuralRenderError(f"the pass embedding names {self.pass_embedding.names}, not all of {passes}", source)
+            raise NeuralRenderError(f"the pass embedding names {self.pass_embedding.names}, not all of {passes}",
+                                    source)
         if not 0.0 < float(mask_threshold) < 1.0:
             raise NeuralRenderError(f"mask_threshold must be in (0, 1), got {mask_threshold}", source)
         if num_steps is not None and int(num_steps) < 1:
@@ -211,17 +223,14 @@ class InverseRenderingPipeline(VideoDiffusionPipeline):
                 "skip_passes": list(self.skip_passes), "skip_filter_sigma": self.skip_filter_sigma, "info": self.info}
 
     # ------------------------------------------------------------------ persistence
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
-        """The base pipeline folder + ``inverse_config.json``, written atomically as one folder."""
-        self._save_with_settings(directory, INVERSE_CONFIG, self.inverse_config())
+    def settings(self) -> dict:
+        """``inverse_config.json`` (written by ``save_pretrained``, read by ``from_pretrained``)."""
+        return self.inverse_config()
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device | None = None):
-        """Load a pipeline folder (any malformed folder -> NeuralRenderError naming it)."""
-        allowed = {"mode", "passes", "mask_threshold", "processing_size", "num_steps", "skip_passes",
-                   "skip_filter_sigma", "native_size", "info"}
-        return cls._load_with_settings(directory, INVERSE_CONFIG, allowed, "an inverse rendering pipeline",
-                                       required=False, adopt=True, device=device)
+    def accepts_folder_of(cls, folder_cls: type) -> bool:
+        """Any pipeline folder: a plain ``DiffusionSystem.export`` folder loads with the mode inferred."""
+        return issubclass(folder_cls, VideoDiffusionPipeline)
 
     # ------------------------------------------------------------------ planning
     def _plan(self, video: Tensor, passes, processing_size, window: int, overlap: int, mask: bool,
@@ -236,7 +245,8 @@ class InverseRenderingPipeline(VideoDiffusionPipeline):
         out_passes = list(self.passes) if passes is None else [str(p) for p in passes]
         unknown = [p for p in out_passes if p not in self.passes and p != "mask"]
         if unknown or not out_passes:
-            raise NeuralRenderError(f"passes {unknown or out_passes} not predicted by this model (it predicts {self.passes})")
+            raise NeuralRenderError(f"passes {unknown or out_passes} not predicted by this model (it predicts "
+                                    f"{self.passes})")
         out_passes = [p for p in self.passes if p in out_passes and p != "mask"]
         run = set(out_passes)
         if mask or "mask" in (passes or ()):
@@ -259,7 +269,8 @@ class InverseRenderingPipeline(VideoDiffusionPipeline):
         (ph, pw), device = plan.proc, self.device
         if tuple(video.shape[-2:]) == (ph, pw) and video.device == device and video.dtype == torch.float32:
             return video
-        chunk = max(b - a for a, b in plan.spans) if int(getattr(self.codec, "temporal_factor", 1)) == 1 else plan.frames
+        temporal = int(getattr(self.codec, "temporal_factor", 1)) != 1
+        chunk = plan.frames if temporal else max(b - a for a, b in plan.spans)
         out = torch.empty((plan.batch, plan.frames, 3, ph, pw), dtype=torch.float32, device=device)
         for a in range(0, plan.frames, chunk):
             out[:, a:a + chunk] = resize_video(video[:, a:a + chunk].to(device, torch.float32), ph, pw)
@@ -297,9 +308,10 @@ class InverseRenderingPipeline(VideoDiffusionPipeline):
     def sample_latents(self, video: Tensor, passes: Sequence[str] | None = None, num_steps: int | None = None,
                        processing_size=None, window: int = INVERSE_WINDOW, overlap: int = INVERSE_OVERLAP,
                        generator: torch.Generator | None = None, seed: int | None = 0, progress: bool = False,
-                       guidance_scale: float = 1.0, mask: bool = True, zero_background: bool = True
-                       ) -> tuple[dict[str, Tensor], _Plan]:
-        """Denoised latents {pass: (B, T', C, h, w)} of the passes the request needs, and the plan."""
+                       guidance_scale: float = 1.0, mask: bool = True, zero_background: bool = True,
+                       callback=None) -> tuple[dict[str, Tensor], _Plan]:
+        """Denoised latents {pass: (B, T', C, h, w)} of the passes the request needs, and the plan. callback: the
+        ``callback(step, sigma, x)`` of :func:`~neural_render.pipelines.windows.windowed_sample`, per sampling run."""
         plan = self._plan(video, passes, processing_size, window, overlap, mask, zero_background)
         steps = int(num_steps or self.default_steps())
         if self.skip_filter_sigma and any(p in plan.run_passes for p in self.skip_passes):
@@ -314,7 +326,8 @@ class InverseRenderingPipeline(VideoDiffusionPipeline):
                 return self.denoiser.guided_x0(self.backbone, x_window, level, cond[:, a:b], context, guidance_scale)
 
             return windowed_sample(self.denoiser, predict, (plan.batch, plan.latent_frames, channels, h, w),
-                                   plan.spans, steps, generator=gen, device=device, progress=progress, desc=desc)
+                                   plan.spans, steps, generator=gen, device=device, progress=progress, desc=desc,
+                                   callback=callback)
 
         def gen_for(index: int):
             if generator is not None:
@@ -389,21 +402,27 @@ class InverseRenderingPipeline(VideoDiffusionPipeline):
 
     @torch.no_grad()
     def __call__(self, video: Tensor, passes: Sequence[str] | None = None, num_steps: int | None = None,
-                 processing_size=None, window: int = INVERSE_WINDOW, overlap: int = INVERSE_OVERLAP, generator: torch.Generator | None = None,
-                 seed: int | None = 0, progress: bool = True, guidance_scale: float = 1.0, mask: bool = True,
-                 depth_scale=None, return_latents: bool = False, zero_background: bool = True) -> InverseRenderingOutput:
+                 processing_size=None, window: int = INVERSE_WINDOW, overlap: int = INVERSE_OVERLAP,
+                 generator: torch.Generator | None = None, seed: int | None = None, progress: bool = True,
+                 guidance_scale: float = 1.0, mask: bool = True, depth_scale=None, return_latents: bool = False,
+                 zero_background: bool = True, output_type: str = "pt", callback_on_step_end=None,
+                 callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",), return_dict: bool = True):
         """Estimate G-buffers of ``video`` (B, T, 3, H, W) linear float32 (any T >= 1, H, W >= :attr:`stride`).
 
         passes: subset of :attr:`passes` (default all); num_steps: sampler steps (default :meth:`default_steps`);
         processing_size: int (longer side) | (h, w) | None (:meth:`default_processing_size`: the folder's processing
         size, else the model's native size, else the input size); window / overlap: video frames per window
-        and overlap (converted to latent frames, fitted to the codec and backbone frame rules); generator or seed
-        (per-pass seeds ``seed + 7919 * pass index``); mask: add the foreground mask (see module doc);
-        zero_background: set every pass to 0 outside that mask (default; False keeps the predicted values);
-        depth_scale: (B,) or float multiplying the relative depth (default 1).
+        and overlap (converted to latent frames, fitted to the codec and backbone frame rules); generator, or seed
+        (per-pass seeds ``seed + 7919 * pass index``; neither: seed 0); mask: add the foreground mask (see module
+        doc); zero_background: set every pass to 0 outside that mask (default; False keeps the predicted values);
+        depth_scale: (B,) or float multiplying the relative depth (default 1); output_type, callback_on_step_end,
+        return_dict: module doc. Returns :class:`InverseRenderingOutput`.
         """
+        check_output_type(output_type)
+        callback = step_callback(self, callback_on_step_end, callback_on_step_end_tensor_inputs)
         latents, plan = self.sample_latents(video, passes, num_steps, processing_size, window, overlap, generator,
-                                            seed, progress, guidance_scale, mask, zero_background)
+                                            0 if seed is None else seed, progress, guidance_scale, mask,
+                                            zero_background, callback)
         out: dict[str, Tensor] = {}
         for start, stop, chunk in self.decode_chunks(latents, plan, depth_scale):
             for name, x in chunk.passes.items():
@@ -411,5 +430,7 @@ class InverseRenderingPipeline(VideoDiffusionPipeline):
                     out[name] = torch.empty((plan.batch, plan.frames, *x.shape[2:]), dtype=torch.float32)
                 out[name][:, start:stop] = x
         windows = [self._video_span(plan, a, c) for a, c in plan.spans]
-        return InverseRenderingOutput(GBuffer(**out), _depth_scales(depth_scale, plan.batch), plan.proc, windows,
-                                      latents if return_latents else None)
+        result = InverseRenderingOutput(to_output_type(GBuffer(**out), output_type),
+                                        to_output_type(_depth_scales(depth_scale, plan.batch), output_type), plan.proc,
+                                        windows, to_output_type(latents, output_type) if return_latents else None)
+        return result if return_dict else result.to_tuple()

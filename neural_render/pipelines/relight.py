@@ -1,13 +1,15 @@
 """Relighting and material editing of a video: inverse renderer -> (new env | edited G-buffers) -> forward renderer.
 
     pipe = RelightPipeline.from_pretrained()                     # shipped inverse_tiny + forward_tiny
-    out = pipe.relight(video, [env_a, env_b])                    # out.videos[k]: (1, T, 3, H, W) linear
+    out = pipe(video, [env_a, env_b])                            # out.videos[k]: (1, T, 3, H, W) linear
     edit = pipe.edit(video, mask, {"roughness": 0.1, "basecolor": (0.6, 0.05, 0.01)}, env)
 
-The video (B, T, 3, H, W) linear radiance is decomposed once (:meth:`RelightPipeline.decompose`, the inverse
-pipeline's G-buffers incl. its mask; depth is relative, which the forward model normalises away); each target env
-map is then rendered with the forward pipeline using the clip's camera (identity poses for a plain video: a static
-camera looking along -Z, so the env rotation alone places the light). Material edits (:func:`apply_material_edit`)
+A ``diffusers.DiffusionPipeline`` whose components are the two pipelines. ``__call__`` decomposes the video
+(B, T, 3, H, W) linear radiance once (the inverse pipeline's G-buffers incl. its mask; depth is relative, which the
+forward model normalises away) unless G-buffers are given, then renders it under each env map of ``envs`` (none:
+decomposition only) with the forward pipeline using the clip's camera (identity poses for a plain video: a static
+camera looking along -Z, so the env rotation alone places the light); ``decompose`` and ``relight`` are the earlier
+names, kept as aliases of it. Material edits (:func:`apply_material_edit`)
 set basecolor / roughness / metallic inside a soft mask (mask in [0, 1] blends old and new values); the result is
 rendered under ``env`` and, with ``keep_outside`` (default), composited over the input video outside the mask, so
 unedited pixels stay exactly the input.
@@ -20,9 +22,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
+from diffusers import DiffusionPipeline
+from diffusers.utils import BaseOutput
 from torch import Tensor
 
 from neural_render.errors import NeuralRenderError
+from neural_render.pipelines.base import check_output_type, make_generator, to_output_type
 from neural_render.pipelines.defaults import INVERSE_OVERLAP, INVERSE_WINDOW
 from neural_render.types import Camera, EnvMap, GBuffer
 
@@ -30,9 +35,10 @@ EDITABLE = {"basecolor": 3, "roughness": 1, "metallic": 1}
 
 
 @dataclass
-class RelightOutput:
-    """gbuffer: the inverse estimate (B, T, C, H, W); videos: one (B, T, 3, H, W) linear render per env map;
-    processing_size: (h, w) the inverse model ran at (None when the G-buffers were given)."""
+class RelightOutput(BaseOutput):
+    """gbuffer: the inverse estimate (B, T, C, H, W) (or the given G-buffers); videos: one (B, T, 3, H, W) linear
+    render per env map (empty without env maps); processing_size: (h, w) the inverse model ran at (None when the
+    G-buffers were given)."""
 
     gbuffer: GBuffer
     videos: list[Tensor]
@@ -40,7 +46,7 @@ class RelightOutput:
 
 
 @dataclass
-class EditOutput:
+class EditOutput(BaseOutput):
     """gbuffer: estimate; edited: edited G-buffer; rendered: forward render of ``edited`` (B, T, 3, H, W) linear;
     video: ``rendered`` composited over the input outside the mask (== rendered without keep_outside);
     processing_size: (h, w) the inverse model ran at (None when the G-buffers were given)."""
@@ -109,12 +115,21 @@ def apply_material_edit(gbuffer: GBuffer, mask: Tensor, edits: Mapping[str, floa
     return gbuffer.replace(**changes)
 
 
-class RelightPipeline:
+class RelightPipeline(DiffusionPipeline):
     """Inverse + forward pipelines (module docstring). ``inverse``: InverseRenderingPipeline (None: G-buffers must be
-    given to relight / edit); ``forward``: ForwardPipeline."""
+    given); ``forward``: ForwardPipeline (None: decomposition only)."""
 
-    def __init__(self, inverse, forward):
-        self.inverse, self.forward = inverse, forward
+    _optional_components = ["inverse", "forward"]
+
+    def __init__(self, inverse=None, forward=None):
+        super().__init__()
+        self.register_modules(inverse=inverse, forward=forward)
+
+    def to(self, device) -> RelightPipeline:
+        for pipe in (self.inverse, self.forward):
+            if pipe is not None:
+                pipe.to(device)
+        return self
 
     @classmethod
     def from_pretrained(cls, inverse_dir: str | os.PathLike | None = None, forward_dir: str | os.PathLike | None = None,
@@ -129,38 +144,64 @@ class RelightPipeline:
         return cls(InverseRenderingPipeline.from_pretrained(inverse_dir, device=device),
                    ForwardPipeline.from_pretrained(forward_dir, device=device))
 
+    @torch.no_grad()
+    def __call__(self, video: Tensor, envs: Sequence[EnvMap] | None = None, camera: Camera | None = None,
+                 gbuffer: GBuffer | None = None, generator: torch.Generator | None = None, seed: int | None = None,
+                 domain: str = "real", window: int = INVERSE_WINDOW, overlap: int = INVERSE_OVERLAP,
+                 progress: bool = False, processing_size=None, output_type: str = "pt",
+                 return_dict: bool = True):
+        """Decompose ``video`` (unless ``gbuffer`` is given) and render it under every env map of ``envs``.
+
+        video: (B, T, 3, H, W) float32 linear radiance; envs: EnvMaps (None or empty: decomposition only); camera:
+        the clip's Camera (default :func:`static_camera`); generator or seed (default 0): the inverse model's noise,
+        and each render's is a generator seeded with the same seed (a given generator is used as is, in turn);
+        window / overlap: VIDEO frames of the inverse model's windows; processing_size: the inverse model's (int
+        longer side | (h, w) | None = its native size, else the input's). Returns :class:`RelightOutput`.
+        """
+        check_output_type(output_type)
+        check_video(video)
+        envs = list(envs or [])
+        if not all(isinstance(e, EnvMap) for e in envs):
+            raise NeuralRenderError("relight needs EnvMaps")
+        if envs:
+            if self.forward is None:
+                raise NeuralRenderError("this relight pipeline has no forward model")
+            camera = static_camera(video) if camera is None else camera
+            _check_camera(camera, video)
+        proc = None
+        if gbuffer is None:
+            if self.inverse is None:
+                raise NeuralRenderError("this relight pipeline has no inverse model: pass the G-buffers")
+            out = self.inverse(video, generator=generator, seed=None if generator is not None else (seed or 0),
+                               window=window, overlap=overlap, progress=progress, processing_size=processing_size)
+            gbuffer, proc = out.gbuffer, out.processing_size
+        _check_gbuffer(gbuffer, video)
+        videos = []
+        if envs:
+            videos = [self.forward(gbuffer, camera, env, generator=make_generator(generator, seed, 0), domain=domain,
+                                   progress=progress).rgb for env in envs]
+        result = RelightOutput(to_output_type(gbuffer, output_type), to_output_type(videos, output_type), proc)
+        return result if return_dict else result.to_tuple()
+
     def decompose(self, video: Tensor, seed: int = 0, window: int = INVERSE_WINDOW,
                   overlap: int = INVERSE_OVERLAP, progress: bool = False, processing_size=None) -> GBuffer:
         """Estimated G-buffers (B, T, C, H, W) of a linear video, mask included (at the input size; the model runs at
-        ``processing_size``: int longer side | (h, w) | None = the inverse model's native size, else the input's)."""
-        return self._decompose(video, seed, window, overlap, progress, processing_size)[0]
-
-    def _decompose(self, video: Tensor, seed: int = 0, window: int = INVERSE_WINDOW, overlap: int = INVERSE_OVERLAP,
-                   progress: bool = False, processing_size=None) -> tuple[GBuffer, tuple[int, int]]:
-        check_video(video)
-        if self.inverse is None:
-            raise NeuralRenderError("this relight pipeline has no inverse model: pass the G-buffers")
-        out = self.inverse(video, seed=seed, window=window, overlap=overlap, progress=progress,
-                           processing_size=processing_size)
-        return out.gbuffer, out.processing_size
+        ``processing_size``: int longer side | (h, w) | None = the inverse model's native size, else the input's).
+        The earlier name of ``self(video, seed=..., ...).gbuffer`` (kept as an alias)."""
+        return self(video, seed=seed, window=window, overlap=overlap, progress=progress,
+                    processing_size=processing_size).gbuffer
 
     def relight(self, video: Tensor, envs: Sequence[EnvMap], camera: Camera | None = None,
                 gbuffer: GBuffer | None = None, seed: int = 0, domain: str = "real",
                 progress: bool = False, processing_size=None) -> RelightOutput:
         """Render ``video`` under every env map of ``envs`` (decomposing it once unless ``gbuffer`` is given, the
-        inverse model running at ``processing_size``, see :meth:`decompose`)."""
-        check_video(video)
+        inverse model running at ``processing_size``, see :meth:`decompose`). The earlier name of ``__call__`` with
+        at least one env map (kept as an alias)."""
         if not envs or not all(isinstance(e, EnvMap) for e in envs):
+            check_video(video)
             raise NeuralRenderError("relight needs at least one EnvMap")
-        camera = static_camera(video) if camera is None else camera
-        _check_camera(camera, video)
-        proc = None
-        if gbuffer is None:
-            gbuffer, proc = self._decompose(video, seed=seed, progress=progress, processing_size=processing_size)
-        _check_gbuffer(gbuffer, video)
-        videos = [self.forward.render(gbuffer, camera, env, generator=torch.Generator().manual_seed(seed),
-                                      domain=domain, progress=progress).rgb for env in envs]
-        return RelightOutput(gbuffer, videos, proc)
+        return self(video, envs, camera=camera, gbuffer=gbuffer, seed=seed, domain=domain, progress=progress,
+                    processing_size=processing_size)
 
     def edit(self, video: Tensor, mask: Tensor, edits: Mapping[str, float | Sequence[float]], env: EnvMap,
              camera: Camera | None = None, keep_outside: bool = True, gbuffer: GBuffer | None = None, seed: int = 0,
@@ -171,13 +212,11 @@ class RelightPipeline:
         mask = check_mask(mask, video)
         camera = static_camera(video) if camera is None else camera
         _check_camera(camera, video)
-        proc = None
-        if gbuffer is None:
-            gbuffer, proc = self._decompose(video, seed=seed, progress=progress, processing_size=processing_size)
-        _check_gbuffer(gbuffer, video)
+        decomposed = self(video, gbuffer=gbuffer, seed=seed, progress=progress, processing_size=processing_size)
+        gbuffer, proc = decomposed.gbuffer, decomposed.processing_size
         edited = apply_material_edit(gbuffer, mask, edits)
-        rendered = self.forward.render(edited, camera, env, generator=torch.Generator().manual_seed(seed),
-                                       domain=domain, progress=progress).rgb
+        rendered = self.forward(edited, camera, env, generator=torch.Generator().manual_seed(seed), domain=domain,
+                                progress=progress).rgb
         composite = mask * rendered + (1.0 - mask) * video.clamp(0.0, 1.0) if keep_outside else rendered
         return EditOutput(gbuffer, edited, rendered, composite, proc)
 

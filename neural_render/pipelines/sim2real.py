@@ -12,8 +12,11 @@ point-sampled game / rasterizer renders lack), while the in-context reference st
 
 Any length: overlapping windows blended in latent space at every denoising step
 (:func:`neural_render.pipelines.windows.windowed_sample`); each window's reference is the matching slice of the
-rendered latents. Size: frames must be multiples of :attr:`Sim2RealPipeline.stride` (codec x backbone) unless a
-``processing_size`` is given (then frames are resized to it and back); anything else is a NeuralRenderError.
+rendered latents. A call's ``window`` / ``overlap`` count VIDEO frames (converted for the codec,
+:func:`~neural_render.pipelines.windows.latent_window`); the defaults are the model's settings ``window`` /
+``overlap``, which the training task records in LATENT frames. Size: frames must be multiples of
+:attr:`Sim2RealPipeline.stride` (codec x backbone) unless a ``processing_size`` is given (then frames are resized
+to it and back); anything else is a NeuralRenderError.
 ``strength`` scales the LoRA (peft scale: 0 = base model, 1 = as trained); the scale is restored after the call.
 
 Folder: a :class:`VideoDiffusionPipeline` folder (the LoRA under ``lora/<adapter>/``) + ``sim2real_config.json``.
@@ -22,15 +25,21 @@ Folder: a :class:`VideoDiffusionPipeline` folder (the LoRA under ``lora/<adapter
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
+from diffusers.utils import BaseOutput
 from torch import Tensor
 
 from neural_render.errors import NeuralRenderError
-from neural_render.pipelines.base import VideoDiffusionPipeline
+from neural_render.pipelines.base import (
+    VideoDiffusionPipeline,
+    check_output_type,
+    make_generator,
+    step_callback,
+    to_output_type,
+)
 from neural_render.pipelines.frame_size import resize_video
 from neural_render.render.pixel_filter import checked_sigma, pixel_filter
 
@@ -55,7 +64,8 @@ def from_model_space(x: Tensor) -> Tensor:
 def check_video(video: Tensor, stride: int, processing_size=None, source=None) -> tuple[int, int]:
     """Validate a (B, T, 3, H, W) float video; return the processing (h, w) (see module doc for the size rule)."""
     if not torch.is_tensor(video) or video.ndim != 5 or video.shape[2] != 3 or not video.is_floating_point():
-        raise NeuralRenderError(f"video must be a float (B, T, 3, H, W) tensor, got {tuple(getattr(video, 'shape', ()))}",
+        shape = tuple(getattr(video, "shape", ()))
+        raise NeuralRenderError(f"video must be a float (B, T, 3, H, W) tensor, got {shape}",
                                 source)
     b, t, _, h, w = video.shape
     if b < 1 or t < 1:
@@ -74,9 +84,9 @@ def check_video(video: Tensor, stride: int, processing_size=None, source=None) -
 
 
 @dataclass
-class Sim2RealOutput:
-    """frames: (B, T, 3, H, W) linear radiance in [0, 1] at the input size; windows: [start, stop) latent spans;
-    processing_size: (h, w) the model ran at; latents: (B, T', C, h, w) output latents when requested."""
+class Sim2RealOutput(BaseOutput):
+    """frames: (B, T, 3, H, W) linear radiance in [0, 1] at the input size; windows: [start, stop) spans in video
+    frames; processing_size: (h, w) the model ran at; latents: (B, T', C, h, w) output latents when requested."""
 
     frames: Tensor
     windows: list[tuple[int, int]] = field(default_factory=list)
@@ -88,16 +98,22 @@ class Sim2RealPipeline(VideoDiffusionPipeline):
     """Rendered -> realistic video with the IC-LoRA (module doc).
 
     target: "direct" | "residual"; adapter: LoRA adapter name on the backbone (None = no LoRA: strength must be 1);
-    num_steps: default sampler steps (None: 1 for the x0 denoiser, else 20); window / overlap: default latent
-    frames per window and overlap; processing_size: default (h, w) or None; info: training info (``global_step``:
-    0 means UNTRAINED).
+    num_steps: default sampler steps (None: 1 for the x0 denoiser, else 20); window / overlap: default LATENT
+    frames per window and overlap (as trained); processing_size: default (h, w) or None; info: training info
+    (``global_step``: 0 means UNTRAINED).
     """
+
+    SETTINGS_FILE = SIM2REAL_CONFIG
+    SETTINGS_REQUIRED = True
+    SETTINGS_KEYS = frozenset({"target", "adapter", "num_steps", "window", "overlap", "processing_size",
+                               "residual_filter_sigma", "info"})
+    WHAT = "a sim2real model"
 
     def __init__(self, backbone, denoiser, codec=None, pass_embedding=None, target: str = "residual",
                  adapter: str | None = None, num_steps: int | None = None, window: int = 8, overlap: int = 2,
                  processing_size: Sequence[int] | None = None, info: dict | None = None,
-                 residual_filter_sigma: float = 0.0):
-        super().__init__(backbone, denoiser, codec, pass_embedding)
+                 residual_filter_sigma: float = 0.0, lora=None):
+        super().__init__(backbone, denoiser, codec, pass_embedding, lora)
         self.configure(target=target, adapter=adapter, num_steps=num_steps, window=window, overlap=overlap,
                        processing_size=processing_size, info=info, residual_filter_sigma=residual_filter_sigma)
 
@@ -139,14 +155,9 @@ class Sim2RealPipeline(VideoDiffusionPipeline):
                 "residual_filter_sigma": self.residual_filter_sigma, "info": self.info}
 
     # ------------------------------------------------------------------ persistence
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
-        self._save_with_settings(directory, SIM2REAL_CONFIG, self.sim2real_config())
-
-    @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device | None = None):
-        allowed = {"target", "adapter", "num_steps", "window", "overlap", "processing_size", "residual_filter_sigma",
-                   "info"}
-        return cls._load_with_settings(directory, SIM2REAL_CONFIG, allowed, "a sim2real model", device=device)
+    def settings(self) -> dict:
+        """``sim2real_config.json``."""
+        return self.sim2real_config()
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
@@ -171,11 +182,19 @@ class Sim2RealPipeline(VideoDiffusionPipeline):
     @torch.no_grad()
     def __call__(self, video: Tensor, strength: float = 1.0, num_steps: int | None = None, window: int | None = None,
                  overlap: int | None = None, processing_size=None, generator: torch.Generator | None = None,
-                 seed: int = 0, progress: bool = False, return_latents: bool = False) -> Sim2RealOutput:
-        """Translate ``video`` (B, T, 3, H, W) linear radiance (rendered) -> :class:`Sim2RealOutput` (realistic)."""
+                 seed: int | None = None, progress: bool = False, return_latents: bool = False,
+                 output_type: str = "pt", callback_on_step_end=None,
+                 callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",), return_dict: bool = True):
+        """Translate ``video`` (B, T, 3, H, W) linear radiance (rendered) -> :class:`Sim2RealOutput` (realistic).
+
+        window / overlap: VIDEO frames (default: the model's, in latent frames); generator or seed (default 0);
+        output_type, callback_on_step_end, return_dict: pipelines/base.py."""
         from neural_render.models.ic_lora import in_context
         from neural_render.models.lora import set_lora_scale
-        from neural_render.pipelines.windows import windowed_sample
+        from neural_render.pipelines.windows import latent_window, video_span, windowed_sample
+
+        check_output_type(output_type)
+        callback = step_callback(self, callback_on_step_end, callback_on_step_end_tensor_inputs)
 
         strength = float(strength)
         if not math.isfinite(strength) or strength < 0:
@@ -185,8 +204,11 @@ class Sim2RealPipeline(VideoDiffusionPipeline):
         size = check_video(video, self.stride, processing_size if processing_size is not None else self.processing_size)
         reference = self.encode_video(video, size)
         t_lat = reference.shape[1]
-        spans = self._latent_windows(t_lat, int(window or self.window), int(self.overlap if overlap is None else overlap))
-        gen = generator if generator is not None else torch.Generator().manual_seed(int(seed))
+        f = int(getattr(self.codec, "temporal_factor", 1))
+        lw = self.window if not window else latent_window(int(window), 0, f)[0]
+        lo = self.overlap if overlap is None else latent_window(1, int(overlap), f)[1]
+        spans = self._latent_windows(t_lat, int(lw), int(lo))
+        gen = make_generator(generator, seed, 0)
 
         def predict(x_window: Tensor, level: Tensor, a: int, c: int) -> Tensor:
             ref = reference[:, a:c]
@@ -200,15 +222,19 @@ class Sim2RealPipeline(VideoDiffusionPipeline):
             with in_context(self.backbone):
                 latents = windowed_sample(self.denoiser, predict, tuple(reference.shape), spans, self.default_steps()
                                           if num_steps is None else int(num_steps), generator=gen, device=self.device,
-                                          progress=progress, desc="sim2real")
+                                          progress=progress, desc="sim2real", callback=callback)
         finally:
             if self.adapter is not None:
                 set_lora_scale(self.backbone, 1.0, self.adapter)
         if self.target == "residual":
-            base = self.encode_video(video, size, self.residual_filter_sigma) if self.residual_filter_sigma else reference
+            sigma = self.residual_filter_sigma
+            base = self.encode_video(video, size, sigma) if sigma else reference
             out = latents + base
         else:
             out = latents
         frames = self.codec.decode(out)[:, :video.shape[1]].float().cpu()
         frames = from_model_space(resize_video(frames, *video.shape[-2:]))
-        return Sim2RealOutput(frames, spans, size, out if return_latents else None)
+        windows = [video_span(a, c, f, video.shape[1]) for a, c in spans]
+        result = Sim2RealOutput(to_output_type(frames, output_type), windows, size,
+                                to_output_type(out, output_type) if return_latents else None)
+        return result if return_dict else result.to_tuple()

@@ -21,7 +21,8 @@ realistic ANCHOR frames. Built in (:func:`make_enhancer`):
   with ``local_files_only``; never downloads), run per anchor frame with a prompt and strength. Not exercised with
   real weights here (none are shipped or downloadable); loading errors are NeuralRenderError.
 * ``identity`` -- the rendered frames themselves (ablation / tests).
-Plug your own: any object with ``name`` and ``enhance`` passed to :func:`neural_render.pipelines.sim2real_data.make_pairs`.
+Plug your own: any object with ``name`` and ``enhance`` passed to
+:func:`neural_render.pipelines.sim2real_data.make_pairs`.
 """
 
 from __future__ import annotations
@@ -169,7 +170,8 @@ class Img2ImgAnchors:
 
             self.pipeline = AutoPipelineForImage2Image.from_pretrained(os.fspath(path), local_files_only=True)
         except Exception as err:  # noqa: BLE001 - boundary: any loading failure of a user folder
-            raise NeuralRenderError(f"cannot load the image-to-image pipeline: {type(err).__name__}: {err}", path) from None
+            raise NeuralRenderError(f"cannot load the image-to-image pipeline: {type(err).__name__}: {err}",
+                                    path) from None
         self.prompt, self.strength, self.num_steps = prompt, float(strength), int(num_steps)
         self.guidance_scale, self.seed, self.name = float(guidance_scale), int(seed), f"img2img:{path}"
 

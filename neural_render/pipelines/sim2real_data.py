@@ -6,7 +6,8 @@
 2. Propagation (:class:`AnchorPropagationPipeline`, trained by :class:`neural_render.tasks.sim2real.PropagationTask`),
    VACE-style: per segment, the anchors' latents are given CLEAN at their frames (sigma 0, held fixed by the
    sampler, never predicted), the middle frames are generated; the per-frame condition is the control map of the
-   rendered clip (Canny edges, or depth for the ablation: :func:`~neural_render.pipelines.sim2real_anchors.control_video`)
+   rendered clip (Canny edges, or depth for the ablation:
+   :func:`~neural_render.pipelines.sim2real_anchors.control_video`)
    concatenated in channels. The output keeps the enhancer's anchor frames exactly.
 3. :func:`make_pairs` writes one pair folder per clip (layout: :mod:`neural_render.data.sim2real_pairs`): the
    realistic clip (rgb = propagated video, the source's G-buffers, camera, meta, ``extra["sim2real_pair"]`` = how it
@@ -20,14 +21,16 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 
 import torch
+from diffusers.utils import BaseOutput
 from torch import Tensor
 
 from neural_render.errors import NeuralRenderError
-from neural_render.pipelines.base import VideoDiffusionPipeline
+from neural_render.pipelines.base import VideoDiffusionPipeline, check_output_type, to_output_type
 from neural_render.pipelines.sim2real import (
     check_video,
     from_model_space,
@@ -46,9 +49,17 @@ PAIR_PREFIX = "pair_"
 def anchor_frames(num_frames: int, segment: int) -> list[int]:
     """Anchor frame indices: 0, s-1, 2(s-1), ... and T-1 (segments of <= ``segment`` frames share end frames)."""
     if num_frames < 2 or segment < 2:
-        raise NeuralRenderError(f"anchor propagation needs >= 2 frames and segments of >= 2, got {num_frames}, {segment}")
+        raise NeuralRenderError(f"anchor propagation needs >= 2 frames and segments of >= 2, got {num_frames}, "
+                                f"{segment}")
     frames = list(range(0, num_frames - 1, segment - 1))
     return frames + [num_frames - 1]
+
+
+@dataclass
+class PropagationOutput(BaseOutput):
+    """frames: (B, T, 3, H, W) linear realistic video (the anchors' frames exactly the anchors)."""
+
+    frames: Tensor
 
 
 class AnchorPropagationPipeline(VideoDiffusionPipeline):
@@ -58,10 +69,15 @@ class AnchorPropagationPipeline(VideoDiffusionPipeline):
     sampler steps (None: 1 for x0, else 20); info: training info (``global_step`` 0 = UNTRAINED).
     """
 
+    SETTINGS_FILE = PROPAGATION_CONFIG
+    SETTINGS_REQUIRED = True
+    SETTINGS_KEYS = frozenset({"conditioning", "canny", "segment", "num_steps", "info"})
+    WHAT = "an anchor propagation model"
+
     def __init__(self, backbone, denoiser, codec=None, pass_embedding=None, conditioning: str = "edges",
                  canny: tuple[float, float, float] | None = None, segment: int = 8, num_steps: int | None = None,
-                 info: dict | None = None):
-        super().__init__(backbone, denoiser, codec, pass_embedding)
+                 info: dict | None = None, lora=None):
+        super().__init__(backbone, denoiser, codec, pass_embedding, lora)
         self.configure(conditioning, canny, segment, num_steps, info)
 
     def configure(self, conditioning="edges", canny=None, segment=8, num_steps=None, info=None, source=None):
@@ -84,21 +100,23 @@ class AnchorPropagationPipeline(VideoDiffusionPipeline):
         return {"conditioning": self.conditioning, "canny": list(self.canny) if self.canny else None,
                 "segment": self.segment, "num_steps": self.num_steps, "info": self.info}
 
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
-        self._save_with_settings(directory, PROPAGATION_CONFIG, self.propagation_config())
-
-    @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device | None = None):
-        allowed = {"conditioning", "canny", "segment", "num_steps", "info"}
-        return cls._load_with_settings(directory, PROPAGATION_CONFIG, allowed, "an anchor propagation model",
-                                       device=device)
+    def settings(self) -> dict:
+        """``propagation_config.json``."""
+        return self.propagation_config()
 
     @torch.no_grad()
     def __call__(self, rendered: Tensor, anchors: Tensor, frames: list[int], depth: Tensor | None = None,
-                 num_steps: int | None = None, seed: int = 0) -> Tensor:
+                 num_steps: int | None = None, seed: int | None = None, generator: torch.Generator | None = None,
+                 output_type: str = "pt", return_dict: bool = False):
         """Propagate ``anchors`` (B, K, 3, H, W) linear, the realistic versions of rendered frames ``frames`` (K
         sorted indices starting at 0 and ending at T-1), over ``rendered`` (B, T, 3, H, W) linear -> (B, T, 3, H, W)
-        linear realistic video; segments are the spans between consecutive anchors. depth: (B, T, 1, H, W)."""
+        linear realistic video; segments are the spans between consecutive anchors. depth: (B, T, 1, H, W).
+
+        Noise: segment k uses a generator seeded ``seed + 7919 k`` (default seed 0), or the given ``generator`` for
+        every segment. Returns the video tensor, or a :class:`PropagationOutput` with ``return_dict=True`` (the
+        default stays the tensor for existing callers, e.g. evaluation/sim2real.py)."""
+        check_output_type(output_type)
+        seed = 0 if seed is None else int(seed)
         check_video(rendered, self.stride)
         b, t = rendered.shape[:2]
         frames = [int(f) for f in frames]
@@ -122,13 +140,14 @@ class AnchorPropagationPipeline(VideoDiffusionPipeline):
             clean_values[:, 0], clean_values[:, -1] = anchor_latents[:, k], anchor_latents[:, k + 1]
             mask = torch.zeros(b, length, dtype=torch.bool, device=device)
             mask[:, 0] = mask[:, -1] = True
-            gen = torch.Generator().manual_seed(int(seed) + 7919 * k)
+            gen = generator if generator is not None else torch.Generator().manual_seed(seed + 7919 * k)
             z = self.denoiser.sample(self.backbone, tuple(clean_values.shape), cond[:, a:c + 1], None,
                                      num_steps=steps, generator=gen, clean=(clean_values, mask), device=device)
             out[:, a:c + 1] = z
         video = from_model_space(self.codec.decode(out).float().cpu())
         video[:, frames] = anchors.float().cpu().clamp(0.0, 1.0)  # anchors kept exactly
-        return video
+        video = to_output_type(video, output_type)
+        return PropagationOutput(video) if return_dict else video
 
 
 def _pair_done(pair_dir: Path) -> bool:

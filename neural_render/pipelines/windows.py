@@ -63,8 +63,7 @@ def fit_windows(num_frames: int, codec, frame_rule, window: int, overlap: int) -
             padded += 1
             if padded > num_frames + 64:
                 raise
-    lw = window if f == 1 else max(1, (window - 1) // f + 1)
-    lo = overlap if f == 1 else -(-overlap // f)
+    lw, lo = latent_window(window, overlap, f)
     while lw > 1 and not frame_rule(lw):
         lw -= 1
     if not frame_rule(lw):
@@ -72,6 +71,25 @@ def fit_windows(num_frames: int, codec, frame_rule, window: int, overlap: int) -
     while latent_t < lw and not frame_rule(latent_t):
         latent_t += 1  # one short window: pad latent frames (the caller repeats its last condition frame)
     return padded, latent_t, plan_windows(latent_t, lw, min(lo, lw - 1))
+
+
+def latent_window(window: int, overlap: int, temporal_factor: int) -> tuple[int, int]:
+    """Window / overlap in VIDEO frames -> in latent frames for a codec of ``temporal_factor`` f (causal codecs:
+    1 + (window - 1) // f latent frames hold ``window`` video frames; overlap ceil(overlap / f)); f = 1: unchanged."""
+    f = int(temporal_factor)
+    if f == 1:
+        return int(window), int(overlap)
+    return max(1, (int(window) - 1) // f + 1), -(-int(overlap) // f)
+
+
+def video_window(latent_frames: int, latent_overlap: int, temporal_factor: int) -> tuple[int, int]:
+    """Inverse of :func:`latent_window`: latent window / overlap -> the video frames they cover (1 + (L - 1) f and
+    o f for causal codecs of factor f > 1; unchanged for f = 1).
+    ``latent_window(*video_window(L, o, f), f) == (L, o)``."""
+    f = int(temporal_factor)
+    if f == 1:
+        return int(latent_frames), int(latent_overlap)
+    return 1 + (int(latent_frames) - 1) * f, int(latent_overlap) * f
 
 
 def video_span(start: int, stop: int, temporal_factor: int, num_frames: int) -> Span:
@@ -138,7 +156,8 @@ class OverlapBlender:
         if k != self._next:
             raise NeuralRenderError(f"windows must be added in order: expected window {self._next}, got {k}")
         a, b = self.spans[k]
-        if values.shape[0] != self.target.shape[0] or values.shape[1] != b - a or values.shape[2:] != self.target.shape[2:]:
+        target = self.target.shape
+        if values.shape[0] != target[0] or values.shape[1] != b - a or values.shape[2:] != target[2:]:
             raise NeuralRenderError(f"window {k} values {tuple(values.shape)} do not fit frames [{a}, {b}) of "
                                     f"{tuple(self.target.shape)}")
         w = self.weights[k].to(values.dtype)
@@ -181,13 +200,16 @@ def progress_bar(total: int, enabled: bool, desc: str | None = None):
 def windowed_sample(denoiser, predict_x0: Callable[[Tensor, Tensor, int, int], Tensor], shape: tuple[int, ...],
                     spans: Sequence[Span], num_steps: int, generator: torch.Generator | None = None,
                     device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, progress: bool = False,
-                    desc: str | None = None) -> Tensor:
+                    desc: str | None = None, callback: Callable[[int, Tensor, Tensor], Tensor | None] | None = None
+                    ) -> Tensor:
     """Sample latents of ``shape`` (B, T, C, h, w) window by window, blending overlaps at every step.
 
     predict_x0(x_window (B, L, C, h, w), sigma (B, L), start, stop) -> x0_hat (B, L, C, h, w): the denoised
     estimate of frames [start, stop) (the caller slices its condition with start/stop and calls
     :meth:`Denoiser.guided_x0`). spans: from :func:`plan_windows`. Noise is drawn once for the whole latent with
     ``generator`` (so windowing does not change it); steps follow :meth:`Denoiser.sampling_sigmas`.
+    callback(step, sigma, x) runs after every step (all windows blended; sigma: the noise level x is now at); a
+    returned tensor of the same shape replaces x.
     """
     if len(shape) != 5:
         raise NeuralRenderError(f"sample shape must be (B, T, C, h, w), got {tuple(shape)}")
@@ -215,6 +237,13 @@ def windowed_sample(denoiser, predict_x0: Callable[[Tensor, Tensor, int, int], T
                                             f"{tuple(x_window.shape)}")
                 blender.add(k, denoiser.step(x_window, x0_hat, level, next_level))
                 bar.update(1)
+            if callback is not None:
+                replaced = callback(i, sigmas[i + 1], x)
+                if replaced is not None:
+                    if tuple(replaced.shape) != tuple(x.shape):
+                        raise NeuralRenderError(f"step callback returned latents {tuple(replaced.shape)}, expected "
+                                                f"{tuple(x.shape)}")
+                    x.copy_(replaced)
     finally:
         bar.close()
     return x

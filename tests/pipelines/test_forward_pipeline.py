@@ -57,8 +57,9 @@ def test_export_round_trip_renders_identically(exported, scene, env):
     assert torch.equal(live.rgb, again.rgb) and live.rgb.shape == (1, 4, 3, 16, 16)
     assert float(live.rgb.min()) >= 0 and float(live.rgb.max()) <= 1
     from neural_render.pipelines.base import load_pipeline
-    with pytest.raises(NeuralRenderError, match="from_pretrained"):
-        load_pipeline(folder).render(scene.gbuffer, scene.camera, env)
+    generic = load_pipeline(folder)  # the generic loader reads forward_config.json and the shifters too (issue #25)
+    assert isinstance(generic, ForwardPipeline) and generic.domain_shifters is not None
+    assert torch.equal(generic.render(scene.gbuffer, scene.camera, env).rgb, again.rgb)
 
 
 def test_partial_gbuffers_windows_and_odd_sizes(exported, scene, env):

@@ -19,7 +19,8 @@ TOLERANCE = 1e-5
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("make_pipeline_references", REPO / "scripts" / "make_pipeline_references.py")
+    script = REPO / "scripts" / "make_pipeline_references.py"
+    spec = importlib.util.spec_from_file_location("make_pipeline_references", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
