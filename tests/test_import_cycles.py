@@ -135,8 +135,8 @@ def test_graph_sees_function_level_imports_and_skips_type_checking(tmp_path):
     (pkg / "__init__.py").write_text("")
     (pkg / "sub" / "__init__.py").write_text("")
     (pkg / "a.py").write_text("def f():\n    from neural_render.sub import b\n")
-    (pkg / "sub" / "b.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from neural_render import a\n"
-                                      "from . import c\n")
+    (pkg / "sub" / "b.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                                      "    from neural_render import a\nfrom . import c\n")
     (pkg / "sub" / "c.py").write_text("import neural_render.a\n")
     graph = import_graph(module_files(pkg))
     assert graph[f"{PACKAGE}.a"] == {f"{PACKAGE}.sub", f"{PACKAGE}.sub.b"}

@@ -42,7 +42,6 @@ renderer's estimate on real video) stand in for the cache render, degraded by :f
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import register_to_config

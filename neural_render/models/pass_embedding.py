@@ -7,7 +7,6 @@ diffusers ModelMixin + ConfigMixin, so ``save_pretrained`` / ``from_pretrained``
 
 from __future__ import annotations
 
-
 import torch
 from diffusers.configuration_utils import register_to_config
 from diffusers.models.modeling_utils import ModelMixin  # noqa: F401 - diffusers' loader finds from_pretrained through this name

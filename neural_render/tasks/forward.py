@@ -40,8 +40,8 @@ import torch
 from torch import Tensor
 
 from neural_render.data.forward_data import DOMAINS
-from neural_render.models.conditioning import display_pack, forward_cond_channels, forward_condition
 from neural_render.errors import NeuralRenderError
+from neural_render.models.conditioning import display_pack, forward_cond_channels, forward_condition
 from neural_render.tasks.base import DiffusionSystem, zero_output_layer
 
 STAGES = ("plain", "shifters", "backbone")

@@ -57,7 +57,8 @@ def test_rotated_then_inverse_is_identity():
     for yaw, pitch, roll in [(37.0, 12.0, -5.0), (-120.0, 80.0, 33.0), (200.0, -45.0, 170.0)]:
         r = euler_to_matrix(yaw, pitch, roll)
         rotated = env.rotated(yaw, pitch, roll)
-        assert not torch.allclose(env_lookup(rotated, dirs), env_lookup(env, dirs), atol=1e-2)  # the rotation did something
+        # the rotation did something
+        assert not torch.allclose(env_lookup(rotated, dirs), env_lookup(env, dirs), atol=1e-2)
         back = rotated.rotated(matrix=r.T)
         assert torch.allclose(env_lookup(back, dirs), env_lookup(env, dirs), atol=1e-5)
 
