@@ -3,6 +3,7 @@
 the extension point for foreign loaders; and that the commands go through it (exit 2, one line naming the folder)."""
 
 import json
+import sys
 
 import pytest
 
@@ -81,7 +82,15 @@ def test_folder_without_the_files_a_pipeline_needs_is_refused(tmp_path, make, wo
         hub.resolve_model(file, "inverse")
 
 
-def test_diffusion_renderer_folder_is_recognised_and_refused_until_a_loader_is_registered(tmp_path, monkeypatch):
+@pytest.fixture
+def no_foreign_loaders(monkeypatch):
+    """The hub as if no loader for foreign formats were registered (issue #24 registers DiffusionRenderer's)."""
+    monkeypatch.setattr(hub, "LOADER_MODULES", [])
+    monkeypatch.setattr(hub, "_LOADERS", {})
+
+
+def test_diffusion_renderer_folder_is_recognised_and_refused_until_a_loader_is_registered(tmp_path,
+                                                                                         no_foreign_loaders):
     folder = _dr_folder(tmp_path / "dr_inverse")
     assert hub.is_diffusion_renderer_folder(folder)
     assert not hub.is_diffusion_renderer_folder(data_dir() / "models" / "inverse_tiny")
@@ -92,7 +101,6 @@ def test_diffusion_renderer_folder_is_recognised_and_refused_until_a_loader_is_r
         hub.resolve_model(folder, "inverse")
     assert err.value.path == str(folder)
     # the extension point: a registered loader makes it loadable (for that kind only)
-    monkeypatch.setattr(hub, "_LOADERS", {})
     calls = []
     hub.register_loader(hub.DIFFUSION_RENDERER_CLASS, "inverse", lambda path, device: calls.append((path, device)) or 1)
     assert hub.load_inverse(folder, "cpu") == 1 and [(p, str(d)) for p, d in calls] == [(folder, "cpu")]
@@ -100,6 +108,22 @@ def test_diffusion_renderer_folder_is_recognised_and_refused_until_a_loader_is_r
         hub.load_forward(folder)
     with pytest.raises(ValueError, match="unknown model kind"):
         hub.register_loader(hub.DIFFUSION_RENDERER_CLASS, "nonsense", lambda path, device: None)
+
+
+def test_loader_modules_are_imported_on_first_need(tmp_path, monkeypatch, no_foreign_loaders):
+    (tmp_path / "probe_dr_loader.py").write_text(
+        "from neural_render import hub\n"
+        "hub.register_loader(hub.DIFFUSION_RENDERER_CLASS, 'forward', lambda folder, device: ('loaded', folder))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(hub, "LOADER_MODULES", ["probe_dr_loader"])
+    monkeypatch.setattr(hub, "_IMPORTED", set())
+    folder = _dr_folder(tmp_path / "dr")
+    try:
+        assert hub.load_forward(folder) == ("loaded", folder)
+        with pytest.raises(NeuralRenderError, match="not supported yet"):
+            hub.load_inverse(folder)  # registered for forward only
+    finally:
+        sys.modules.pop("probe_dr_loader", None)
 
 
 def test_loaders_build_the_kind_of_pipeline_from_a_shipped_name():
@@ -122,7 +146,7 @@ def _error_line(err: str) -> str:
     return lines[0]
 
 
-def test_commands_refuse_bad_model_folders_with_exit_2(tmp_path, capsys):
+def test_commands_refuse_bad_model_folders_with_exit_2(tmp_path, capsys, no_foreign_loaders):
     video = tmp_path / "in.mp4"
     video.write_bytes(b"")  # never read: the model folder is checked first
     dr = _dr_folder(tmp_path / "dr")
