@@ -352,3 +352,22 @@ def export(system, directory: str | os.PathLike, use_ema: bool = True) -> None:
 def load_pipeline(directory: str | os.PathLike, device: str | torch.device | None = None) -> VideoDiffusionPipeline:
     """Load any pipeline folder (either format) as the pipeline class recorded in it, with its settings."""
     return VideoDiffusionPipeline.from_pretrained(directory, device=device)
+
+
+def upgrade_folder(directory: str | os.PathLike) -> bool:
+    """Rewrite a format-1 folder's model_index.json as format 2 and add the loader shim, so diffusers can load it;
+    nothing else changes (format 2 reads the component folders of format 1 as they are). Returns False when the
+    folder is format 2 already."""
+    from neural_render.io.atomic import atomic_path
+
+    root = Path(directory)
+    if folder_format.format_version(folder_format.read_index(root)) == folder_format.FORMAT_VERSION:
+        return False
+    pipe = load_pipeline(root)
+    has_settings = bool(pipe.SETTINGS_FILE) and (root / pipe.SETTINGS_FILE).is_file()
+    index = folder_format.index_of(pipe, pipe.SETTINGS_FILE if has_settings else None)
+    with atomic_path(root / f"{folder_format.SHIM}.py") as tmp:
+        Path(tmp).write_text(folder_format.shim_source(index))
+    with atomic_path(root / MODEL_INDEX) as tmp:
+        Path(tmp).write_text(json.dumps(index, indent=2))
+    return True

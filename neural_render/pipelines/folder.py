@@ -183,22 +183,3 @@ def index_summary(folder) -> dict:
         else:
             out[key] = "?"
     return out
-
-
-def upgrade_folder(folder) -> bool:
-    """Rewrite a format-1 folder's model_index.json as format 2 and add the loader shim (nothing else changes: the
-    component folders of format 1 are what format 2 reads). Returns False when the folder is already format 2."""
-    from neural_render.io.atomic import atomic_path
-    from neural_render.pipelines.base import VideoDiffusionPipeline
-
-    root = Path(folder)
-    if format_version(read_index(root)) == FORMAT_VERSION:
-        return False
-    pipe = VideoDiffusionPipeline.from_pretrained(root)
-    index = index_of(pipe, pipe.SETTINGS_FILE if (pipe.SETTINGS_FILE and (root / pipe.SETTINGS_FILE).is_file())
-                     else None)
-    with atomic_path(root / f"{SHIM}.py") as tmp:
-        Path(tmp).write_text(shim_source(index))
-    with atomic_path(root / MODEL_INDEX) as tmp:
-        Path(tmp).write_text(json.dumps(index, indent=2))
-    return True

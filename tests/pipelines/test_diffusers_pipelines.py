@@ -109,8 +109,7 @@ def test_diffusers_output_matches_the_step0_reference(inputs):
 def test_format1_folder_still_loads(tmp_path, inputs):
     """A folder exported before issue #25 (format 1 model_index.json, no loader shim) loads with load_pipeline and
     renders exactly like the shipped (format 2) folder; diffusers cannot load it (no diffusers index)."""
-    from neural_render.pipelines.base import load_pipeline
-    from neural_render.pipelines.folder import upgrade_folder
+    from neural_render.pipelines.base import load_pipeline, upgrade_folder
     from neural_render.pipelines.insert import CacheForwardPipeline
 
     old = tmp_path / "forward_cache_old"
