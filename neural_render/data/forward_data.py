@@ -60,21 +60,23 @@ class ForwardClipDataset(Dataset):
     1 real), "clip", "start"} + the forward inputs of the window (module doc) with B = 1, after dropout.
     roots: dataset / clip folder(s). domain: "synthetic" | "real". num_frames, frame_stride: window. crop: (h, w)
     random crop (None = full frame); size: (h, w) output size after the crop (rgb bilinear, passes nearest,
-    intrinsics scaled; None = crop size), e.g. to bring real videos to the training size. gbuffer_dropout: see module doc. random: random windows (else the first,
-    centred). cache: keep decoded clips in memory. Randomness: private generator seeded by (seed, epoch, index).
+    intrinsics scaled; None = crop size), e.g. to bring real videos to the training size. gbuffer_dropout: see module
+    doc. random: random windows (else the first, centred). cache: keep decoded clips in memory. Randomness: private
+    generator seeded by (seed, epoch, index).
     """
 
     def __init__(self, roots, domain: str = "synthetic", num_frames: int = 4, frame_stride: int = 1,
                  crop: tuple[int, int] | None = None, gbuffer_dropout: float = 0.0, with_prior: bool = True,
-                 size: tuple[int, int] | None = None, random: bool = True, seed: int = 0, samples_per_clip: int = 1, cache: bool = True,
-                 max_clips: int | None = None):
+                 size: tuple[int, int] | None = None, random: bool = True, seed: int = 0, samples_per_clip: int = 1,
+                 cache: bool = True, max_clips: int | None = None):
         from neural_render.data.clip_dataset import find_clips
         from neural_render.io.clip import read_meta
 
         if domain not in DOMAINS:
             raise NeuralRenderError(f"domain must be one of {DOMAINS}, got {domain!r}")
         if not 0.0 <= gbuffer_dropout <= 1.0 or num_frames < 1 or frame_stride < 1 or samples_per_clip < 1:
-            raise NeuralRenderError("need 0 <= gbuffer_dropout <= 1 and num_frames, frame_stride, samples_per_clip >= 1")
+            raise NeuralRenderError("need 0 <= gbuffer_dropout <= 1 and num_frames, frame_stride, "
+                                    "samples_per_clip >= 1")
         roots = [roots] if isinstance(roots, (str, os.PathLike)) else list(roots)
         self.span = (num_frames - 1) * frame_stride + 1
         self.clips, self.metas = [], []
@@ -185,18 +187,20 @@ class ForwardDataModule(_lightning_datamodule()):
     """Training data of the forward task: synthetic clips (+ optional "real" auto-labelled clips), shuffled together.
 
     train_roots: synthetic dataset folder(s); real_roots: folder(s) of real-domain clips (``neural-render autolabel``
-    output, or :func:`neural_render.data.degraded_real.make_degraded_real_clips` stand-ins); val_roots: synthetic validation folder(s) (default: none).
+    output, or :func:`neural_render.data.degraded_real.make_degraded_real_clips` stand-ins); val_roots: synthetic
+    validation folder(s) (default: none).
     Other arguments: :class:`ForwardClipDataset`. Windows are redrawn every epoch (the task calls :meth:`set_epoch`).
     """
 
     def __init__(self, train_roots: list[str] | str, real_roots: list[str] | str | None = None,
                  val_roots: list[str] | str | None = None, num_frames: int = 4, frame_stride: int = 1,
                  crop: tuple[int, int] | None = None, gbuffer_dropout: float = 0.3, with_prior: bool = True,
-                 size: tuple[int, int] | None = None, batch_size: int = 4, num_workers: int = 0, seed: int = 0, samples_per_clip: int = 1,
-                 max_train_clips: int | None = None, max_val_clips: int | None = 4, cache: bool = True):
+                 size: tuple[int, int] | None = None, batch_size: int = 4, num_workers: int = 0, seed: int = 0,
+                 samples_per_clip: int = 1, max_train_clips: int | None = None, max_val_clips: int | None = 4,
+                 cache: bool = True):
         super().__init__()
-        self.kwargs = dict(num_frames=num_frames, frame_stride=frame_stride, crop=crop, size=size, with_prior=with_prior,
-                           seed=seed, cache=cache)
+        self.kwargs = dict(num_frames=num_frames, frame_stride=frame_stride, crop=crop, size=size,
+                           with_prior=with_prior, seed=seed, cache=cache)
         self.train_roots, self.real_roots, self.val_roots = train_roots, real_roots, val_roots
         self.gbuffer_dropout, self.samples_per_clip = gbuffer_dropout, samples_per_clip
         self.batch_size, self.num_workers, self.seed = int(batch_size), int(num_workers), int(seed)

@@ -286,7 +286,8 @@ def _shift(x: Tensor, dy: int, dx: int) -> Tensor:
 
 
 def perturb_cache_render(normal: Tensor, mask: Tensor, generator: torch.Generator, max_dilation: int = 2,
-                         max_shift: int = 2, noise_std: float = 0.15, probability: float = 0.5) -> tuple[Tensor, Tensor]:
+                         max_shift: int = 2, noise_std: float = 0.15, probability: float = 0.5
+                         ) -> tuple[Tensor, Tensor]:
     """Degrade a stand-in cache render like a real, imperfect cache (pure; randomness from ``generator``).
 
     normal (B,T,3,H,W) unit camera-space normals (any values outside the mask), mask (B,T,1,H,W) in {0,1}.

@@ -89,16 +89,19 @@ class LatentCodec(ModelMixin, abc.ABC):
 
     def _check_video(self, x: torch.Tensor) -> None:
         if not torch.is_tensor(x) or x.ndim != 5 or x.shape[2] != 3:
-            raise NeuralRenderError(f"video must be (B,T,3,H,W), got {tuple(getattr(x, 'shape', ()))}", type(self).__name__)
+            raise NeuralRenderError(f"video must be (B,T,3,H,W), got {tuple(getattr(x, 'shape', ()))}",
+                                    type(self).__name__)
         h, w = x.shape[-2:]
         if h % self.spatial_factor or w % self.spatial_factor:
-            raise NeuralRenderError(f"frame size {h}x{w} must be a multiple of {self.spatial_factor}", type(self).__name__)
+            raise NeuralRenderError(f"frame size {h}x{w} must be a multiple of {self.spatial_factor}",
+                                    type(self).__name__)
         self.latent_frames(x.shape[1])
 
     def _check_latent(self, z: torch.Tensor) -> None:
         if not torch.is_tensor(z) or z.ndim != 5 or z.shape[2] != self.latent_channels:
             raise NeuralRenderError(
-                f"latent must be (B,T',{self.latent_channels},h,w), got {tuple(getattr(z, 'shape', ()))}", type(self).__name__
+                f"latent must be (B,T',{self.latent_channels},h,w), got {tuple(getattr(z, 'shape', ()))}",
+                type(self).__name__
             )
 
 
@@ -151,10 +154,13 @@ class DiffusersVAECodec(LatentCodec):
             self.spatial_factor = 2 ** (len(cfg.dim_mult) - 1) * int(cfg.patch_size or 1)
             self.temporal_factor = 2 ** sum(bool(v) for v in cfg.temperal_downsample)
             if 4 % self.temporal_factor:
-                raise NeuralRenderError(f"Wan VAE temporal factor {self.temporal_factor} does not divide its 4-frame chunks")
+                raise NeuralRenderError(f"Wan VAE temporal factor {self.temporal_factor} does not divide its 4-frame "
+                                        "chunks")
             self.temporal_rule = f"T = 1 + 4k frames; T' = 1 + (T - 1) / {self.temporal_factor}"
-            self.register_buffer("latents_mean", torch.tensor(cfg.latents_mean, dtype=torch.float32)[: self.latent_channels], persistent=False)
-            self.register_buffer("latents_std", torch.tensor(cfg.latents_std, dtype=torch.float32)[: self.latent_channels], persistent=False)
+            c = self.latent_channels
+            mean, std = (torch.tensor(v, dtype=torch.float32)[:c] for v in (cfg.latents_mean, cfg.latents_std))
+            self.register_buffer("latents_mean", mean, persistent=False)
+            self.register_buffer("latents_std", std, persistent=False)
             if self.latents_mean.numel() != self.latent_channels or self.latents_std.numel() != self.latent_channels:
                 raise NeuralRenderError(f"Wan VAE config needs {self.latent_channels} latents_mean/std values")
         else:
@@ -185,13 +191,15 @@ class DiffusersVAECodec(LatentCodec):
         x = x.to(self.vae.dtype)
         if self.vae_kind == "wan":
             video = x.permute(0, 2, 1, 3, 4)
-            parts = [self._posterior(self.vae.encode(video[a:b]).latent_dist, generator) for a, b in _chunks(x.shape[0], self.chunk_size)]
+            parts = [self._posterior(self.vae.encode(video[a:b]).latent_dist, generator)
+                     for a, b in _chunks(x.shape[0], self.chunk_size)]
             z = torch.cat(parts).float()
             shape = (1, -1, 1, 1, 1)
             z = (z - self.latents_mean.view(shape)) / self.latents_std.view(shape)
             return z.permute(0, 2, 1, 3, 4)
         frames = x.flatten(0, 1)
-        parts = [self._posterior(self.vae.encode(frames[a:b]).latent_dist, generator) for a, b in _chunks(frames.shape[0], self.chunk_size)]
+        parts = [self._posterior(self.vae.encode(frames[a:b]).latent_dist, generator)
+                 for a, b in _chunks(frames.shape[0], self.chunk_size)]
         z = (torch.cat(parts).float() - self.shift_factor) * self.scaling_factor
         return z.unflatten(0, x.shape[:2])
 
@@ -251,11 +259,13 @@ class DiffusersVAECodec(LatentCodec):
         except (OSError, ValueError) as err:
             raise NeuralRenderError(f"cannot read config.json: {err}", folder) from None
         if class_name not in _VAE_KINDS:
-            raise NeuralRenderError(f"config.json class {class_name!r} is not a supported VAE {sorted(_VAE_KINDS)}", folder)
+            raise NeuralRenderError(f"config.json class {class_name!r} is not a supported VAE {sorted(_VAE_KINDS)}",
+                                    folder)
         try:
             vae = getattr(diffusers, class_name).from_pretrained(os.fspath(root), subfolder=sub, local_files_only=True)
         except Exception as err:  # noqa: BLE001 - boundary: any library error becomes NeuralRenderError
-            raise NeuralRenderError(f"cannot load {class_name}: {type(err).__name__}: {' '.join(str(err).split())[:600]}", folder) from None
+            message = " ".join(str(err).split())[:600]
+            raise NeuralRenderError(f"cannot load {class_name}: {type(err).__name__}: {message}", folder) from None
         return cls(vae, chunk_size=chunk_size)
 
 
@@ -305,7 +315,8 @@ class LatentCache:
             save_file({"latent": latent.detach().contiguous().cpu()}, tmp, metadata={"codec": signature})
         return path
 
-    def get_or_compute(self, clip_id: str, key: str, compute: Callable[[], torch.Tensor], signature: str = "") -> torch.Tensor:
+    def get_or_compute(self, clip_id: str, key: str, compute: Callable[[], torch.Tensor], signature: str = ""
+                       ) -> torch.Tensor:
         cached = self.get(clip_id, key, signature)
         if cached is not None:
             return cached
@@ -313,7 +324,8 @@ class LatentCache:
         self.put(clip_id, key, latent, signature)
         return latent.detach().cpu()
 
-    def encode(self, codec: LatentCodec, clip_id: str, key: str, video: torch.Tensor | Callable[[], torch.Tensor]) -> torch.Tensor:
+    def encode(self, codec: LatentCodec, clip_id: str, key: str, video: torch.Tensor | Callable[[], torch.Tensor]
+               ) -> torch.Tensor:
         """Latent of one clip (video (1,T,3,H,W) or a callable loading it), encoded by ``codec`` at most once."""
 
         def compute():

@@ -115,7 +115,8 @@ def prepare_forward_inputs(gbuffer: GBuffer, camera: Camera, env: EnvMap | None,
     for name in FORWARD_PASSES:
         x = passes.get(name)
         if x is not None and tuple(x.shape) != (b, t, PASS_CHANNELS[name], h, w):
-            raise NeuralRenderError(f"pass {name!r} has shape {tuple(x.shape)}, expected {(b, t, PASS_CHANNELS[name], h, w)}")
+            expected = (b, t, PASS_CHANNELS[name], h, w)
+            raise NeuralRenderError(f"pass {name!r} has shape {tuple(x.shape)}, expected {expected}")
         full[name] = x.float() if x is not None else torch.zeros(b, t, PASS_CHANNELS[name], h, w)
     present = torch.tensor([[float(n in passes) for n in FORWARD_PASSES]]).expand(b, -1).clone()
     if depth_scale is None:

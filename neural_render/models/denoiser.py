@@ -109,7 +109,8 @@ class Denoiser(SchedulerMixin):
         if flow_sampling not in ("logit_normal", "uniform"):
             raise NeuralRenderError(f"flow_sampling must be 'logit_normal' or 'uniform', got {flow_sampling!r}")
         if shift <= 0 or sigma_data <= 0 or not 0 < sigma_min < sigma_max or p_std <= 0 or logit_std <= 0:
-            raise NeuralRenderError("denoiser needs shift, sigma_data, p_std, logit_std > 0 and 0 < sigma_min < sigma_max")
+            raise NeuralRenderError("denoiser needs shift, sigma_data, p_std, logit_std > 0 and "
+                                    "0 < sigma_min < sigma_max")
         self.kind = kind
         self.shift = float(shift)
         self.flow_sampling = flow_sampling
@@ -368,7 +369,8 @@ class Denoiser(SchedulerMixin):
             clean_mask = self._clean_mask(shape, device, clean_mask, None)
             clean_values = clean_values.to(device=device, dtype=dtype)
             if tuple(clean_values.shape) != tuple(shape):
-                raise NeuralRenderError(f"clean frames shape {tuple(clean_values.shape)} != sample shape {tuple(shape)}")
+                raise NeuralRenderError(f"clean frames shape {tuple(clean_values.shape)} != sample shape "
+                                        f"{tuple(shape)}")
         keep_clean = _frames(clean_mask)
         sigmas = self.sampling_sigmas(num_steps).to(device)
         levels = sigmas[0].expand(b, t).masked_fill(clean_mask, 0.0)

@@ -125,8 +125,8 @@ class DomainShifters(LocalModelMixin):
         gen = torch.Generator().manual_seed(int(seed))
         self.embeddings = nn.Parameter(torch.randn(len(DOMAINS), int(embed_dim), generator=gen) * float(init_std))
         self.right = nn.ParameterList(
-            [nn.Parameter(torch.randn(int(rank), int(embed_dim), generator=gen) * (float(init_std) / int(embed_dim) ** 0.5))
-             for _ in dims])
+            [nn.Parameter(torch.randn(int(rank), int(embed_dim), generator=gen)
+                          * (float(init_std) / int(embed_dim) ** 0.5)) for _ in dims])
         self.left = nn.ParameterList([nn.Parameter(torch.zeros(d, int(rank))) for d in dims])
         self.block_dims = dims
         self._handles: list = []

@@ -27,7 +27,8 @@ class PassEmbedding(LocalModelMixin):
     """
 
     @register_to_config
-    def __init__(self, names: list[str] | tuple[str, ...] = DEFAULT_PASSES, num_tokens: int = 1, dim: int = 32, init_std: float = 0.02):
+    def __init__(self, names: list[str] | tuple[str, ...] = DEFAULT_PASSES, num_tokens: int = 1, dim: int = 32,
+                 init_std: float = 0.02):
         super().__init__()
         names = [str(n) for n in names]
         if not names or len(set(names)) != len(names):

@@ -180,9 +180,9 @@ def camera_space_env(env: EnvMap, camera_to_world: Tensor, height: int, width: i
     """The env seen from each frame's camera: (B, T, 3, H, W) linear radiance.
 
     Pixel (i, j) holds the radiance arriving from camera-space direction d_cam = camera_space_directions()[:, i, j]
-    (forward at the centre), i.e. from world direction R_c2w d_cam, looked up through ``env`` (its rotation included). An env image larger
-    than (height, width) is first area-averaged down to at most that size, so a small bright sun is box-filtered
-    instead of point-sampled: its energy in the encoding stays put as the camera turns (no flicker).
+    (forward at the centre), i.e. from world direction R_c2w d_cam, looked up through ``env`` (its rotation included).
+    An env image larger than (height, width) is first area-averaged down to at most that size, so a small bright sun is
+    box-filtered instead of point-sampled: its energy in the encoding stays put as the camera turns (no flicker).
     """
     _check_poses(camera_to_world)
     if height < 1 or width < 1:

@@ -61,7 +61,8 @@ class EnvMap:
     def width(self) -> int:
         return self.image.shape[2]
 
-    def rotated(self, yaw: float = 0.0, pitch: float = 0.0, roll: float = 0.0, matrix: Tensor | None = None) -> "EnvMap":
+    def rotated(self, yaw: float = 0.0, pitch: float = 0.0, roll: float = 0.0,
+                matrix: Tensor | None = None) -> "EnvMap":
         """The same sky turned by ``matrix`` or by yaw/pitch/roll in degrees (composed after the current rotation; the
         image is shared, only the rotation changes)."""
         from neural_render.render.rotation import euler_to_matrix

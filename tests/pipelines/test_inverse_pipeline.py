@@ -170,7 +170,8 @@ def test_save_and_load_keep_settings_and_outputs(tmp_path):
     # a plain VideoDiffusionPipeline folder (no inverse_config.json) loads with the mode inferred
     from neural_render.pipelines.base import VideoDiffusionPipeline
 
-    VideoDiffusionPipeline(pipe.backbone, pipe.denoiser, pipe.codec, pipe.pass_embedding).save_pretrained(tmp_path / "plain")
+    plain = VideoDiffusionPipeline(pipe.backbone, pipe.denoiser, pipe.codec, pipe.pass_embedding)
+    plain.save_pretrained(tmp_path / "plain")
     inferred = InverseRenderingPipeline.from_pretrained(tmp_path / "plain")
     assert inferred.mode == "per_pass" and inferred.passes == list(PREDICTED_PASSES) and not inferred.is_trained
 

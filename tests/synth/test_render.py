@@ -7,8 +7,8 @@ import torch
 
 from neural_render.data_assets import envmap_path
 from neural_render.io.hdr import load_envmap
-from neural_render.render.envmap import env_lookup
 from neural_render.raster import rasterize
+from neural_render.render.envmap import env_lookup
 from neural_render.synth.render import render_clip
 from neural_render.synth.scene import SynthConfig, generate_scene
 

@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from neural_render.data.forward_data import ForwardClipDataset, ForwardDataModule, collate_forward
-from neural_render.models.conditioning import FORWARD_PASSES, display_pack, forward_cond_channels, forward_condition
 from neural_render.data_assets import envmap_path
 from neural_render.demo.scene import demo_scene
 from neural_render.errors import NeuralRenderError
 from neural_render.io import Clip, ClipMeta, load_envmap, write_clip
 from neural_render.models.codec import PixelUnshuffleCodec
+from neural_render.models.conditioning import FORWARD_PASSES, display_pack, forward_cond_channels, forward_condition
 from neural_render.models.denoiser import Denoiser
 from neural_render.render.envmap import env_encodings
 from neural_render.render.rotation import euler_to_matrix
@@ -94,8 +94,8 @@ def test_zero_init_residual_model_renders_its_prior(clips, sigma):
     ds = ForwardClipDataset(clips, num_frames=4, random=False)
     item = ds[0]
     pipe = model.pipeline()
-    from neural_render.types import Camera
     from neural_render.io import read_clip, read_clip_envmap
+    from neural_render.types import Camera
     clip = read_clip(ds.clips[0])
     out = pipe.render(clip.gbuffer, clip.camera, read_clip_envmap(ds.clips[0]))
     assert isinstance(clip.camera, Camera) and out.prior is not None

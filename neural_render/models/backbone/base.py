@@ -187,7 +187,8 @@ class VideoBackbone(ModelMixin, abc.ABC):
         if cond is not None:
             want = (b, t, self.cond_channels, h, w)
             if self.cond_channels == 0:
-                raise NeuralRenderError("cond given but backbone has cond_channels=0 (build it with cond_channels)", name)
+                raise NeuralRenderError("cond given but backbone has cond_channels=0 (build it with cond_channels)",
+                                        name)
             if tuple(cond.shape) != want:
                 raise NeuralRenderError(f"cond must be {want}, got {_shape(cond)}", name)
         if context is not None:
@@ -202,7 +203,8 @@ class VideoBackbone(ModelMixin, abc.ABC):
         if token_add is not None:
             want = (b, *self._token_shape(t, h, w))
             if tuple(token_add.shape) != want:
-                raise NeuralRenderError(f"added['token_add'] must be {want} (B,T',token_dim,h',w'), got {_shape(token_add)}", name)
+                raise NeuralRenderError(f"added['token_add'] must be {want} (B,T',token_dim,h',w'), got "
+                                        f"{_shape(token_add)}", name)
         return timestep
 
     def _token_shape(self, t: int, h: int, w: int) -> tuple[int, int, int, int]:
@@ -233,7 +235,8 @@ def _shape(x) -> str:
 
 
 class HookState:
-    """Per-forward values read by the adapters' persistent module hooks (plain object so deepcopy keeps it consistent)."""
+    """Per-forward values read by the adapters' persistent module hooks (plain object so deepcopy keeps it
+    consistent)."""
 
     def __init__(self) -> None:
         self.token_add: torch.Tensor | None = None

@@ -239,7 +239,8 @@ def save_backbone(backbone, directory: str | os.PathLike) -> None:
         if has_lora:
             os.makedirs(sub)
             model.save_config(sub)
-            save_file(_base_state_dict(model), os.path.join(sub, "diffusion_pytorch_model.safetensors"), metadata={"format": "pt"})
+            save_file(_base_state_dict(model), os.path.join(sub, "diffusion_pytorch_model.safetensors"),
+                      metadata={"format": "pt"})
         else:
             model.save_pretrained(sub, safe_serialization=True)
         with open(os.path.join(tmp, SETTINGS_FILE), "w", encoding="utf-8") as f:
@@ -261,7 +262,8 @@ def load_backbone(directory: str | os.PathLike, cond_channels: int | None = None
     base_in = settings.get("base_in_channels")
     if base_in is not None and not 0 < int(base_in) <= _input_channels(model, kind):
         raise NeuralRenderError(
-            f"{SETTINGS_FILE}: base_in_channels {base_in} does not fit the model's {_input_channels(model, kind)} input channels",
+            f"{SETTINGS_FILE}: base_in_channels {base_in} does not fit the model's {_input_channels(model, kind)} "
+            "input channels",
             settings_path,
         )
     options = {"autocast_dtype": settings.get("autocast_dtype")}

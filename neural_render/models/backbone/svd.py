@@ -59,7 +59,8 @@ def _frame_temb_pre_hook(state: HookState, module, args, kwargs):
         return None
     if temb.numel() != state.frame_temb.numel():
         raise RuntimeError(
-            f"per-frame timestep embedding {tuple(state.frame_temb.shape)} does not fit the block's temb {tuple(temb.shape)}"
+            f"per-frame timestep embedding {tuple(state.frame_temb.shape)} does not fit the block's temb "
+            f"{tuple(temb.shape)}"
         )
     new = state.frame_temb.reshape(temb.shape).to(temb.dtype)
     if len(args) >= 2:

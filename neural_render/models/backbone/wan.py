@@ -78,7 +78,8 @@ class WanBackbone(VideoBackbone):
         self.autocast_dtype = parse_autocast_dtype(autocast_dtype)
 
         self._state = HookState()
-        transformer.patch_embedding.register_forward_hook(functools.partial(add_tokens_hook, self._state, _tokens_to_channels_first))
+        transformer.patch_embedding.register_forward_hook(
+            functools.partial(add_tokens_hook, self._state, _tokens_to_channels_first))
 
     @property
     def model(self):
