@@ -8,7 +8,7 @@ the raw Mitsuba render time of the same frames, their ratio and frames/s at the 
 from __future__ import annotations
 
 #: names of synth/splits.py SPLITS (kept here so that --help does not import the generator)
-SPLIT_NAMES = ("train", "val", "test", "train2", "val2", "val2_table", "test2", "test2_table")
+SPLIT_NAMES = ("train", "val", "test", "train2", "val2", "val2_table", "test2", "test2_table", "showcase_table")
 HELP = "render a synthetic dataset: procedural PBR scenes -> path-traced RGB + exact G-buffers + flow (Mitsuba 3)"
 
 
@@ -31,7 +31,8 @@ def add_arguments(parser) -> None:
                              "splits train2 / val2 / val2_table / test2 / test2_table (seeds 11000, 41000, 42000, "
                              "71000, 72000) add scene styles (tables, rooms, backdrops), black backgrounds, textured "
                              "materials, more shape families and local lights; --envmaps and --seed override; "
-                             "recorded in synth.json. Val splits are for every choice, test splits are scored once")
+                             "recorded in synth.json. Val splits are for every choice, test splits are scored once; "
+                             "showcase_table (held-out families only) makes the docs/ contact sheet")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--preview", action="store_true", help="also write preview.png + rgb.mp4 per clip")
     parser.add_argument("--envmaps", default=None,

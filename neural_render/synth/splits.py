@@ -119,6 +119,10 @@ SPLITS = {
                          V2_TRAIN_MATERIALS + ("marble", "wood"), "test", 72000,
                          "tabletop product shots with hidden emitters; scored once, never used for a choice", 2,
                          ("table",), ("black",), "test"),
+    "showcase_table": Split("showcase_table", "test", ("revolved", "composite", "mug"), ("marble", "wood"), "test",
+                            90000, "the docs/ contact sheet (scripts/make_docs_sheets.py): tabletop, black background, "
+                            "ONLY held-out shape and material families, test env maps and photos; never scored, never "
+                            "used for a choice", 2, ("table",), ("black",), "test"),
 }
 
 

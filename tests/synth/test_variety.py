@@ -150,7 +150,7 @@ def test_train2_never_draws_held_out_families_or_textures():
     assert len(styles) == 8 and 0.3 < lights / 150 < 0.9  # every style x background; local lights often
 
 
-@pytest.mark.parametrize("name", ["val2", "test2", "test2_table"])
+@pytest.mark.parametrize("name", ["val2", "test2", "test2_table", "showcase_table"])
 def test_held_out_splits_draw_only_their_families(name):
     split = SPLITS[name]
     own = "val" if name.startswith("val") else "test"
@@ -169,6 +169,8 @@ def test_held_out_splits_draw_only_their_families(name):
         if name.endswith("_table"):
             assert scene.extra["style"]["style"] == "table" and scene.hide_emitters
     assert set(split.held_out_shapes()) <= all_kinds and set(split.held_out_materials()) <= all_mats
+    if name == "showcase_table":  # the docs sheet's scenes: nothing a train2 model has seen
+        assert not all_kinds & set(V2_TRAIN_FAMILIES) and not all_mats & set(V2_TRAIN_MATERIALS)
 
 
 def test_v2_split_definitions():
