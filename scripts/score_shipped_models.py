@@ -3,6 +3,7 @@
 
     python scripts/score_shipped_models.py --split val  [--data data_cache] [--clips 24] [--threads 1]
     python scripts/score_shipped_models.py --split test [--data data_cache]       # once per shipped model
+    python scripts/score_shipped_models.py --split val2 | val2_table | test2 | test2_table   # generator 2 (#23)
 
 Makes what it needs with the data engine (resumable; each a folder under ``--data``):
   synth_split_<split>_64          --split <split>, 24 clips x 8 frames, 64x64, 16 spp: the inverse model's input
@@ -16,6 +17,10 @@ then writes, beside each model, ``eval_<split>_<kind>.json``:
 Val is for choices and may be re-run freely. TEST: every scoring is appended to the model's ``test_scorings.jsonl``
 by the eval command itself; this script refuses to score a model on test again when its log already holds that
 kind of scoring, unless ``--again "why"`` (the reason is logged in the same file).
+Generator-2 splits (issue #23; neural_render/synth/splits.py): ``synth_<split>_128`` (48 clips x 8 frames, 128x128,
+16 spp) and ``eval inverse`` of every shipped inverse model (``inverse_v2`` at its native 128 px and ``inverse_tiny``
+at its native 64 px, the earlier model as a baseline) -> ``eval_<split>_inverse.json`` beside each; test2 /
+test2_table are refused for a model whose log already holds a scoring on that set.
 Then run ``neural-render report --readme README.md``.
 """
 
@@ -39,16 +44,42 @@ def run(*argv: str) -> None:
     subprocess.run(cmd, check=True, cwd=ROOT)
 
 
-def already_scored(model: Path, kind: str) -> bool:
+V2_SPLITS = ("val2", "val2_table", "test2", "test2_table")
+V2_INVERSE_MODELS = ("inverse_v2", "inverse_tiny")
+
+
+def already_scored(model: Path, kind: str, data: Path | None = None) -> bool:
+    """Whether the model's test log holds an ``eval <kind>`` scoring (on ``data``, by folder name, when given)."""
     log = model / "test_scorings.jsonl"
     if not log.is_file():
         return False
-    return any(json.loads(line).get("command") == f"eval {kind}" for line in log.read_text().splitlines() if line)
+    entries = [json.loads(line) for line in log.read_text().splitlines() if line]
+    return any(e.get("command") == f"eval {kind}" and (data is None or Path(e.get("data", "")).name == data.name)
+               for e in entries)
+
+
+def score_v2(args) -> int:
+    """Generator-2 split: make ``synth_<split>_128`` and score every shipped inverse model on it (module doc)."""
+    folder = Path(args.data) / f"synth_{args.split}_128"
+    models = [MODELS / name for name in V2_INVERSE_MODELS if (MODELS / name / "model_index.json").is_file()]
+    if args.split.startswith("test"):
+        done = [m.name for m in models if already_scored(m, "inverse", folder)]
+        if done:
+            print(f"refused: {done} already scored on {folder.name} (test_scorings.jsonl); a test set is scored "
+                  "once per model", file=sys.stderr)
+            return 2
+    run("synth", "--out", str(folder), "--split", args.split, "--clips", "48", "--frames", "8", "--size", "128x128",
+        "--spp", "16", "--workers", "2", "--no-progress")
+    for model in models:
+        run("eval", "inverse", "--data", str(folder), "--model", str(model), "--threads", str(args.threads),
+            "--overwrite", "--json", str(model / f"eval_{args.split}_inverse.json"))
+    print("now: neural-render report --readme README.md")
+    return 0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--split", choices=("val", "test"), required=True)
+    parser.add_argument("--split", choices=("val", "test", *V2_SPLITS), required=True)
     parser.add_argument("--data", default=str(ROOT / "data_cache"))
     parser.add_argument("--clips", type=int, default=24)
     parser.add_argument("--threads", type=int, default=1)
@@ -56,6 +87,8 @@ def main() -> int:
     parser.add_argument("--only", nargs="*", default=None, choices=("inverse", "forward", "relight", "insert"))
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    if args.split in V2_SPLITS:
+        return score_v2(args)
     data, split = Path(args.data), args.split
     kinds = args.only or ["inverse", "forward", "relight", "insert"]
     owners = {"inverse": MODELS / "inverse_tiny", "forward": MODELS / "forward_tiny",

@@ -19,7 +19,13 @@ END = "<!-- results:end -->"
 KIND_ORDER = ("inverse", "forward", "relight", "insert", "sim2real")
 #: what each split means, printed above its tables
 SPLIT_NOTE = {"val": "val (every choice was made on it)", "test": "test (held-out maps, shapes, materials and skies; "
-              "scored once)"}
+              "scored once)",
+              "val2": "val2 (generator 2, 128 px: val maps, held-out shapes extruded / ring and materials noise / "
+              "dots; every choice was made on it)",
+              "val2_table": "val2_table (as val2, all tabletop product shots with a black background; for choices)",
+              "test2": "test2 (generator 2, 128 px: test maps, held-out shapes revolved / composite / mug and "
+              "materials marble / wood, test photos; scored once)",
+              "test2_table": "test2_table (as test2, all tabletop product shots with a black background; scored once)"}
 
 
 def _safetensors_parameters(folder: Path) -> int:
@@ -117,7 +123,9 @@ def _eval_files(folder: Path) -> list[tuple[str, str, Path]]:
     """(split, kind, path) of the model's new-protocol eval JSONs, ordered by kind then split."""
     found = []
     for path in folder.glob("eval_*_*.json"):
-        split, _, kind = path.stem[len("eval_"):].partition("_")
+        stem = path.stem[len("eval_"):]
+        split = max((name for name in SPLIT_NOTE if stem.startswith(name + "_")), key=len, default="")
+        kind = stem[len(split) + 1:]
         data = _read_json(path)
         if split in SPLIT_NOTE and kind in KIND_ORDER and str(data.get("written_by", "")).startswith("neural-render "):
             found.append((split, kind, path))

@@ -46,3 +46,17 @@ def test_report_writes_the_tables_and_check_catches_a_changed_number(tmp_path, c
     capsys.readouterr()
     assert main(["report", "--readme", str(readme), "--check"]) == 1
     assert "differs from the shipped JSONs" in capsys.readouterr().err
+
+
+def test_eval_file_names_with_underscored_splits_parse(tmp_path):
+    """eval_<split>_<kind>.json where the split itself holds an underscore (val2_table) is found under that split;
+    an unknown split or kind, or a JSON no eval command wrote, is ignored."""
+    from neural_render.evaluation.report import _eval_files
+
+    stamp = {"written_by": "neural-render eval inverse"}
+    for name in ("eval_val2_table_inverse", "eval_val2_inverse", "eval_test_forward", "eval_holdout_inverse",
+                 "eval_val2_bogus"):
+        (tmp_path / f"{name}.json").write_text(json.dumps(stamp))
+    (tmp_path / "eval_test2_inverse.json").write_text(json.dumps({"written_by": "someone else"}))
+    found = [(split, kind) for split, kind, _ in _eval_files(tmp_path)]
+    assert found == [("val2", "inverse"), ("val2_table", "inverse"), ("test", "forward")]
