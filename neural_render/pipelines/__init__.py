@@ -1,5 +1,7 @@
-"""Inference pipelines: save_pretrained / from_pretrained folders, output dataclasses, windowing.
+"""Inference pipelines: diffusers ``DiffusionPipeline`` subclasses, their folders, output dataclasses, windowing.
 
-``base``: :class:`~neural_render.pipelines.base.VideoDiffusionPipeline`, :func:`~neural_render.pipelines.base.export`
-and :func:`~neural_render.pipelines.base.load_pipeline`. Import submodules directly (they pull in torch/diffusers).
+``base``: :class:`~neural_render.pipelines.base.VideoDiffusionPipeline` (the diffusers conventions every pipeline
+follows), :func:`~neural_render.pipelines.base.export` and :func:`~neural_render.pipelines.base.load_pipeline`;
+``folder``: the folder format (diffusers-readable model_index.json). Import submodules directly (they pull in
+torch/diffusers).
 """
