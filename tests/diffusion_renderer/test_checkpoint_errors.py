@@ -126,8 +126,10 @@ def test_lora_for_another_model(forward_copy, tmp_path):
     assert info.value.path == str(path)
 
     other = Path(shutil.copytree(FIXTURES / "forward", tmp_path / "other"))
-    widen = lambda sd: {k: (torch.zeros(v.shape[0], v.shape[1] * 2) if ".lora.down." in k else v)
-                        for k, v in sd.items()}
+
+    def widen(sd):
+        return {k: (torch.zeros(v.shape[0], v.shape[1] * 2) if ".lora.down." in k else v) for k, v in sd.items()}
+
     path = _rewrite_lora(other, widen)
     with pytest.raises(LoraMismatchError, match="do not fit the layer"):
         load_diffusion_renderer(other)

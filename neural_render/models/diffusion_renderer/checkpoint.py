@@ -39,6 +39,10 @@ VAE_CLASS = "AutoencoderKLTemporalDecoder"
 SCHEDULER_CLASS = "EulerDiscreteScheduler"
 ENV_ENCODER_CLASS = "EnvEncoder"
 WEIGHTS = "diffusion_pytorch_model.safetensors"
+#: what a fine-tune of this toolkit writes beside the DiffusionRenderer layout (models/diffusion_renderer/export.py)
+TRAINING_INFO = "neural_render_training.json"
+#: the reference's recommended scale of the forward folder's "real" LoRA
+DEFAULT_LORA_SCALE = 0.25
 #: the forward renderer's G-buffer latents after the noise, in the reference forward config's order
 FORWARD_GBUFFERS = ("basecolor", "normal", "depth", "roughness", "metallic")
 
@@ -122,6 +126,39 @@ def is_diffusion_renderer_folder(path: str | os.PathLike) -> bool:
         return json.loads(index.read_text()).get("_class_name") == PIPELINE_CLASS
     except (OSError, ValueError, AttributeError):
         return False
+
+
+def _kind_of(folder: Path, index: dict) -> str:
+    env_entry = index.get("env_encoder")
+    forward = (folder / "env_encoder").is_dir() or (isinstance(env_entry, list) and env_entry[:1] != [None])
+    return "forward" if forward else "inverse"
+
+
+def _recorded_lora_scale(folder: Path) -> float:
+    """The LoRA scale a fine-tune of this toolkit recorded in lora/ (``LORA_SETTINGS``), else the reference's 0.25."""
+    from neural_render.models.diffusion_renderer.lora import LORA_SETTINGS
+
+    path = folder / "lora" / LORA_SETTINGS
+    if not path.is_file():
+        return DEFAULT_LORA_SCALE
+    scale = _read_json(path, folder).get("lora_scale")
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0.0 <= float(scale) <= 16.0:
+        raise DiffusionRendererCheckpointError(f"lora/{LORA_SETTINGS}: lora_scale must be a number in [0, 16], "
+                                               f"got {scale!r}", folder)
+    return float(scale)
+
+
+def checkpoint_kind(folder: str | os.PathLike) -> str:
+    """"inverse" or "forward" for a DiffusionRenderer folder (from model_index.json and env_encoder/, no weights
+    read); DiffusionRendererCheckpointError naming the folder when it is not one."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DiffusionRendererCheckpointError("not a folder", folder)
+    index = _read_json(folder / "model_index.json", folder)
+    if index.get("_class_name") != PIPELINE_CLASS:
+        raise DiffusionRendererCheckpointError(
+            f"model_index.json names {index.get('_class_name')!r}, not {PIPELINE_CLASS}", folder)
+    return _kind_of(folder, index)
 
 
 def _config(folder: Path, sub: str, classes: tuple[str, ...], allowed: set[str]) -> dict:
@@ -211,7 +248,8 @@ def load_diffusion_renderer(
     """Load an inverse or forward DiffusionRenderer folder.
 
     lora: None applies ``lora/`` when present (as the reference does), True requires it, False skips it.
-    lora_scale: default 0.25 (the reference's recommendation). dtype / device: for every module (float32 default).
+    lora_scale: default 0.25 (the reference's recommendation), or the scale a fine-tune of this toolkit trained its
+    LoRA at (``lora/neural_render_lora.json``). dtype / device: for every module (float32 default).
     """
     from diffusers import AutoencoderKLTemporalDecoder
 
@@ -228,9 +266,8 @@ def load_diffusion_renderer(
     if index.get("_class_name") != PIPELINE_CLASS:
         raise DiffusionRendererCheckpointError(
             f"model_index.json names {index.get('_class_name')!r}, not {PIPELINE_CLASS}", folder)
-    env_entry = index.get("env_encoder")
-    forward = (folder / "env_encoder").is_dir() or (isinstance(env_entry, list) and env_entry[:1] != [None])
-    kind = "forward" if forward else "inverse"
+    kind = _kind_of(folder, index)
+    forward = kind == "forward"
 
     unet = _build(DiffusionRendererUNet, _config(folder, "unet", UNET_CLASSES, _init_keys(DiffusionRendererUNet)),
                   folder, "unet")
@@ -265,7 +302,7 @@ def load_diffusion_renderer(
     settings = DiffusionRendererSettings(
         kind=kind, guidance_scale=1.2 if forward else 1.0, scale_cond_latents=forward,
         timestep_spacing=scheduler.config.timestep_spacing,
-        lora_scale=0.25 if lora_scale is None else float(lora_scale),
+        lora_scale=_recorded_lora_scale(folder) if lora_scale is None else float(lora_scale),
         env_labels=tuple(env_encoder.config.in_labels) if forward else (),
         gbuffers=FORWARD_GBUFFERS if forward else ())
     layers = 0

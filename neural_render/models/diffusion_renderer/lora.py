@@ -24,6 +24,9 @@ from neural_render.errors import NeuralRenderError
 log = logging.getLogger(__name__)
 
 LORA_FILE = "pytorch_lora_weights.safetensors"
+#: beside LORA_FILE in a folder this toolkit's fine-tuning exported: {"lora_scale": s, ...}, the scale the LoRA was
+#: trained at (the loader's default for that folder; the reference ignores the file and takes its own scale)
+LORA_SETTINGS = "neural_render_lora.json"
 ADAPTER_NAME = "real-lora"
 _SUFFIXES = {  # file suffix -> (peft matrix, role)
     ".lora.down.weight": "lora_A", ".lora.up.weight": "lora_B",
@@ -91,7 +94,6 @@ def apply_lora(model: nn.Module, path: str | Path, scale: float, adapter_name: s
 
     Returns the number of layers it adapts; raises LoraMismatchError (naming the file) when it does not fit."""
     from peft import LoraConfig, inject_adapter_in_model, set_peft_model_state_dict
-    from peft.tuners.lora import LoraLayer
 
     path = Path(path)
     layers = read_lora(path)
@@ -107,12 +109,79 @@ def apply_lora(model: nn.Module, path: str | Path, scale: float, adapter_name: s
     unexpected = list(getattr(result, "unexpected_keys", []) or [])
     if unexpected:
         raise LoraMismatchError(f"peft did not place {len(unexpected)} weights, e.g. {unexpected[:3]}", path)
+    count = set_lora_scale(model, scale, adapter_name)
+    if count != len(layers):
+        raise LoraMismatchError(f"{count} LoRA layers injected for {len(layers)} in the file", path)
+    log.info("LoRA %s: %d layers, rank %d, scale %g", path, count, rank, scale)
+    return count
+
+
+def set_lora_scale(model: nn.Module, scale: float, adapter_name: str = ADAPTER_NAME) -> int:
+    """Set the run-time scale of the adapter ``adapter_name`` on every LoRA layer of ``model`` (0 turns it off);
+    returns the number of layers changed (0 when the model has no such adapter)."""
+    from peft.tuners.lora import LoraLayer
+
     count = 0
     for module in model.modules():
         if isinstance(module, LoraLayer) and adapter_name in module.scaling:
             module.set_scale(adapter_name, float(scale))
             count += 1
-    if count != len(layers):
-        raise LoraMismatchError(f"{count} LoRA layers injected for {len(layers)} in the file", path)
-    log.info("LoRA %s: %d layers, rank %d, scale %g", path, count, rank, scale)
     return count
+
+
+#: layers a new LoRA adapts by default: every attention's q / k / v / output projection (spatial and temporal), the
+#: layers the released "real" LoRA adapts
+DEFAULT_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
+
+
+def add_lora(model: nn.Module, rank: int, scale: float, targets=DEFAULT_TARGETS,
+             adapter_name: str = ADAPTER_NAME) -> int:
+    """Inject a NEW trainable LoRA (peft; A random, B zero, so the model is unchanged; alpha = rank) into
+    ``model`` at run-time ``scale``; returns the number of adapted layers."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    if int(rank) < 1:
+        raise LoraMismatchError(f"LoRA rank must be >= 1, got {rank}")
+    config = LoraConfig(r=int(rank), lora_alpha=int(rank), target_modules=list(targets), init_lora_weights=True)
+    try:
+        inject_adapter_in_model(config, model, adapter_name=adapter_name)
+    except ValueError as e:  # peft: no module matched the targets
+        raise LoraMismatchError(f"no LoRA target {list(targets)} found in the model ({e})") from None
+    return set_scale_checked(model, scale, adapter_name)
+
+
+def set_scale_checked(model: nn.Module, scale: float, adapter_name: str = ADAPTER_NAME) -> int:
+    count = set_lora_scale(model, scale, adapter_name)
+    if count == 0:
+        raise LoraMismatchError(f"the model has no LoRA adapter {adapter_name!r}")
+    return count
+
+
+def is_lora_parameter(name: str) -> bool:
+    """Whether a parameter name of a peft-adapted model belongs to a LoRA adapter."""
+    return ".lora_A." in name or ".lora_B." in name or name.startswith(("lora_A.", "lora_B."))
+
+
+def base_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's own weights under their original names (peft's ``.base_layer`` removed, LoRA weights left out)."""
+    out = {}
+    for key, value in model.state_dict().items():
+        if is_lora_parameter(key) or ".lora_" in key:
+            continue
+        out[key.replace(".base_layer.", ".")] = value
+    return out
+
+
+def lora_file_state(model: nn.Module, adapter_name: str = ADAPTER_NAME) -> dict[str, torch.Tensor]:
+    """The adapter's weights in the layout DiffusionRenderer's folders use (``unet.<module>.lora.down.weight`` /
+    ``.lora.up.weight``, what diffusers' LoRA saving writes), readable by :func:`read_lora` and by the reference."""
+    from peft.tuners.lora import LoraLayer
+
+    out = {}
+    for name, module in model.named_modules():
+        if isinstance(module, LoraLayer) and adapter_name in module.lora_A:
+            out[f"unet.{name}.lora.down.weight"] = module.lora_A[adapter_name].weight.detach()
+            out[f"unet.{name}.lora.up.weight"] = module.lora_B[adapter_name].weight.detach()
+    if not out:
+        raise LoraMismatchError(f"the model has no LoRA adapter {adapter_name!r}")
+    return out
