@@ -137,6 +137,28 @@ class DiffusionRendererUNet(UNetSpatioTemporalConditionModel):
             return None
         return output + self._call_time_rows.to(output.dtype)
 
+    def _checkpointed(self, module, *args):
+        """Gradient checkpointing that re-installs this call's tokens / context rows for the backward recompute
+        (the hooks read per-call state, which is cleared once ``forward`` returns)."""
+        tokens, rows = self._call_tokens, self._call_time_rows
+
+        def run(*inner):
+            saved = self._call_tokens, self._call_time_rows
+            self._call_tokens, self._call_time_rows = tokens, rows
+            try:
+                return module(*inner)
+            finally:
+                self._call_tokens, self._call_time_rows = saved
+
+        import torch.utils.checkpoint
+
+        return torch.utils.checkpoint.checkpoint(run, *args, use_reentrant=False)
+
+    def enable_gradient_checkpointing(self, gradient_checkpointing_func=None) -> None:
+        """diffusers' gradient checkpointing, by default with :meth:`_checkpointed` (hooks stay correct whichever
+        blocks diffusers recomputes)."""
+        super().enable_gradient_checkpointing(gradient_checkpointing_func or self._checkpointed)
+
     # -- inputs ----------------------------------------------------------------------------------------------
     def context_rows(self, input_context, batch: int) -> torch.Tensor:
         """Looked-up (and max_norm-renormalised) rows, (B, d). ``input_context``: int, (B,) or (B, 1) pass ids."""
