@@ -20,7 +20,7 @@ kind of scoring, unless ``--again "why"`` (the reason is logged in the same file
 Generator-2 splits (issue #23; neural_render/synth/splits.py): ``synth_<split>_128`` (48 clips x 8 frames, 128x128,
 16 spp) and ``eval inverse`` of every shipped inverse model (``inverse_v2`` at its native 128 px and ``inverse_tiny``
 at its native 64 px, the earlier model as a baseline) -> ``eval_<split>_inverse.json`` beside each; test2 /
-test2_table are refused for a model whose log already holds a scoring on that set.
+test2_table skip a model whose log already holds a scoring on that set (exit 2 when no model is left).
 Then run ``neural-render report --readme README.md``.
 """
 
@@ -63,10 +63,12 @@ def score_v2(args) -> int:
     folder = Path(args.data) / f"synth_{args.split}_128"
     models = [MODELS / name for name in V2_INVERSE_MODELS if (MODELS / name / "model_index.json").is_file()]
     if args.split.startswith("test"):
-        done = [m.name for m in models if already_scored(m, "inverse", folder)]
-        if done:
-            print(f"refused: {done} already scored on {folder.name} (test_scorings.jsonl); a test set is scored "
-                  "once per model", file=sys.stderr)
+        done = [m for m in models if already_scored(m, "inverse", folder)]
+        for model in done:
+            print(f"skipped: {model.name} was already scored on {folder.name} (test_scorings.jsonl); a test set is "
+                  "scored once per model", file=sys.stderr)
+        models = [m for m in models if m not in done]
+        if not models:
             return 2
     run("synth", "--out", str(folder), "--split", args.split, "--clips", "48", "--frames", "8", "--size", "128x128",
         "--spp", "16", "--workers", "2", "--no-progress")
