@@ -76,8 +76,9 @@ def _read_json(path: Path) -> dict:
 
 def describe_model(folder: str | os.PathLike) -> dict:
     """Facts of a shipped pipeline folder: class, backbone, parameters, sampling, codec, resolution, training."""
+    from neural_render.pipelines.folder import index_summary
+
     folder = Path(folder)
-    index = _read_json(folder / "model_index.json")
     config = next((_read_json(p) for p in sorted(folder.glob("*_config.json"))), {})
     denoiser = _read_json(folder / "denoiser" / "denoiser_config.json")
     codec = _read_json(folder / "codec" / "codec_config.json")
@@ -92,10 +93,9 @@ def describe_model(folder: str | os.PathLike) -> dict:
         if (folder / name).is_dir():
             parts[name] = _safetensors_parameters(folder / name)
     scorings = folder / "test_scorings.jsonl"
-    return {"name": folder.name, "pipeline": index.get("_class_name", "?"),
-            "backbone": (index.get("backbone") or {}).get("class_path", "?").rsplit(".", 1)[-1],
-            "parameters": parts, "sampling": sampling,
-            "codec": (index.get("codec") or {}).get("class_path", "?").rsplit(".", 1)[-1]
+    names = index_summary(folder)  # model_index.json of either pipeline-folder format
+    return {"name": folder.name, "pipeline": names["pipeline"], "backbone": names["backbone"],
+            "parameters": parts, "sampling": sampling, "codec": names["codec"]
             + (f" x{codec.get('factor') or codec.get('init_args', {}).get('factor')}"
                if (codec.get("factor") or codec.get("init_args", {}).get("factor")) else ""),
             "native_size": config.get("native_size") or training.get("training_resolution"),
