@@ -22,6 +22,7 @@ from neural_render.models.lora import (
 )
 
 KINDS = ("svd", "wan")
+INACTIVE_ATOL = 1e-5
 
 
 def _inputs(bb):
@@ -54,18 +55,21 @@ def test_lora_lifecycle(kind, tmp_path):
     targets = {n.rsplit(".lora_", 1)[0].rsplit(".", 1)[-1] for n in trainable}
     assert {"to_q", "to_k", "to_v", "0", "proj", "2"} <= targets  # attention q/k/v/out + FFN
     with torch.no_grad():
-        assert torch.equal(bb(**inp), base)  # B is zero-initialised
+        # B is zero-initialised. An inactive LoRA still changes which CPU kernels run (the wrapped layers allocate
+        # differently): ~1e-6 on some hosts (measured 1.07e-6 on an AMD EPYC), so "same" is 1e-5 here; a trained
+        # LoRA moves the output by far more (asserted below)
+        assert (bb(**inp) - base).abs().max() <= INACTIVE_ATOL
 
     _train_step(bb, inp)
     with torch.no_grad():
         tuned = bb(**inp)
-        assert not torch.allclose(tuned, base)
+        assert (tuned - base).abs().max() > 100 * INACTIVE_ATOL
         disable_lora(bb)
-        assert torch.equal(bb(**inp), base)
+        assert (bb(**inp) - base).abs().max() <= INACTIVE_ATOL
         enable_lora(bb)
         assert torch.equal(bb(**inp), tuned)
         set_lora_scale(bb, 0.0)
-        assert torch.equal(bb(**inp), base)
+        assert (bb(**inp) - base).abs().max() <= INACTIVE_ATOL
         set_lora_scale(bb, 0.5)
         half = bb(**inp)
         assert not torch.allclose(half, base) and not torch.allclose(half, tuned)

@@ -173,7 +173,8 @@ def test_export_and_load_round_trip_is_identical(tmp_path, backbone_kind):
     system.run_config = "model: {}\n"
     export(system, tmp_path / "pipe")
     index = json.loads((tmp_path / "pipe" / "model_index.json").read_text())
-    assert index["backbone"]["lora"] == (["default"] if backbone_kind == "wan" else [])
+    has_lora = index["lora"][1] is not None  # diffusers format: [library, class] or [null, null]
+    assert has_lora == (backbone_kind == "wan") and (tmp_path / "pipe" / "lora" / "default").is_dir() == has_lora
     pipe = load_pipeline(tmp_path / "pipe")
     assert isinstance(pipe, VideoDiffusionPipeline) and pipe.run_config == "model: {}\n"
     cond_video = toy_target(torch.rand(1, 4, 3, 8, 8, generator=torch.Generator().manual_seed(3)) * 2 - 1)
@@ -194,5 +195,8 @@ def test_export_and_load_round_trip_is_identical(tmp_path, backbone_kind):
     for n, value in ema_state.items():
         if n.startswith("backbone."):
             assert torch.equal(live[n[len("backbone."):]], value), n
-    with pytest.raises(NeuralRenderError, match="model_index.json"):
+    with pytest.raises(NeuralRenderError, match="model folder does not exist"):
         load_pipeline(tmp_path / "nothing_here")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(NeuralRenderError, match="model_index.json"):
+        load_pipeline(tmp_path / "empty")
