@@ -4,9 +4,9 @@ Renders a clip's G-buffers (any subset of basecolor, normal, depth, roughness, m
 subset) under an HDR env map with the clip's per-frame camera poses, using a forward pipeline (default: the shipped
 ``data/models/forward_tiny``). ``--rotate`` turns the env map (degrees; yaw about +Y, pitch, roll); without
 ``--envmap`` the clip's own env map is used. ``--out``: ``.mp4`` (display sRGB) or a clip folder (linear EXR rgb +
-the G-buffers used). Long clips are rendered in overlapping latent windows (``--window`` / ``--overlap``).
-Inputs are all checked before the model runs; outputs are written atomically. The work is
-:func:`neural_render.pipelines.forward_clip.render_clip`.
+the G-buffers used). Long clips are rendered in overlapping windows blended in latent space (``--window`` /
+``--overlap`` in video frames). Inputs are all checked before the model runs; outputs are written atomically. The
+work is :func:`neural_render.pipelines.forward_clip.render_clip`.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ def add_model_arguments(parser) -> None:
     parser.add_argument("--model", default=None,
                         help=f"forward pipeline folder (default: shipped data/{DEFAULT_MODEL})")
     parser.add_argument("--steps", type=int, default=1, help="denoising steps (default 1: the x0 model needs one)")
-    parser.add_argument("--window", type=int, default=None, help="latent frames per window (default: the model's)")
-    parser.add_argument("--overlap", type=int, default=None, help="frames shared by neighbouring windows")
+    parser.add_argument("--window", type=int, default=None, help="video frames per window (default: the model's)")
+    parser.add_argument("--overlap", type=int, default=None, help="video frames shared by neighbouring windows")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     parser.add_argument("--domain", choices=("real", "synthetic"), default="real",
                         help="Realiz3D domain of every block (default real; matters only for models with shifters)")

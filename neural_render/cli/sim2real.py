@@ -7,7 +7,7 @@ bare IC-LoRA folder (``ic_lora.json`` + peft files, :func:`neural_render.models.
 the base pipeline given by ``--base`` (or named in its ``ic_lora.json`` info). A LoRA made for another backbone, a
 video whose size is not a multiple of the model stride (without ``--size``), unreadable input -> exit 2.
 ``--strength`` scales the LoRA (0 = base model, 1 = as trained). Long videos run in overlapping windows blended in
-latent space (``--window``/``--overlap`` in latent frames). Output: ``.mp4`` (sRGB, browser-playable) or a clip
+latent space (``--window``/``--overlap`` in video frames). Output: ``.mp4`` (sRGB, browser-playable) or a clip
 folder (linear EXR rgb + the input's camera), written atomically. The work is
 :func:`neural_render.pipelines.sim2real_video.translate_video`.
 """
@@ -26,8 +26,8 @@ def add_arguments(parser) -> None:
     add_out_argument(parser, "output .mp4 or clip folder")
     parser.add_argument("--strength", type=float, default=1.0, help="LoRA scale (default 1)")
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
-    parser.add_argument("--window", type=int, default=None, help="latent frames per window (default: the model's)")
-    parser.add_argument("--overlap", type=int, default=None, help="latent frames shared by windows (default: model's)")
+    parser.add_argument("--window", type=int, default=None, help="video frames per window (default: the model's)")
+    parser.add_argument("--overlap", type=int, default=None, help="video frames shared by windows (default: model's)")
     parser.add_argument("--size", default=None,
                         help="processing size: WxH or N (longer side), multiples of the model stride "
                              "(default: the input size)")

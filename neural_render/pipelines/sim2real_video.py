@@ -54,7 +54,7 @@ def translate_video(video: str | os.PathLike, out: str | os.PathLike, lora: str 
     """Translate ``video`` into ``out`` and return the pipeline's output (frames, windows, processing_size).
 
     strength: LoRA scale (0 = base model); steps / window / overlap: None = the model's (window and overlap in
-    latent frames); size: parsed --size (None: the input size); fps: output frame rate (None: the input's)."""
+    video frames); size: parsed --size (None: the input size); fps: output frame rate (None: the input's)."""
     import torch
 
     from neural_render import hub
