@@ -100,7 +100,8 @@ def sha256(path: str | os.PathLike) -> str:
 
 
 def git_state(root: Path = ROOT) -> tuple[str | None, bool | None]:
-    """(HEAD commit, whether tracked files differ from it) of the checkout holding this package; (None, None) if none."""
+    """(HEAD commit, whether tracked files differ from it) of the checkout holding this package; (None, None) if
+    none."""
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                                 check=True).stdout.strip()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from neural_render.training_chain import CKPT_DIR, LAST
 
+
 def _seeds(tree, prefix="") -> dict:
     out = {}
     if isinstance(tree, dict):
@@ -73,8 +74,8 @@ def worker(spec: dict) -> int:
     import torch
     from lightning.pytorch.callbacks import Checkpoint, Timer
 
-    from neural_render.tasks.fit_cli import build_cli
     from neural_render.io.atomic import atomic_path
+    from neural_render.tasks.fit_cli import build_cli
 
     torch.set_num_threads(int(spec["threads"]))
     run_dir = Path(spec["run_dir"])

@@ -123,7 +123,8 @@ def main(argv=None) -> int:
     env_rel = os.path.relpath(env_file.resolve(), out.resolve())
     ids = rendered.object_id[0, :, 0]  # (T, H, W) long
     depth_scale = float(depth_scale_of(rendered.gbuffer.depth, rendered.gbuffer.mask)[0])
-    demo = {"edit_object_id": edit_object(ids), "insert": insert_spot(rendered.gbuffer.depth[0, :, 0], ids, scene.camera)}
+    demo = {"edit_object_id": edit_object(ids),
+            "insert": insert_spot(rendered.gbuffer.depth[0, :, 0], ids, scene.camera)}
     meta = ClipMeta.for_camera(scene.camera, fps=config.fps, depth_scale=depth_scale, extra={
         "synth": scene.description(), "made_by": "scripts/make_demo_clip.py", "demo": demo,
         "aux_files": {"object_id": OBJECT_ID_FILE.replace("{:06d}", "%06d")}},

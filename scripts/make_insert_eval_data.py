@@ -172,7 +172,8 @@ def main(argv=None) -> int:
         name = clip_name(index)
         index += 1
         info_path = out / "objects" / f"{name}.json"
-        if info_path.exists() and is_complete_clip(out / "scene" / name) and is_complete_clip(out / "with_object" / name):
+        if (info_path.exists() and is_complete_clip(out / "scene" / name)
+                and is_complete_clip(out / "with_object" / name)):
             made += 1
             continue
         scene = generate_scene(config, args.seed, index - 1, envs)

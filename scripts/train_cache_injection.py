@@ -26,7 +26,8 @@ missing). Fine-tuning on the base model's own training scenes taught the injecti
 fitted those scenes' shadows already, so the cache brought no new signal there (measured: injection 0.18 dB worse
 than none in the shadow region). ``--real-data auto`` adds "real" stand-ins (``<data>/forward_real_64``, relabelled
 by the inverse model, else degraded exact G-buffers in ``<data>/cache_real_64``), default none.
-The base model's forward_config (prior, its pixel filter, residual, window) and Realiz3D shifters (frozen) are carried over.
+The base model's forward_config (prior, its pixel filter, residual, window) and Realiz3D shifters (frozen) are carried
+over.
 
 Output: a CacheForwardPipeline folder (EMA weights) + ``cache_training.json`` (base model, data, steps, time, loss).
 The held-out evaluation is ``neural-render eval insert`` (test env maps; never read here).
@@ -83,7 +84,8 @@ class LossLog:
                 if trainer.global_step % every == 0:
                     mean = sum(self.window) / len(self.window)
                     self.history.append((trainer.global_step, mean))
-                    print(f"step {trainer.global_step:6d}  loss {mean:.5f}  {time.time() - self.start:7.0f} s", flush=True)
+                    print(f"step {trainer.global_step:6d}  loss {mean:.5f}  {time.time() - self.start:7.0f} s",
+                          flush=True)
                     self.window = []
 
         return _Log()
@@ -120,9 +122,9 @@ def main() -> int:
 
     import torch
 
-    from neural_render.tasks.fit_cli import build_cli
     from neural_render.errors import NeuralRenderError
     from neural_render.io.atomic import atomic_path
+    from neural_render.tasks.fit_cli import build_cli
 
     torch.set_num_threads(args.threads)
     base, data, out = Path(args.base), Path(args.data), Path(args.out)

@@ -200,8 +200,9 @@ def main() -> int:
         report["stage1"] = fit(base + ["configs/task/forward_stage1.yaml"], real_override + pretrained_backbone(
             base_model), args.realiz3d_minutes / 2, args.max_steps, logs / "stage1", stage1)
         if args.realiz3d_stages == 2:
+            shifters = json.dumps({"pretrained": str(stage1 / "domain_shifters")})
             report["stage2"] = fit(base + ["configs/task/forward_stage2.yaml"], real_override + pretrained_backbone(
-                stage1) + ["--model.init_args.domain_shifter", json.dumps({"pretrained": str(stage1 / "domain_shifters")})],
+                stage1) + ["--model.init_args.domain_shifter", shifters],
                 args.realiz3d_minutes / 2, args.max_steps, logs / "stage2", out)
     print(json.dumps(report, indent=1))
     logs.mkdir(parents=True, exist_ok=True)

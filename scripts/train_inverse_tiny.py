@@ -153,7 +153,8 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "data" / "models" / "inverse_tiny"))
     parser.add_argument("--logs", default=str(ROOT / "out" / "inverse_tiny"))
     parser.add_argument("--skip-eval", action="store_true")
-    parser.add_argument("--sky", action="store_true", help="also train on the procedural-sky scenes (synth_train_64_sky)")
+    parser.add_argument("--sky", action="store_true",
+                        help="also train on the procedural-sky scenes (synth_train_64_sky)")
     parser.add_argument("--roughness-variants", action="store_true",
                         help="also train on synth_train_64_rvar1: the train scenes with re-drawn roughness only")
     parser.add_argument("--extra-train", action="append", default=[],
@@ -174,9 +175,9 @@ def main() -> int:
     out = Path(args.out)
 
     from neural_render.evaluation.inverse import TRAIN_STATS, compute_train_stats
-    from neural_render.tasks.fit_cli import build_cli
     from neural_render.io.atomic import atomic_dir, atomic_path
     from neural_render.pipelines.defaults import INVERSE_OVERLAP, INVERSE_WINDOW
+    from neural_render.tasks.fit_cli import build_cli
 
     train_dirs = [str(sets["train"])] + ([str(sets["sky"])] if args.sky else []) + (
         [str(sets["rvar"])] if args.roughness_variants else []) + [str(Path(d).resolve()) for d in args.extra_train]
@@ -231,7 +232,8 @@ def main() -> int:
                  "synth_test_64_large": "eval_heldout_large.json"}  # 96 held-out clips (the first 24 are the test set)
         for folder, report in extra.items():
             if (Path(args.data) / folder / "synth.json").is_file():
-                cmd = [sys.executable, "-m", "neural_render", "eval", "inverse", "--data", str(Path(args.data) / folder),
+                cmd = [sys.executable, "-m", "neural_render", "eval", "inverse",
+                       "--data", str(Path(args.data) / folder),
                        "--model", str(out), "--threads", str(threads), "--overwrite",
                        "--json", str(Path(args.logs) / report)]
                 print(" ".join(cmd), flush=True)

@@ -7,12 +7,12 @@
 
 Stages (each can be run alone; later stages read what earlier ones wrote):
 
-``data``         proxy datasets (``neural-render synth --proxy``): ``<data>/sim2real_train_64`` (TRAIN env maps, seed 1000:
-                 the clips of ``<data>/synth_train_64`` hard-linked when present, so no path tracing is repeated, plus
-                 the split-sum ``rendered/`` side), held-out ``<data>/sim2real_test_64`` (TEST env maps, seed 2000, 16
-                 spp like training) and ``<data>/sim2real_test_64_spp256`` (the same 24 scenes path-traced at 256 spp:
-                 the converged target; 16-spp Monte-Carlo noise alone caps PSNR near 27 dB), and the 64-frame clips
-                 ``<data>/sim2real_long_64_spp256`` (seed 3000) for windowed inference.
+``data``         proxy datasets (``neural-render synth --proxy``): ``<data>/sim2real_train_64`` (TRAIN env maps, seed
+                 1000: the clips of ``<data>/synth_train_64`` hard-linked when present, so no path tracing is repeated,
+                 plus the split-sum ``rendered/`` side), held-out ``<data>/sim2real_test_64`` (TEST env maps, seed 2000,
+                 16 spp like training) and ``<data>/sim2real_test_64_spp256`` (the same 24 scenes path-traced at 256
+                 spp: the converged target; 16-spp Monte-Carlo noise alone caps PSNR near 27 dB), and the 64-frame
+                 clips ``<data>/sim2real_long_64_spp256`` (seed 3000) for windowed inference.
 ``propagation``  PropagationTask (edge-conditioned, VACE-style anchors) on the train proxy pairs (realistic side =
                  path traced) -> ``<models>/sim2real_propagation_tiny``.
 ``pairs``        ``neural-render sim2real-data`` over the first ``--pair-clips`` train clips with the path-traced
@@ -21,7 +21,8 @@ Stages (each can be run alone; later stages read what earlier ones wrote):
                  ``--ic-train proxy`` (default: the proxy pairs themselves, rendered -> path-traced, the benchmark's
                  ground truth) or ``pairs`` (the anchor-propagation pairs above, RealMaster's protocol; only as good
                  as the propagation model, which is weak at this CPU budget: see the eval table).
-``eval``         ``neural-render eval sim2real`` on both held-out sets (+ the long clips); JSON into ``out/sim2real_tiny``.
+``eval``         ``neural-render eval sim2real`` on both held-out sets (+ the long clips); JSON into
+                 ``out/sim2real_tiny``.
 
 Timing on the shared 2-core CPU: each training stops after its ``--*-minutes`` wall-clock budget (or --max-steps).
 """
@@ -103,7 +104,8 @@ class PrintLoss:
                 self.losses.append(float(loss))
                 if trainer.global_step % every == 0:
                     mean = sum(self.losses) / len(self.losses)
-                    print(f"step {trainer.global_step:6d}  loss {mean:.5f}  {time.time() - self.start:7.0f} s", flush=True)
+                    print(f"step {trainer.global_step:6d}  loss {mean:.5f}  {time.time() - self.start:7.0f} s",
+                          flush=True)
                     self.losses = []
 
         return _Print()

@@ -176,12 +176,14 @@ class CachedInverseDataModule(pl.LightningDataModule):
     """
 
     def __init__(self, train_dir: str | list[str], cache: str | None = None, num_frames: int = 8, crop=None,
-                 hflip: bool = True, batch_size: int = 4, samples_per_clip: int = 1, seed: int = 0, passes=DEFAULT_PASSES,
+                 hflip: bool = True, batch_size: int = 4, samples_per_clip: int = 1, seed: int = 0,
+                 passes=DEFAULT_PASSES,
                  exposure_std: float = 0.0, white_balance_std: float = 0.0,
                  scale_range: list[float] | None = None):
         super().__init__()
         if batch_size < 1 or samples_per_clip < 1:
-            raise NeuralRenderError(f"batch_size and samples_per_clip must be >= 1, got {batch_size}, {samples_per_clip}")
+            raise NeuralRenderError(
+                f"batch_size and samples_per_clip must be >= 1, got {batch_size}, {samples_per_clip}")
         dirs = [str(train_dir)] if isinstance(train_dir, (str, os.PathLike)) else [str(d) for d in train_dir]
         if not dirs or (cache is not None and len(dirs) > 1):
             raise NeuralRenderError(f"train_dir must name one folder or a non-empty list (cache only with one), got "
@@ -189,7 +191,10 @@ class CachedInverseDataModule(pl.LightningDataModule):
         self.train_dirs = dirs
         self.caches = [cache] if cache else [str(Path(d) / ".packed_inverse.safetensors") for d in dirs]
         self.num_frames, self.hflip, self.batch_size = int(num_frames), bool(hflip), int(batch_size)
-        self.crop = None if crop is None else (int(crop), int(crop)) if isinstance(crop, int) else tuple(int(c) for c in crop)
+        if crop is None:
+            self.crop = None
+        else:
+            self.crop = (int(crop), int(crop)) if isinstance(crop, int) else tuple(int(c) for c in crop)
         self.samples_per_clip, self.seed, self.passes = int(samples_per_clip), int(seed), [str(p) for p in passes]
         self.exposure_std, self.white_balance_std = float(exposure_std), float(white_balance_std)
         self.scale_range = None if scale_range is None else tuple(float(v) for v in scale_range)

@@ -69,7 +69,8 @@ class PairDataset(Dataset):
         from neural_render.io.clip import read_meta
 
         if num_frames < 1 or samples_per_clip < 1:
-            raise NeuralRenderError(f"num_frames and samples_per_clip must be >= 1, got {num_frames}, {samples_per_clip}")
+            raise NeuralRenderError(
+                f"num_frames and samples_per_clip must be >= 1, got {num_frames}, {samples_per_clip}")
         roots = [roots] if isinstance(roots, (str, os.PathLike)) else list(roots)
         self.pairs, self.lengths = [], []
         for root in roots:

@@ -38,7 +38,8 @@ class ToyVideoDataset(Dataset):
 
     def __init__(self, num_clips: int, frames: int, height: int, width: int, seed: int):
         if min(num_clips, frames, height, width) < 1:
-            raise NeuralRenderError(f"toy data sizes must be >= 1, got clips={num_clips} T={frames} H={height} W={width}")
+            raise NeuralRenderError(
+                f"toy data sizes must be >= 1, got clips={num_clips} T={frames} H={height} W={width}")
         g = torch.Generator().manual_seed(int(seed))
         self.inputs = torch.stack([toy_clip(g, frames, height, width) for _ in range(num_clips)])
         self.targets = toy_target(self.inputs)

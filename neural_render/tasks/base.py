@@ -1,4 +1,5 @@
-"""Lightning core: :class:`DiffusionSystem`, the base LightningModule every task (toy, inverse, forward, sim2real) subclasses.
+"""Lightning core: :class:`DiffusionSystem`, the base LightningModule every task (toy, inverse, forward, sim2real)
+subclasses.
 
 The system does not build its parts: the backbone (:class:`~neural_render.models.backbone.VideoBackbone`), the latent
 codec, the :class:`~neural_render.models.denoiser.Denoiser` and an optional pass embedding are injected (from YAML by
@@ -97,7 +98,8 @@ class DiffusionSystem(pl.LightningModule):
         lr, weight_decay, betas: AdamW (no decay on 1-D parameters: biases, norms, embeddings' scales).
         warmup_steps: linear LR warmup over this many optimiser steps.
         trainable: fnmatch patterns over parameter names (``backbone.*lora_*``, ``pass_embedding.*``); None = every
-            parameter of backbone and pass embedding that requires grad at construction (so LoRA-frozen bases stay frozen).
+            parameter of backbone and pass embedding that requires grad at construction (so LoRA-frozen bases stay
+            frozen).
         ema_decay: EMA decay of the trainable weights (None = no EMA); ema_warmup: (1+n)/(10+n) ramp.
         cond_dropout: probability of zeroing the condition per sample (classifier-free guidance training);
             drop_context: also zero the context tokens when dropping.

@@ -52,11 +52,11 @@ def _project_error(err: BaseException):
 
 def build_cli(argv: list[str]):
     """Parse ``argv`` and instantiate backbone, codec, denoiser, model, data and trainer (no training yet)."""
+    import warnings
+
     from lightning.pytorch.cli import SaveConfigCallback
 
     from neural_render.tasks.base import DiffusionSystem
-
-    import warnings
 
     # `neural-render fit ARGS` passes ARGS explicitly while sys.argv also holds them; that is intended here.
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")

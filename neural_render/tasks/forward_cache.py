@@ -353,8 +353,11 @@ class CacheForwardDataModule(ForwardDataModule):
         if self.train_sets and isinstance(self.train_sets[0], CacheForwardDataset):
             return
         super().setup(stage)
-        wrap = lambda ds: CacheForwardDataset(ds, self.source_roots, self.min_pixels, self.seed, self.shadow,
-                                              self.env_rows, self.received_shadow)
+
+        def wrap(ds):
+            return CacheForwardDataset(ds, self.source_roots, self.min_pixels, self.seed, self.shadow,
+                                       self.env_rows, self.received_shadow)
+
         self.train_sets = [wrap(ds) for ds in self.train_sets]
         if self.val_set is not None:
             self.val_set = wrap(self.val_set)

@@ -71,7 +71,8 @@ def latent_mask(mask: Tensor, latent_frames: int, height: int, width: int) -> Te
         return x
     if latent_frames > 1 and (t - 1) % (latent_frames - 1) == 0:
         f = (t - 1) // (latent_frames - 1)
-        groups = [x[:, :1]] + [x[:, 1 + f * k: 1 + f * (k + 1)].amax(dim=1, keepdim=True) for k in range(latent_frames - 1)]
+        groups = [x[:, :1]] + [x[:, 1 + f * k: 1 + f * (k + 1)].amax(dim=1, keepdim=True)
+                               for k in range(latent_frames - 1)]
         return torch.cat(groups, dim=1)
     y = torch.nn.functional.adaptive_max_pool3d(x.transpose(1, 2), (latent_frames, height, width))
     return y.transpose(1, 2)
@@ -118,7 +119,8 @@ class InverseTask(DiffusionSystem):
     mode: "per_pass" | "joint". passes: predicted passes in order (joint: the channel blocks' order).
     masked_passes: passes whose loss is restricted to valid pixels. skip_passes: passes predicted relative to the
     input latent, pixel-filtered first when skip_filter_sigma (pixels) > 0 (module doc). pass_loss_weights:
-    {pass: factor > 0} on the loss (module doc). basecolor_target: "absolute" | "input_level" (module doc). zero_init_output: zero the backbone's output layer at construction.
+    {pass: factor > 0} on the loss (module doc). basecolor_target: "absolute" | "input_level" (module doc).
+    zero_init_output: zero the backbone's output layer at construction.
     mask_threshold / processing_size / num_steps: stored in exported pipelines (inference defaults). native_size:
     the longer side of the training frames, stored in exported pipelines as their default processing size (None:
     the largest frame side of the training batches seen, kept in checkpoints). Other args:
