@@ -73,7 +73,8 @@ def test_inputs_are_found_sorted_and_sharded(setup):
 def test_manifest_records_done_and_failed_and_outputs_are_clips(setup, full_run):
     manifest = json.loads((full_run / "manifest.json").read_text())
     assert manifest["counts"] == {"done": 6, "failed": 1, "pending": 0}
-    assert manifest["clips"]["bad"]["status"] == "failed" and "not a readable video" in manifest["clips"]["bad"]["reason"]
+    bad = manifest["clips"]["bad"]
+    assert bad["status"] == "failed" and "not a readable video" in bad["reason"]
     clip = read_clip(full_run / "v3")
     assert clip.gbuffer.normal.shape == (1, 3, 3, 10, 12) and clip.gbuffer.mask is not None
     assert (full_run / "frames" / "previews" / "depth.mp4").is_file() and not (full_run / "bad").exists()
@@ -123,5 +124,6 @@ def test_killed_run_resumes_to_identical_outputs(setup, full_run):
     assert 2 <= finished < 7, "the run was not interrupted mid-way"
     assert not (out / "manifest.json").exists()
     assert main(args(setup, out)) == 1
-    assert not [p for p in out.iterdir() if p.name.startswith(".") and p.name not in (".autolabel", ".neural-render-output.json")]  # no temporaries
+    kept = (".autolabel", ".neural-render-output.json")
+    assert not [p for p in out.iterdir() if p.name.startswith(".") and p.name not in kept]  # no temporaries
     assert same_tree(full_run, out) == []

@@ -12,7 +12,8 @@ from neural_render.cli import EXIT_BAD_INPUT, main
 def test_import_is_light():
     """`import neural_render` must not pull torch, mitsuba, diffusers or lightning (keeps it well under 2 s)."""
     code = ("import sys, neural_render, neural_render.cli; "
-            "heavy = [m for m in ('torch', 'mitsuba', 'diffusers', 'lightning', 'cv2', 'OpenEXR') if m in sys.modules]; "
+            "heavy = [m for m in ('torch', 'mitsuba', 'diffusers', 'lightning', 'cv2', 'OpenEXR') "
+            "if m in sys.modules]; "
             "print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

@@ -15,7 +15,8 @@ from neural_render.io import Clip, ClipMeta, read_clip, read_video, write_clip, 
 def scene_clip(tmp_path_factory):
     folder = tmp_path_factory.mktemp("clips") / "scene"
     scene = demo_scene(2, 32, 24)
-    write_clip(folder, Clip(rgb=None, gbuffer=scene.gbuffer, camera=scene.camera, meta=ClipMeta.for_camera(scene.camera)))
+    write_clip(folder, Clip(rgb=None, gbuffer=scene.gbuffer, camera=scene.camera,
+                            meta=ClipMeta.for_camera(scene.camera)))
     return folder
 
 

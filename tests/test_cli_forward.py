@@ -151,7 +151,8 @@ def test_bad_inputs_exit_2_and_write_nothing(files, tmp_path, capsys):
     m, i = models(files), inverse(files)
     cases = [
         (["forward", clip, "--envmap", str(files / "nan_env.exr"), "--out", str(out_dir / "a.mp4"), *m], "nan_env.exr"),
-        (["forward", clip, "--envmap", str(files / "tiny_env.hdr"), "--out", str(out_dir / "b.mp4"), *m], "tiny_env.hdr"),
+        (["forward", clip, "--envmap", str(files / "tiny_env.hdr"), "--out", str(out_dir / "b.mp4"), *m],
+         "tiny_env.hdr"),
         (["forward", clip, "--rotate", "1,2", "--out", str(out_dir / "c.mp4"), *m], "yaw,pitch,roll"),
         (["forward", clip, "--passes", "shininess", "--out", str(out_dir / "d.mp4"), *m], "shininess"),
         (["relight", video, "--envmap", str(files / "nan_env.exr"), "--out", str(out_dir / "e.mp4"), *m, *i],

@@ -321,9 +321,8 @@ def test_estimated_depth_is_anchored_at_the_objects_ground_contact(assets):
     puts the surface under the object at its true distance, then the meta's, then the default."""
     from types import SimpleNamespace
 
-    from neural_render.pipelines.insert import choose_depth_scale
     from neural_render.io import read_clip
-    from neural_render.pipelines.insert import InsertedObject
+    from neural_render.pipelines.insert import InsertedObject, choose_depth_scale
     from neural_render.raster import Material
     from neural_render.synth.dataset import read_object_ids
 

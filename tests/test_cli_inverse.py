@@ -67,7 +67,8 @@ def test_frame_folder_and_clip_folder_inputs(tmp_path, models):
     assert main(["inverse", str(tmp_path / "a"), "--out", str(tmp_path / "b"), "--model", str(models["per_pass"]),
                  "--passes", "basecolor", "--no-progress"]) == 0
     b = read_clip(tmp_path / "b")
-    assert torch.equal(b.camera.camera_to_world, a.camera.camera_to_world) and set(b.gbuffer.passes) == {"basecolor", "mask"}
+    assert torch.equal(b.camera.camera_to_world, a.camera.camera_to_world)
+    assert set(b.gbuffer.passes) == {"basecolor", "mask"}
 
 
 def no_output(root: Path) -> bool:

@@ -12,8 +12,8 @@ from neural_render.cli import EXIT_BAD_INPUT, main
 from neural_render.demo.scene import demo_scene, ground_gbuffer, orbit_camera
 from neural_render.io import read_image, read_video
 
-OUTPUTS = ("input.mp4", "gbuffers.mp4", "relit_kiara_1_dawn.mp4", "relit_st_fagans_interior.mp4", "edit.mp4", "insert.mp4",
-           "contact_sheet.png", "summary.json")
+OUTPUTS = ("input.mp4", "gbuffers.mp4", "relit_kiara_1_dawn.mp4", "relit_st_fagans_interior.mp4", "edit.mp4",
+           "insert.mp4", "contact_sheet.png", "summary.json")
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -157,7 +157,8 @@ def test_ground_disk_is_exact():
     # back-project depth to world: every valid pixel lies on y = 0 within the disk
     rays = cam.ray_directions()[0, 0]  # (3, H, W)
     points_cam = rays / -rays[2:3] * g.depth[0, :, 0][:, None]  # planar depth -> point
-    world = torch.einsum("tij,tjhw->tihw", cam.rotations()[0], points_cam) + cam.camera_to_world[0, :, :3, 3, None, None]
+    origin = cam.camera_to_world[0, :, :3, 3, None, None]
+    world = torch.einsum("tij,tjhw->tihw", cam.rotations()[0], points_cam) + origin
     assert float(world[:, 1][valid].abs().max()) < 1e-4
     assert float((world[:, 0] ** 2 + world[:, 2] ** 2)[valid].max()) <= 4.0 + 1e-3
     # its camera-space normal is world +Y

@@ -28,7 +28,8 @@ def test_shipped_configs_are_found():
     assert {"tiny_wan.yaml", "tiny_svd.yaml"} <= set(BACKBONES)
     assert {"svd_xt.yaml", "wan21_t2v_1.3b.yaml"} <= set(PRETRAINED)
     assert {"toy.yaml", "toy_x0.yaml"} <= set(TASKS) and "toy.yaml" in DATA
-    assert {"cpu_smoke.yaml", "ddp_cpu.yaml", "ddp_gpu.yaml", "fsdp.yaml"} <= {p.name for p in (CONFIGS / "trainer").glob("*.yaml")}
+    trainers = {p.name for p in (CONFIGS / "trainer").glob("*.yaml")}
+    assert {"cpu_smoke.yaml", "ddp_cpu.yaml", "ddp_gpu.yaml", "fsdp.yaml"} <= trainers
 
 
 TOY_TASKS = [t for t in TASKS if t.startswith("toy")]  # the other tasks' smoke runs live beside their tests
@@ -116,7 +117,8 @@ def test_bad_input_exits_2(tmp_path, capsys):
         main(["fit", *configs(), "--model.init_args.no_such_option", "1"])
     assert exit_info.value.code == 2
     # a value that parses but is rejected by the library: NeuralRenderError -> exit 2 with the reason
-    code = main(["fit", *configs(), "--backbone.init_args.kind", "unet3000", "--trainer.default_root_dir", str(tmp_path)])
+    code = main(["fit", *configs(), "--backbone.init_args.kind", "unet3000",
+                 "--trainer.default_root_dir", str(tmp_path)])
     assert code == EXIT_BAD_INPUT
     assert "unet3000" in capsys.readouterr().err
 
@@ -131,7 +133,8 @@ def test_pretrained_backbone_configs_parse_and_fail_clearly_without_weights(tmp_
     assert printed["backbone"]["init_args"]["pretrained_dir"] and printed["codec"]["init_args"]["pretrained_dir"]
     missing = tmp_path / "no_weights_here"
     code = main(["fit", *configs(backbone=backbone), "--trainer.fast_dev_run", "true",
-                 "--trainer.default_root_dir", str(tmp_path), "--backbone.init_args.pretrained_dir", str(missing), "--codec.init_args.pretrained_dir", str(missing)])
+                 "--trainer.default_root_dir", str(tmp_path), "--backbone.init_args.pretrained_dir", str(missing),
+                 "--codec.init_args.pretrained_dir", str(missing)])
     assert code == EXIT_BAD_INPUT
     assert "no_weights_here" in capsys.readouterr().err
 

@@ -6,8 +6,18 @@ import pytest
 import torch
 
 from neural_render.errors import NeuralRenderError
-from neural_render.types import (Camera, EnvMap, GBuffer, composite_nearest, depth_scale_of, intrinsics_from_fov, look_at, pack_pass,
-                                 to_mitsuba_to_world, unpack_pass)
+from neural_render.types import (
+    Camera,
+    EnvMap,
+    GBuffer,
+    composite_nearest,
+    depth_scale_of,
+    intrinsics_from_fov,
+    look_at,
+    pack_pass,
+    to_mitsuba_to_world,
+    unpack_pass,
+)
 
 
 def _gbuffer(b=1, t=2, h=4, w=5, seed=0):

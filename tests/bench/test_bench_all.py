@@ -16,7 +16,8 @@ from neural_render.errors import NeuralRenderError
 def quick_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bench_all")
     readme = tmp / "README.md"
-    readme.write_text(f"# Project\n\nintro\n\n## Benchmarks\n\nsentence\n\n{START}\nold table\n{END}\n\n## After\nkept\n")
+    readme.write_text(f"# Project\n\nintro\n\n## Benchmarks\n\nsentence\n\n{START}\nold table\n{END}\n\n"
+                      "## After\nkept\n")
     code = main(["bench", "all", "--quick", "--out", str(tmp / "out"), "--readme", str(readme)])
     return code, tmp
 

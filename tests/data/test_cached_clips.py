@@ -84,7 +84,8 @@ def test_windows_crops_and_mirror(dataset, tmp_path):
 
 def test_illumination_gain(dataset, tmp_path):
     root, _ = dataset
-    kwargs = {"cache": str(tmp_path / "p.safetensors"), "num_frames": 5, "hflip": False, "samples_per_clip": 4, "seed": 3}
+    kwargs = {"cache": str(tmp_path / "p.safetensors"), "num_frames": 5, "hflip": False, "samples_per_clip": 4,
+              "seed": 3}
     plain = CachedInverseDataModule(str(root), **kwargs)
     gained = CachedInverseDataModule(str(root), exposure_std=0.5, white_balance_std=0.2, **kwargs)
     plain.setup("fit")

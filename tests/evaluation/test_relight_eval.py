@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from neural_render.cli import main
-from neural_render.evaluation.relight import CLASSICAL, FILTERED, RELIGHT, REFERENCE, UNCHANGED
+from neural_render.evaluation.relight import CLASSICAL, FILTERED, REFERENCE, RELIGHT, UNCHANGED
 
 
 @pytest.fixture(scope="module")

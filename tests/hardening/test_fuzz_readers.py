@@ -25,9 +25,10 @@ def _mutations(seed: bytes):
     """Strategy of byte strings derived from ``seed`` (or unrelated random bytes)."""
     n = len(seed)
     truncate = st.integers(0, n).map(lambda k: seed[:k])
-    overwrite = st.lists(st.tuples(st.integers(0, n - 1), st.binary(min_size=1, max_size=8)), min_size=1, max_size=6).map(
-        lambda edits: _apply_overwrites(seed, edits))
-    insert = st.tuples(st.integers(0, n), st.binary(min_size=1, max_size=64)).map(lambda e: seed[:e[0]] + e[1] + seed[e[0]:])
+    overwrite = st.lists(st.tuples(st.integers(0, n - 1), st.binary(min_size=1, max_size=8)),
+                         min_size=1, max_size=6).map(lambda edits: _apply_overwrites(seed, edits))
+    insert = st.tuples(st.integers(0, n), st.binary(min_size=1, max_size=64)).map(
+        lambda e: seed[:e[0]] + e[1] + seed[e[0]:])
     duplicate = st.tuples(st.integers(0, n - 1), st.integers(1, 64)).map(lambda e: seed[:e[0] + e[1]] + seed[e[0]:])
     return st.one_of(truncate, overwrite, insert, duplicate, st.binary(max_size=512))
 
@@ -59,7 +60,8 @@ def _seed_exr(folder: Path) -> bytes:
     rng = np.random.default_rng(0)
     n = rng.normal(size=(3, 4, 6)).astype(np.float32)
     write_frame_exr(folder / "seed.exr", {"rgb": rng.random((3, 4, 6), dtype=np.float32),
-                                          "normal": n / np.linalg.norm(n, axis=0), "depth": rng.random((1, 4, 6), dtype=np.float32)})
+                                          "normal": n / np.linalg.norm(n, axis=0),
+                                          "depth": rng.random((1, 4, 6), dtype=np.float32)})
     return (folder / "seed.exr").read_bytes()
 
 
@@ -93,7 +95,8 @@ def test_fuzz_hdr(folder):
 def test_fuzz_mp4(folder):
     from neural_render.io import read_video, write_video
 
-    write_video(folder / "seed.mp4", np.random.default_rng(2).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8), lossless=True)
+    frames = np.random.default_rng(2).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+    write_video(folder / "seed.mp4", frames, lossless=True)
     seed = (folder / "seed.mp4").read_bytes()
 
     @FUZZ
@@ -117,13 +120,15 @@ def test_fuzz_meta_json(folder):
 
     clip = folder / "clip"
     clip.mkdir()
-    meta = ClipMeta.for_camera(Camera.from_fov(50.0, 8, 6, look_at((0.0, 1.0, 3.0), (0.0, 0.0, 0.0)).expand(1, 2, 4, 4)),
+    pose = look_at((0.0, 1.0, 3.0), (0.0, 0.0, 0.0)).expand(1, 2, 4, 4)
+    meta = ClipMeta.for_camera(Camera.from_fov(50.0, 8, 6, pose),
                                envmap={"path": "sky.hdr", "rotation_deg": [10.0, 0.0, 0.0]})
     valid = json.loads(meta.to_json())
     seed = meta.to_json().encode()
     keys = sorted(valid)
 
-    replaced = st.tuples(st.sampled_from(keys), json_values).map(lambda kv: json.dumps({**valid, kv[0]: kv[1]}).encode())
+    replaced = st.tuples(st.sampled_from(keys), json_values).map(
+        lambda kv: json.dumps({**valid, kv[0]: kv[1]}).encode())
     dropped = st.sampled_from(keys).map(lambda k: json.dumps({x: v for x, v in valid.items() if x != k}).encode())
 
     @FUZZ

@@ -11,8 +11,16 @@ from hypothesis import strategies as st
 
 from neural_render.errors import NeuralRenderError
 from neural_render.io import clip as clip_module
-from neural_render.io.clip import (CLIP_VERSION, Clip, ClipMeta, is_complete_clip, read_clip, read_clip_envmap,
-                                   read_meta, write_clip)
+from neural_render.io.clip import (
+    CLIP_VERSION,
+    Clip,
+    ClipMeta,
+    is_complete_clip,
+    read_clip,
+    read_clip_envmap,
+    read_meta,
+    write_clip,
+)
 from neural_render.io.hdr import write_hdr
 from neural_render.io.video import read_video
 from neural_render.render.rotation import euler_to_matrix

@@ -73,7 +73,10 @@ def test_albedo_scale_is_least_squares():
     g = _rand(1, 2, 3, 5, 5, seed=4)
     p = _rand(1, 2, 3, 5, 5, seed=5)
     s = least_squares_scale(p, g)
-    loss = lambda k: ((k * p - g) ** 2).sum(dim=(1, 3, 4))
+
+    def loss(k):
+        return ((k * p - g) ** 2).sum(dim=(1, 3, 4))
+
     for delta in (-1e-3, 1e-3):
         assert (loss(s + delta) > loss(s)).all()
 

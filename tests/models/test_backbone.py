@@ -99,7 +99,8 @@ def test_svd_per_frame_path_equals_native_for_equal_timesteps():
     ids = bb._time_ids(2, t.device, {})
     emb = bb._per_frame_embedding(t, ids, torch.float32)
     with bb._state.using(frame_temb=emb):
-        forced = bb.unet(inp["noisy"], inp["timestep"], encoder_hidden_states=inp["context"], added_time_ids=ids, return_dict=False)[0]
+        forced = bb.unet(inp["noisy"], inp["timestep"], encoder_hidden_states=inp["context"], added_time_ids=ids,
+                         return_dict=False)[0]
     torch.testing.assert_close(forced, native, rtol=1e-5, atol=1e-6)
 
 
@@ -124,7 +125,8 @@ def test_svd_per_frame_blocks_receive_each_frames_embedding():
             ref = {}
             h1 = bb.unet.time_embedding.register_forward_hook(lambda m, i, o: ref.__setitem__("t", o))
             h2 = bb.unet.add_embedding.register_forward_hook(lambda m, i, o: ref.__setitem__("a", o))
-            bb.unet(inp["noisy"][b : b + 1, :1], t[b, f : f + 1], encoder_hidden_states=inp["context"][b : b + 1], added_time_ids=ids)
+            bb.unet(inp["noisy"][b : b + 1, :1], t[b, f : f + 1], encoder_hidden_states=inp["context"][b : b + 1],
+                    added_time_ids=ids)
             h1.remove(), h2.remove()
             expected = (ref["t"] + ref["a"])[0]
             for temb in seen:
@@ -143,7 +145,8 @@ def test_wan_per_frame_timesteps_are_per_token():
     out = bb(**dict(inp, timestep=t))
     tokens_per_frame = (16 // 2) * (16 // 2)
     per_token = t.repeat_interleave(tokens_per_frame, dim=1)
-    ref = bb.transformer(inp["noisy"].permute(0, 2, 1, 3, 4), per_token, encoder_hidden_states=inp["context"], return_dict=False)[0]
+    ref = bb.transformer(inp["noisy"].permute(0, 2, 1, 3, 4), per_token, encoder_hidden_states=inp["context"],
+                         return_dict=False)[0]
     assert torch.equal(out, ref.permute(0, 2, 1, 3, 4))
     # tokens of frame 0 see t=0: differs from the per-clip call at t[:,0]... for frames 1,2
     assert not torch.allclose(out, bb(**dict(inp, timestep=t[:, 0])))

@@ -9,7 +9,8 @@ from neural_render.cli import main
 
 
 def test_bench_backbone_prints_ratios(capsys):
-    code = main(["bench", "backbone", "--backbone", "wan", "--frames", "2", "--size", "16", "--steps", "1", "--warmup", "0"])
+    code = main(["bench", "backbone", "--backbone", "wan", "--frames", "2", "--size", "16", "--steps", "1",
+                 "--warmup", "0"])
     out = capsys.readouterr().out
     assert code == 0
     assert "adapter step / bare diffusers step" in out and "fp32 step / bf16-autocast step" in out

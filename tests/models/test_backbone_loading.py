@@ -58,7 +58,8 @@ def test_adapter_save_load_round_trip_identical(kind, tmp_path):
 
     plain_cls = type(bb.model)
     plain = plain_cls.from_pretrained(tmp_path / "bb", subfolder=SUB[kind], local_files_only=True)
-    assert plain.config.in_channels == 7 and type(plain.conv_in if kind == "svd" else plain.patch_embedding).__module__.startswith("torch")
+    first_layer = plain.conv_in if kind == "svd" else plain.patch_embedding
+    assert plain.config.in_channels == 7 and type(first_layer).__module__.startswith("torch")
     assert diffusers is not None
 
 
@@ -78,7 +79,8 @@ def test_load_pretrained_diffusers_folder_and_expand(kind, tmp_path):
         ids = torch.tensor([list(bb.added_time_ids)])
         ref = model(inp["noisy"], t, encoder_hidden_states=inp["context"], added_time_ids=ids).sample
     else:
-        ref = model(inp["noisy"].permute(0, 2, 1, 3, 4), t, encoder_hidden_states=inp["context"]).sample.permute(0, 2, 1, 3, 4)
+        ref = model(inp["noisy"].permute(0, 2, 1, 3, 4), t,
+                    encoder_hidden_states=inp["context"]).sample.permute(0, 2, 1, 3, 4)
     assert torch.equal(bb(**dict(inp, timestep=t)), ref)
     # model folder directly (config.json at the top)
     model.save_pretrained(tmp_path / "direct")
@@ -126,7 +128,8 @@ def test_bad_folders_raise_naming_folder(kind, tmp_path):
     expect(root, "(?i)size|shape|mismatch")
 
     cfg = json.loads(good_config)
-    cfg["transformer_layers_per_block" if kind == "svd" else "num_layers"] = 2 if kind == "svd" else 3  # config asks for weights the checkpoint lacks
+    # the config asks for weights the checkpoint lacks
+    cfg["transformer_layers_per_block" if kind == "svd" else "num_layers"] = 2 if kind == "svd" else 3
     (folder / "config.json").write_text(json.dumps(cfg))
     expect(root, "weights missing")
 

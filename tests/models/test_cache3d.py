@@ -113,7 +113,8 @@ def test_per_frame_move_and_remove_and_duplicate():
 
     cache.set_visible("ball_1", False, frames=[0, 2])
     render = cache.render(cam, backend="mitsuba")
-    assert float(render.entity_mask("ball_1")[:, [0, 2]].sum()) == 0 and float(render.entity_mask("ball_1")[:, 1].sum()) > 0
+    ball = render.entity_mask("ball_1")
+    assert float(ball[:, [0, 2]].sum()) == 0 and float(ball[:, 1].sum()) > 0
 
     cache.remove("ball").remove("ball_1")
     empty = cache.render(cam, backend="mitsuba")

@@ -22,12 +22,14 @@ def _vae(kind):
     torch.manual_seed(0)
     if kind == "svd":
         return diffusers.AutoencoderKLTemporalDecoder(
-            block_out_channels=(32, 32), down_block_types=("DownEncoderBlock2D",) * 2, layers_per_block=1, latent_channels=4
+            block_out_channels=(32, 32), down_block_types=("DownEncoderBlock2D",) * 2, layers_per_block=1,
+            latent_channels=4,
         )
     if kind == "image":
         return diffusers.AutoencoderKL(
-            block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-            norm_num_groups=4, latent_channels=4, scaling_factor=0.5, shift_factor=0.1,
+            block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
+            up_block_types=("UpDecoderBlock2D",) * 2, norm_num_groups=4, latent_channels=4, scaling_factor=0.5,
+            shift_factor=0.1,
         )
     return diffusers.AutoencoderKLWan(
         base_dim=8, z_dim=4, dim_mult=[1, 2, 2], num_res_blocks=1, temperal_downsample=[True, True],

@@ -94,7 +94,8 @@ def test_preconditioning_matches_paper_formulas(kind):
     s = torch.tensor([[0.3, 2.0]])
     pre = den.precondition(s)
     if kind == "flow":  # x0 = x_t - s v, timestep 1000 s
-        assert torch.allclose(pre.c_out.flatten(), -s.flatten()) and torch.allclose(pre.c_skip, torch.ones(1, 2, 1, 1, 1))
+        assert torch.allclose(pre.c_out.flatten(), -s.flatten())
+        assert torch.allclose(pre.c_skip, torch.ones(1, 2, 1, 1, 1))
         assert torch.allclose(pre.c_noise, 1000 * s)
     else:  # SVD VScaling: c_skip = 1/(s^2+1), c_out = -s/sqrt(s^2+1), c_in = 1/sqrt(s^2+1), c_noise = ln(s)/4
         assert torch.allclose(pre.c_skip.flatten(), 1 / (s.flatten() ** 2 + 1))

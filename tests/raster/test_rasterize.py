@@ -135,7 +135,7 @@ def test_background_ids_motion_and_visibility():
     for name, x in gb.passes.items():
         assert float(x.masked_fill(~background.expand_as(x), 0).abs().max()) == 0.0, name
     assert not bool((ids[0, 0] == 1).any()) and bool((ids[0, 1:] == 1).any())  # the sphere appears at frame 1
-    centres = torch.stack([torch.tensor([-0.4, 0.0, 0.0]), torch.tensor([0.0, 0.0, 0.0]), torch.tensor([0.4, 0.0, 0.0])])
+    centres = torch.tensor([[-0.4, 0.0, 0.0], [0.0, 0.0, 0.0], [0.4, 0.0, 0.0]])
     ref = sphere_gbuffer(cam, centres[None], 0.35)
     sel = (ids == 1) & (ref.mask > 0.5)
     assert float(((gb.depth - ref.depth).abs() / ref.depth.clamp_min(1e-6))[sel].max()) < 1e-3

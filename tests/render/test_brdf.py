@@ -5,8 +5,19 @@ import math
 import pytest
 import torch
 
-from neural_render.render.brdf import (brdf_lut, eval_brdf, f0_from_metallic, fresnel_schlick, ggx_ndf, hammersley,
-                                       sample_brdf_lut, sample_ggx_vndf, smith_g1_ggx, smith_g2, specular_albedo)
+from neural_render.render.brdf import (
+    brdf_lut,
+    eval_brdf,
+    f0_from_metallic,
+    fresnel_schlick,
+    ggx_ndf,
+    hammersley,
+    sample_brdf_lut,
+    sample_ggx_vndf,
+    smith_g1_ggx,
+    smith_g2,
+    specular_albedo,
+)
 
 F64 = torch.float64
 
@@ -25,13 +36,13 @@ def _view(n_dot_v: float, count: int) -> torch.Tensor:
 
 def _directional_albedo(n_dot_v, roughness, basecolor, metallic, count=200_000, seed=0, spec_albedo=None):
     """int f(v, l) (n.l) dl over the hemisphere by uniform sampling (float64) -> (3,)."""
-    l = _uniform_hemisphere(count, seed)
+    light = _uniform_hemisphere(count, seed)
     v = _view(n_dot_v, count)
     n = torch.tensor([0.0, 0.0, 1.0], dtype=F64).expand(count, 3)
     bc = torch.tensor(basecolor, dtype=F64).expand(count, 3)
-    f = eval_brdf(n, v, l, bc, torch.tensor(roughness, dtype=F64), torch.tensor(metallic, dtype=F64),
+    f = eval_brdf(n, v, light, bc, torch.tensor(roughness, dtype=F64), torch.tensor(metallic, dtype=F64),
                   specular_albedo=spec_albedo)
-    return (f * l[:, 2:3]).mean(0) * 2 * math.pi
+    return (f * light[:, 2:3]).mean(0) * 2 * math.pi
 
 
 @pytest.mark.parametrize("alpha", [0.05, 0.25, 0.6, 1.0])
@@ -69,11 +80,12 @@ def test_eval_brdf_reciprocity_and_lambert_limit():
     """Plain sum is reciprocal; a rough-free white dielectric off the highlight is basecolor / pi plus small spec."""
     g = torch.Generator().manual_seed(1)
     n = torch.tensor([0.0, 0.0, 1.0], dtype=F64).expand(512, 3)
-    v, l = _uniform_hemisphere(512, 2), _uniform_hemisphere(512, 3)
+    v, light = _uniform_hemisphere(512, 2), _uniform_hemisphere(512, 3)
     bc = torch.rand(512, 3, generator=g, dtype=F64)
     rough, metal = torch.rand(512, 1, generator=g, dtype=F64) * 0.9 + 0.1, torch.rand(512, 1, generator=g, dtype=F64)
-    assert torch.allclose(eval_brdf(n, v, l, bc, rough, metal), eval_brdf(n, l, v, bc, rough, metal), rtol=1e-9)
-    below = eval_brdf(n, v, -l, bc, rough, metal)
+    assert torch.allclose(eval_brdf(n, v, light, bc, rough, metal), eval_brdf(n, light, v, bc, rough, metal),
+                          rtol=1e-9)
+    below = eval_brdf(n, v, -light, bc, rough, metal)
     assert bool((below == 0).all())
     # metallic 1 has no diffuse lobe: far from the mirror direction a near-mirror metal reflects ~nothing
     far = eval_brdf(n[:1], _view(0.9, 1), _view(0.2, 1) * torch.tensor([-1.0, 1, 1], dtype=F64),
@@ -148,10 +160,10 @@ def test_vndf_sampling_pdf_is_consistent(n_dot_v, roughness):
     v = _view(n_dot_v, count)
     alpha = torch.full((count,), roughness ** 2, dtype=F64)
     h = sample_ggx_vndf(v, alpha, u)
-    l = 2 * (v * h).sum(-1, keepdim=True) * h - v
+    light = 2 * (v * h).sum(-1, keepdim=True) * h - v
     pdf = smith_g1_ggx(v[:, 2], alpha) * ggx_ndf(h[:, 2], alpha) / (4 * v[:, 2])
     n = torch.tensor([0.0, 0.0, 1.0], dtype=F64).expand(count, 3)
-    f = eval_brdf(n, v, l, torch.ones(count, 3, dtype=F64), roughness, 1.0)[:, 0]
-    est = torch.where(l[:, 2] > 0, f * l[:, 2] / pdf, torch.zeros_like(f)).mean()
+    f = eval_brdf(n, v, light, torch.ones(count, 3, dtype=F64), roughness, 1.0)[:, 0]
+    est = torch.where(light[:, 2] > 0, f * light[:, 2] / pdf, torch.zeros_like(f)).mean()
     a, b = sample_brdf_lut(brdf_lut(32, 2048), torch.tensor(n_dot_v), torch.tensor(roughness))
     assert float(est) == pytest.approx(float(a + b), abs=0.01)

@@ -7,9 +7,18 @@ import pytest
 import torch
 
 from neural_render.errors import NeuralRenderError
-from neural_render.render.envmap import (camera_space_directions, camera_space_env, dir_to_uv, env_encodings,
-                                         equirect_directions, lookup, mitsuba_compatible_image, resample_equirect,
-                                         solid_angles, uv_to_dir)
+from neural_render.render.envmap import (
+    camera_space_directions,
+    camera_space_env,
+    dir_to_uv,
+    env_encodings,
+    equirect_directions,
+    lookup,
+    mitsuba_compatible_image,
+    resample_equirect,
+    solid_angles,
+    uv_to_dir,
+)
 from neural_render.render.rotation import euler_to_matrix
 from neural_render.render.tonemap import env_ldr, env_log
 from neural_render.types import EnvMap
@@ -192,7 +201,8 @@ def test_dir_encoding_is_unit_and_frame_independent():
 
 
 def test_identity_pose_reproduces_the_env_with_forward_at_the_centre():
-    """At the identity pose the encoding is the env turned half a turn: world -Z (forward) lands in the middle column."""
+    """At the identity pose the encoding is the env turned half a turn: world -Z (forward) lands in the middle
+    column."""
     img = _rand(3, 8, 16, seed=14)
     out = camera_space_env(EnvMap(img), _poses(torch.eye(3).expand(2, 1, 3, 3)), 8, 16)
     assert torch.allclose(out, torch.roll(img, 8, dims=-1).expand(2, 1, 3, 8, 16), atol=1e-5)

@@ -96,9 +96,9 @@ def _karis_reference(image, r, alpha, n=4096):
     bt = torch.linalg.cross(r, t)
     phi = 2 * math.pi * xi2
     h = sin_h[:, None] * (torch.cos(phi)[:, None] * t + torch.sin(phi)[:, None] * bt) + cos_h[:, None] * r
-    l = 2 * (h @ r)[:, None] * h - r
-    w = (l @ r).clamp_min(0.0)
-    return (lookup(image.to(torch.float64), l) * w[:, None]).sum(0) / w.sum()
+    light = 2 * (h @ r)[:, None] * h - r
+    w = (light @ r).clamp_min(0.0)
+    return (lookup(image.to(torch.float64), light) * w[:, None]).sum(0) / w.sum()
 
 
 def test_texels_match_karis_importance_sampling(sky_pref):

@@ -116,8 +116,8 @@ def test_mitsuba_sees_exactly_the_rotated_env_map(use_variant, env, tmp_path):
     sub = 8
     j, i = torch.meshgrid(torch.arange(32 * sub), torch.arange(32 * sub), indexing="xy")
     fx, fy, cx, cy = cam.intrinsics[0].tolist()
-    d = torch.stack([((j + 0.5) / sub - cx) / fx, -((i + 0.5) / sub - cy) / fy, -torch.ones_like(j, dtype=torch.float32)],
-                    -1)
+    d = torch.stack([((j + 0.5) / sub - cx) / fx, -((i + 0.5) / sub - cy) / fy,
+                     -torch.ones_like(j, dtype=torch.float32)], -1)
     world = torch.nn.functional.normalize(d, dim=-1) @ c2w[:3, :3].T
 
     def footprint(envmap):

@@ -54,7 +54,8 @@ def test_roughness_variant_changes_only_roughness():
     envs = [tiny_env(1.0), tiny_env(2.0)]
     for clip in range(6):
         base = generate_scene(base_cfg, 5, clip, envs)
-        variants = [generate_scene(dataclasses.replace(base_cfg, roughness_variant=k), 5, clip, envs) for k in (1, 1, 2)]
+        variants = [generate_scene(dataclasses.replace(base_cfg, roughness_variant=k), 5, clip, envs)
+                    for k in (1, 1, 2)]
         assert scene_signature(variants[0]) == scene_signature(base)  # geometry, colours, camera, env, seeds
         assert variants[0].config.to_dict()["roughness_variant"] == 1
         for a, b, again, c in zip(base.meshes, *(v.meshes for v in variants)):

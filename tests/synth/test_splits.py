@@ -14,8 +14,13 @@ import torch
 from neural_render.data_assets import ENVMAP_SPLITS, envmap_names, envmap_path, envmap_split
 from neural_render.errors import NeuralRenderError
 from neural_render.synth import families
-from neural_render.synth.materials import (HELD_OUT_MATERIALS, OBJECT_ROUGHNESS, TRAIN_MATERIALS, material_family,
-                                           random_material)
+from neural_render.synth.materials import (
+    HELD_OUT_MATERIALS,
+    OBJECT_ROUGHNESS,
+    TRAIN_MATERIALS,
+    material_family,
+    random_material,
+)
 from neural_render.synth.scene import SynthConfig, generate_scene
 from neural_render.synth.sky import SKY_SPLITS, random_sky_params
 from neural_render.synth.splits import SPLITS, get_split

@@ -17,8 +17,13 @@ from neural_render.errors import NeuralRenderError
 from neural_render.synth.families2 import V2_SHAPES, V2_TRAIN_FAMILIES, draw_shape_v2
 from neural_render.synth.scene import SynthConfig, generate_scene
 from neural_render.synth.splits import SPLITS
-from neural_render.synth.textures import (V2_MATERIALS, V2_TEST_MATERIALS, V2_TRAIN_MATERIALS,
-                                          V2_VAL_MATERIALS, random_material_v2)
+from neural_render.synth.textures import (
+    V2_MATERIALS,
+    V2_TEST_MATERIALS,
+    V2_TRAIN_MATERIALS,
+    V2_VAL_MATERIALS,
+    random_material_v2,
+)
 
 
 def _test_splits():

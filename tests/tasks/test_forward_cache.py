@@ -104,7 +104,8 @@ def test_no_cache_in_batch_means_no_injection(dataset):
 
 
 def test_yaml_config_fine_tunes_a_saved_forward_model(dataset, tmp_path):
-    """configs/task/forward_cache.yaml through `neural-render fit`'s LightningCLI: base model folder -> 1 step -> export."""
+    """configs/task/forward_cache.yaml through `neural-render fit`'s LightningCLI: base model folder -> 1 step ->
+    export."""
     from pathlib import Path
 
     from neural_render.pipelines.forward import ForwardPipeline
@@ -115,10 +116,11 @@ def test_yaml_config_fine_tunes_a_saved_forward_model(dataset, tmp_path):
     backbone = make_backbone("svd", config={"in_channels": 12, "out_channels": 12}, tiny=True, seed=0,
                              cond_channels=forward_cond_channels(12, True))
     base = tmp_path / "base"
-    ForwardPipeline(backbone, Denoiser("x0"), codec, None, forward_config={"with_prior": True, "residual": True,
-                                                                           "window": 4, "overlap": 2}).save_pretrained(base)
+    forward_config = {"with_prior": True, "residual": True, "window": 4, "overlap": 2}
+    ForwardPipeline(backbone, Denoiser("x0"), codec, None, forward_config=forward_config).save_pretrained(base)
     root = Path(__file__).resolve().parents[2]
-    argv = ["--config", str(root / "configs/trainer/cpu_smoke.yaml"), "--config", str(root / "configs/task/forward_cache.yaml"),
+    argv = ["--config", str(root / "configs/trainer/cpu_smoke.yaml"),
+            "--config", str(root / "configs/task/forward_cache.yaml"),
             *[f"--{p}.init_args.model_dir={base}" for p in ("backbone", "codec", "denoiser")],
             "--backbone.init_args.lora_rank", "2", "--data.init_args.train_roots", str(dataset),
             "--data.init_args.source_roots", f'["{dataset}"]', "--data.init_args.batch_size", "1",

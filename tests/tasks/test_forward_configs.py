@@ -1,5 +1,5 @@
-"""Smoke fit of every forward config through `neural-render fit` (LightningCLI): plain, pure (no prior), Realiz3D stage 1
-(shifters only) then stage 2 (backbone only, shifters loaded from the stage-1 export)."""
+"""Smoke fit of every forward config through `neural-render fit` (LightningCLI): plain, pure (no prior), Realiz3D
+stage 1 (shifters only) then stage 2 (backbone only, shifters loaded from the stage-1 export)."""
 
 import json
 from pathlib import Path
@@ -33,7 +33,8 @@ def data(tmp_path_factory):
 
 def fit(configs, data, tmp_path, name, extra=()):
     argv = [a for c in configs for a in ("--config", str(ROOT / c))] + [
-        "--data.init_args.train_roots", str(data / "synthetic"), "--data.init_args.batch_size", "2", "--data.init_args.samples_per_clip", "2",
+        "--data.init_args.train_roots", str(data / "synthetic"), "--data.init_args.batch_size", "2",
+        "--data.init_args.samples_per_clip", "2",
         "--trainer.max_steps", "2", "--trainer.default_root_dir", str(tmp_path / name),
         "--trainer.limit_val_batches", "0", "--trainer.logger", "false", "--trainer.enable_checkpointing", "false",
         "--export_dir", str(tmp_path / name / "export"), *extra]
@@ -67,7 +68,8 @@ def test_realiz3d_stage_configs(data, tmp_path):
     assert json.loads((export / "forward_config.json").read_text())["stage"] == "shifters"
     stage2, changed = fit(BASE[:1] + ["configs/data/synth_forward_real.yaml"] + BASE[2:] +
                           ["configs/task/forward_stage2.yaml"], data, tmp_path, "stage2", real + [
-        "--backbone.init_args.tiny", "false", "--backbone.init_args.config", "null", "--backbone.init_args.seed", "null",
+        "--backbone.init_args.tiny", "false", "--backbone.init_args.config", "null",
+        "--backbone.init_args.seed", "null",
         "--backbone.init_args.pretrained_dir", str(export / "backbone"),
         "--model.init_args.domain_shifter", json.dumps({"pretrained": str(export / "domain_shifters")})])
     assert changed and all(n.startswith("backbone.") for n in changed)

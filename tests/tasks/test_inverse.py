@@ -1,4 +1,5 @@
-"""InverseTask: batches of both modes (targets, condition, context, loss masks), pass choice, learning, pass selection."""
+"""InverseTask: batches of both modes (targets, condition, context, loss masks), pass choice, learning, pass
+selection."""
 
 import pytest
 import torch

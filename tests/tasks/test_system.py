@@ -53,7 +53,8 @@ class Spy(pl.Callback):
         self.after_step.append({n: p.detach().clone() for n, p in module.trainable_named_parameters()})
 
     def on_validation_batch_start(self, trainer, module, batch, batch_idx, dataloader_idx=0):
-        self.val_checks.append(all(torch.equal(p, module.ema.shadow[n]) for n, p in module.trainable_named_parameters()))
+        self.val_checks.append(all(torch.equal(p, module.ema.shadow[n])
+                                   for n, p in module.trainable_named_parameters()))
 
 
 def test_toy_data_is_the_documented_transform():
@@ -77,7 +78,8 @@ def test_ema_follows_the_update_rule_and_validation_uses_it():
     spy = Spy()
     system = toy(lr=1e-3, ema_decay=0.8, ema_warmup=False)
     initial = {n: p.detach().clone() for n, p in system.trainable_named_parameters()}
-    trainer(5, [spy], limit_val_batches=1, num_sanity_val_steps=0, check_val_every_n_epoch=1).fit(system, datamodule=data(num_clips=2, batch_size=1))
+    trainer(5, [spy], limit_val_batches=1, num_sanity_val_steps=0, check_val_every_n_epoch=1).fit(
+        system, datamodule=data(num_clips=2, batch_size=1))
     expected = dict(initial)
     for weights in spy.after_step:
         expected = {n: 0.8 * expected[n] + 0.2 * weights[n] for n in expected}

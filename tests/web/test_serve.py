@@ -16,8 +16,18 @@ import pytest
 from neural_render.cli import EXIT_BAD_INPUT, main
 from neural_render.errors import NeuralRenderError
 from neural_render.io import read_image, read_video, write_video
-from neural_render.web.app import (DEMO_SCENE, OBJECTS, PASSES, TARGET_ALL, TARGET_NONE, UPLOAD, ServeConfig,
-                                   envmap_choices, parse_color, run_job)
+from neural_render.web.app import (
+    DEMO_SCENE,
+    OBJECTS,
+    PASSES,
+    TARGET_ALL,
+    TARGET_NONE,
+    UPLOAD,
+    ServeConfig,
+    envmap_choices,
+    parse_color,
+    run_job,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
