@@ -70,7 +70,8 @@ class FrameRule:
 class VideoBackbone(ModelMixin, abc.ABC):
     """Base class of the SVD and Wan adapters. Subclasses implement ``_forward`` (same signature as ``forward``)
     and the abstract methods below, and set ``kind`` (they register themselves under it, :mod:`.registry`),
-    ``SUBFOLDER`` (where the diffusers model is saved) and ``MODEL_CLASS`` (the diffusers class it wraps).
+    ``SUBFOLDER`` (where the diffusers model is saved), ``MODEL_CLASS`` (the diffusers class it wraps) and
+    ``INPUT_LAYER`` (the attribute of ``model`` that is the input projection, zero-expanded for condition channels).
 
     A diffusers ``ModelMixin`` for diffusers' pipeline loader; persistence is the project's own
     (:meth:`save_pretrained` / :meth:`from_pretrained`: ``backbone.json`` + the diffusers model folder, see
@@ -79,6 +80,7 @@ class VideoBackbone(ModelMixin, abc.ABC):
     kind: str = ""
     SUBFOLDER: str = ""
     MODEL_CLASS: str = ""
+    INPUT_LAYER: str = ""
     ADDED_KEYS: tuple[str, ...] = ("token_add",)
 
     def __init_subclass__(cls, **kwargs):
@@ -140,6 +142,20 @@ class VideoBackbone(ModelMixin, abc.ABC):
         """The wrapped, unmodified diffusers module (its input projection may be zero-expanded)."""
 
     # ---- persistence ------------------------------------------------------------------------------------
+    def settings(self) -> dict:
+        """Adapter settings saved beside the diffusers weights (``backbone.json``): the keys every adapter shares
+        (the input projection's added channels counted on ``INPUT_LAYER``); adapters extend it with their own."""
+        input_layer = getattr(self.model, self.INPUT_LAYER)
+        return {
+            "kind": self.kind,
+            "subfolder": self.SUBFOLDER,
+            "latent_channels": self.latent_channels,
+            "cond_channels": self.cond_channels,
+            "base_in_channels": self.base_in_channels,
+            "added_input_channels": int(input_layer.in_channels) - self.base_in_channels,
+            "autocast_dtype": dtype_name(self.autocast_dtype),
+        }
+
     def save_pretrained(self, save_directory, **kwargs) -> None:
         """Write ``backbone.json`` + the diffusers model (base weights; LoRA is saved apart) atomically."""
         from neural_render.models.backbone.loading import save_backbone

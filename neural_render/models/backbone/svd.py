@@ -32,7 +32,6 @@ from neural_render.models.backbone.base import (
     HookState,
     VideoBackbone,
     add_tokens_hook,
-    dtype_name,
     parse_autocast_dtype,
 )
 from neural_render.models.backbone.channels import attach_condition_channels
@@ -94,6 +93,7 @@ class SVDBackbone(VideoBackbone):
     ADDED_KEYS = ("token_add", "added_time_ids")
     SUBFOLDER = "unet"
     MODEL_CLASS = "UNetSpatioTemporalConditionModel"
+    INPUT_LAYER = "conv_in"
 
     def __init__(
         self,
@@ -109,7 +109,7 @@ class SVDBackbone(VideoBackbone):
         cfg = unet.config
         self.latent_channels = int(cfg.out_channels)
         self.cond_channels, self.base_in_channels = attach_condition_channels(
-            unet, "conv_in", self.latent_channels, cond_channels, base_in_channels)
+            unet, self.INPUT_LAYER, self.latent_channels, cond_channels, base_in_channels)
         self.unet = unet
         # SDPA attention explicitly (diffusers' default on torch 2, made certain here).
         unet.set_attn_processor(AttnProcessor2_0())
@@ -138,17 +138,8 @@ class SVDBackbone(VideoBackbone):
         return self.unet
 
     def settings(self) -> dict:
-        """Adapter settings saved beside the diffusers weights (backbone.json)."""
-        return {
-            "kind": self.kind,
-            "subfolder": self.SUBFOLDER,
-            "latent_channels": self.latent_channels,
-            "cond_channels": self.cond_channels,
-            "base_in_channels": self.base_in_channels,
-            "added_input_channels": int(self.unet.conv_in.in_channels) - self.base_in_channels,
-            "added_time_ids": self.added_time_ids,
-            "autocast_dtype": dtype_name(self.autocast_dtype),
-        }
+        """Adapter settings saved beside the diffusers weights (backbone.json): the shared ones + added_time_ids."""
+        return {**super().settings(), "added_time_ids": self.added_time_ids}
 
     def token_grid(self, num_frames: int, height: int, width: int) -> tuple[int, int, int]:
         return (num_frames, height, width)

@@ -26,7 +26,6 @@ from neural_render.models.backbone.base import (
     HookState,
     VideoBackbone,
     add_tokens_hook,
-    dtype_name,
     parse_autocast_dtype,
 )
 from neural_render.models.backbone.channels import attach_condition_channels
@@ -50,6 +49,7 @@ class WanBackbone(VideoBackbone):
     ADDED_KEYS = ("token_add", "image_context")
     SUBFOLDER = "transformer"
     MODEL_CLASS = "WanTransformer3DModel"
+    INPUT_LAYER = "patch_embedding"
 
     def __init__(
         self,
@@ -62,7 +62,7 @@ class WanBackbone(VideoBackbone):
         cfg = transformer.config
         self.latent_channels = int(cfg.out_channels or cfg.in_channels)
         self.cond_channels, self.base_in_channels = attach_condition_channels(
-            transformer, "patch_embedding", self.latent_channels, cond_channels, base_in_channels)
+            transformer, self.INPUT_LAYER, self.latent_channels, cond_channels, base_in_channels)
         self.transformer = transformer
 
         self.patch_size = tuple(int(p) for p in cfg.patch_size)
@@ -84,17 +84,6 @@ class WanBackbone(VideoBackbone):
     @property
     def model(self):
         return self.transformer
-
-    def settings(self) -> dict:
-        return {
-            "kind": self.kind,
-            "subfolder": self.SUBFOLDER,
-            "latent_channels": self.latent_channels,
-            "cond_channels": self.cond_channels,
-            "base_in_channels": self.base_in_channels,
-            "added_input_channels": int(self.transformer.patch_embedding.in_channels) - self.base_in_channels,
-            "autocast_dtype": dtype_name(self.autocast_dtype),
-        }
 
     def token_grid(self, num_frames: int, height: int, width: int) -> tuple[int, int, int]:
         p_t, p_h, p_w = self.patch_size
