@@ -6,6 +6,11 @@ folder's ``EulerDiscreteScheduler``), its classifier-free guidance for the forwa
 latents and zero env tokens unconditional) and its chunked temporal decode. Given the same initial noise through
 ``latents=`` it reproduces the reference's output (tests/diffusion_renderer/).
 
+:func:`load_for_command` (bottom of this module) loads a folder as the pipeline the toolkit's commands call:
+inverse -> :class:`~.diffusion_renderer_inverse.DiffusionRendererInversePipeline` (video -> GBuffer), forward ->
+:class:`~.diffusion_renderer_forward.DiffusionRendererForwardPipeline` (GBuffer + camera + EnvMap -> RGB);
+:mod:`.diffusion_renderer_hub` registers it with :mod:`neural_render.hub`.
+
 Stages (used by the toolkit-layout pipelines, :mod:`.diffusion_renderer_inverse` and
 :mod:`.diffusion_renderer_forward`): ``encode_inverse`` / ``encode_forward`` (condition latents and tokens),
 ``denoise`` and ``decode``; ``__call__`` chains them.
@@ -302,7 +307,8 @@ COMMAND_KINDS = ("inverse", "forward")
 
 
 def load_for_command(folder, kind: str, device=None, dtype: torch.dtype = torch.float32, lora: bool | None = None,
-                     lora_scale: float | None = None, window: int | None = None, overlap: int | None = None):
+                     lora_scale: float | None = None, window: int | None = None, overlap: int | None = None,
+                     processing_size=None, num_steps: int | None = None):
     """A DiffusionRenderer folder as the pipeline the toolkit's commands call.
 
     kind "inverse": a :class:`~neural_render.pipelines.diffusion_renderer_inverse.DiffusionRendererInversePipeline`
@@ -310,7 +316,9 @@ def load_for_command(folder, kind: str, device=None, dtype: torch.dtype = torch.
     :class:`~neural_render.pipelines.diffusion_renderer_forward.DiffusionRendererForwardPipeline`
     (``pipe(gbuffer, camera, env, ...) -> .rgb``, like ForwardPipeline). A folder of the other kind is refused
     (DiffusionRendererCheckpointError naming it, before any weight is read). device / dtype / lora / lora_scale: as
-    :func:`load_diffusion_renderer`; window / overlap: default frames per window (24) and shared (6).
+    :func:`load_diffusion_renderer`; window / overlap: default frames per window (24) and shared (6);
+    processing_size: default processing size of calls without one (None: shorter side 512, the reference's rule;
+    N: longer side; (h, w)); num_steps: default Euler steps of calls without one (None: 20).
     """
     import json
     from pathlib import Path
@@ -337,7 +345,8 @@ def load_for_command(folder, kind: str, device=None, dtype: torch.dtype = torch.
             info["training"] = json.loads((folder / TRAINING_INFO).read_text())
         except (OSError, ValueError) as e:
             raise DiffusionRendererCheckpointError(f"{TRAINING_INFO} is not readable JSON ({e})", folder) from None
-    options = {"window": window, "info": info, **({} if overlap is None else {"overlap": int(overlap)})}
+    options = {"window": window, "info": info, "processing_size": processing_size, "num_steps": num_steps,
+               **({} if overlap is None else {"overlap": int(overlap)})}
     if kind == "inverse":
         from neural_render.pipelines.diffusion_renderer_inverse import DiffusionRendererInversePipeline
 

@@ -50,7 +50,7 @@ class DiffusionRendererForwardPipeline(DiffusionPipeline):
     folder."""
 
     def __init__(self, renderer, window: int | None = None, overlap: int = DEFAULT_OVERLAP,
-                 num_steps: int | None = None, info: dict | None = None):
+                 num_steps: int | None = None, info: dict | None = None, processing_size=None):
         super().__init__()
         if getattr(getattr(renderer, "settings", None), "kind", None) != "forward":
             raise NeuralRenderError("DiffusionRendererForwardPipeline needs the sampler of a FORWARD "
@@ -62,6 +62,7 @@ class DiffusionRendererForwardPipeline(DiffusionPipeline):
             raise NeuralRenderError(f"need window >= 1 and 0 <= overlap < window, got {self.window}, {self.overlap}")
         self.num_steps = None if num_steps is None else int(num_steps)
         self.native_size = int(min(s.height, s.width))
+        self.processing_size = processing_size  # default of calls without one (None: the reference's rule)
         self.lora_scale = float(s.lora_scale)
         self.info = {"source": "DiffusionRenderer", "kind": "forward", **dict(info or {})}
         self.forward_config = {"window": self.window, "overlap": self.overlap, "info": self.info}
@@ -88,8 +89,10 @@ class DiffusionRendererForwardPipeline(DiffusionPipeline):
         return self.num_steps or int(self.renderer.settings.num_inference_steps)
 
     def processing_shape(self, height: int, width: int, processing_size=None) -> tuple[int, int]:
-        """(h, w) the G-buffers run at: None = shorter side ``native_size``; N = longer side; (h, w)."""
-        return processing_shape(height, width, self.stride, self.native_size, processing_size)
+        """(h, w) the G-buffers run at: None = :attr:`processing_size`, whose None is the shorter side
+        ``native_size``; N = longer side; (h, w)."""
+        size = processing_size if processing_size is not None else self.processing_size
+        return processing_shape(height, width, self.stride, self.native_size, size)
 
     def env_shape(self, proc: tuple[int, int]) -> tuple[int, int]:
         """(h, w) of the env encodings for a processing size: the reference's env resolution at its 512-px frames,

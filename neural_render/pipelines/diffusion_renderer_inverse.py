@@ -15,7 +15,8 @@ comes from ``generator`` (one for every pass) or from generators seeded ``seed +
 surface), so ``zero_background`` changes nothing.
 
 Attributes read by the commands (``neural-render inverse`` / ``autolabel``, the relight pipeline): ``mode``,
-``passes``, ``native_size`` (512: the shorter side the model was trained at), ``processing_size`` (None),
+``passes``, ``native_size`` (512: the shorter side the model was trained at), ``processing_size`` (the default of
+calls without one; None: the reference's rule),
 ``info``, ``is_trained``, ``default_steps()``, ``default_processing_size()``, ``processing_shape(h, w, size)``,
 ``stride`` (64).
 """
@@ -88,20 +89,20 @@ class DiffusionRendererInversePipeline(DiffusionPipeline):
     mode = "per_pass"
 
     def __init__(self, renderer, window: int | None = None, overlap: int = DEFAULT_OVERLAP,
-                 num_steps: int | None = None, info: dict | None = None):
+                 num_steps: int | None = None, info: dict | None = None, processing_size=None):
         super().__init__()
         if getattr(getattr(renderer, "settings", None), "kind", None) != "inverse":
             raise NeuralRenderError("DiffusionRendererInversePipeline needs the sampler of an INVERSE "
                                     "DiffusionRenderer folder")
         self.register_modules(renderer=renderer)
         s = renderer.settings
-        self.passes = [p for p in PREDICTED_PASSES]  # the reference's ids 0..4 (diffuse_albedo is not a toolkit pass)
+        self.passes = list(PREDICTED_PASSES)  # the reference's ids 0..4 (diffuse_albedo is not a toolkit pass)
         self.window = int(window or s.num_frames)
         self.overlap = int(overlap)
         if self.window < 1 or not 0 <= self.overlap < self.window:
             raise NeuralRenderError(f"need window >= 1 and 0 <= overlap < window, got {self.window}, {self.overlap}")
         self.num_steps = None if num_steps is None else int(num_steps)
-        self.processing_size = None
+        self.processing_size = processing_size  # default of calls without one (None: the reference's rule)
         self.native_size = int(min(s.height, s.width))
         self.info = {"source": "DiffusionRenderer", "kind": "inverse", **dict(info or {})}
 
@@ -126,8 +127,8 @@ class DiffusionRendererInversePipeline(DiffusionPipeline):
     def default_steps(self) -> int:
         return self.num_steps or int(self.renderer.settings.num_inference_steps)
 
-    def default_processing_size(self) -> int:
-        return self.native_size
+    def default_processing_size(self):
+        return self.processing_size if self.processing_size is not None else self.native_size
 
     def processing_shape(self, height: int, width: int, processing_size=None) -> tuple[int, int]:
         """(h, w) a (height, width) video runs at: None = shorter side ``native_size``; N = longer side; (h, w)."""

@@ -3,7 +3,7 @@ aspect ratio, env projection in pure torch, the toolkit's layout; on the tiny fi
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -131,9 +131,8 @@ def test_hub_loads_diffusion_renderer_folders_once_registered(monkeypatch):
     from neural_render import hub
 
     monkeypatch.setattr(hub, "_LOADERS", dict(hub._LOADERS))  # registration stays local to this test
-    import neural_render.pipelines.diffusion_renderer_hub as module
-
-    importlib.reload(module)
+    spec = importlib.util.find_spec("neural_render.pipelines.diffusion_renderer_hub")
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))  # runs it without caching it in sys.modules
     pipe = hub.load_inverse(FIXTURES / "inverse")
     assert type(pipe).__name__ == "DiffusionRendererInversePipeline" and pipe.default_steps() == 20
     assert pipe.processing_shape(96, 160) == (512, 896) and pipe.is_trained and pipe.mode == "per_pass"
