@@ -35,6 +35,7 @@ class DiffusionRendererBackbone(VideoBackbone):
     ADDED_KEYS = ("pass_ids", "env_tokens")
     SUBFOLDER = "unet"
     MODEL_CLASS = "UNetCustomSpatioTemporalConditionModel"
+    INPUT_LAYER = "conv_in"
 
     def __init__(self, unet, settings, autocast_dtype: str | torch.dtype | None = None):
         super().__init__()
@@ -43,6 +44,7 @@ class DiffusionRendererBackbone(VideoBackbone):
         self.dr_settings = settings
         self.latent_channels = int(cfg.out_channels)
         self.cond_channels = int(cfg.in_channels) - self.latent_channels
+        self.base_in_channels = int(cfg.in_channels)  # the folder's conv_in already takes noise + condition
         self.context_dim = None
         self.spatial_multiple = 2 ** (len(cfg.block_out_channels) - 1)
         self.frame_rule = FrameRule(description="any T >= 1 latent frames")
