@@ -24,12 +24,11 @@ HELP = "auto-label a folder of videos with G-buffers: sharded over GPUs/nodes (L
 
 
 def add_arguments(parser) -> None:
+    from neural_render.cli.common_args import add_resumable_out_argument
     from neural_render.cli.inverse import add_model_arguments
 
-    parser.add_argument("input_dir", help="folder of videos, frame folders and/or clip folders")
-    parser.add_argument("--out", required=True,
-                        help="output folder (one clip folder per input + manifest.json): created, or resumed when a "
-                             "previous autolabel output; any other non-empty folder is refused (exit 2), untouched")
+    add_resumable_out_argument(parser, "input_dir", "folder of videos, frame folders and/or clip folders", "autolabel",
+                               "one clip folder per input + manifest.json")
     add_model_arguments(parser)
     parser.add_argument("--devices", type=int, default=1, help="processes/devices per node (default 1)")
     parser.add_argument("--num-nodes", type=int, default=1, help="nodes (default 1)")

@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import importlib
-
 HELP = "run a benchmark (backbone, ...) and print its measured ratios"
 
 
 def add_arguments(parser) -> None:
     from neural_render.bench import BENCHMARKS
+    from neural_render.cli.common_args import add_subcommands
 
-    sub = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK")
-    for name, path in BENCHMARKS.items():
-        mod = importlib.import_module(path)
-        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
-        mod.add_arguments(p)
+    add_subcommands(parser, "benchmark", "BENCHMARK", BENCHMARKS)
 
 
 def run(args) -> int:
     from neural_render.bench import BENCHMARKS
-    from neural_render.errors import NeuralRenderError
+    from neural_render.cli.common_args import chosen_subcommand, run_subcommand
 
-    if not getattr(args, "benchmark", None):
-        raise NeuralRenderError(f"name a benchmark: one of {sorted(BENCHMARKS)}")
-    return int(importlib.import_module(BENCHMARKS[args.benchmark]).run(args) or 0)
+    return run_subcommand(BENCHMARKS, chosen_subcommand(args, "benchmark", BENCHMARKS, "a benchmark"), args)

@@ -15,7 +15,7 @@ HELP = "edit materials of a video inside a mask: inverse renderer -> set basecol
 
 
 def add_arguments(parser) -> None:
-    from neural_render.cli.forward import add_model_arguments
+    from neural_render.cli.common_args import add_relight_arguments
 
     parser.add_argument("video", help="video file, folder of frames, or clip folder")
     parser.add_argument("--mask", required=True, help="mask image, or mask video / frame folder (white = edit)")
@@ -24,18 +24,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--envmap", default=None, help="env map to render under (default: the clip's own)")
     parser.add_argument("--rotate", default="0,0,0", help="yaw,pitch,roll in degrees")
     parser.add_argument("--no-keep-outside", action="store_true", help="do not composite the input outside the mask")
-    from neural_render.io.output import add_out_argument
-
-    add_out_argument(parser, "output .mp4 (X.side_by_side.mp4 is written beside it)")
-    parser.add_argument("--inverse-model", default=None, help="inverse pipeline folder (default: shipped inverse_tiny)")
-    parser.add_argument("--gbuffer", default=None,
-                        help="clip folder with G-buffers of VIDEO (e.g. from `neural-render inverse`): skip the "
-                             "inverse")
-    parser.add_argument("--fov", type=float, default=60.0, help="horizontal FOV (degrees) for videos without a camera")
-    add_model_arguments(parser)
-    from neural_render.cli.inverse import add_inverse_size_argument
-
-    add_inverse_size_argument(parser)
+    add_relight_arguments(parser, "output .mp4 (X.side_by_side.mp4 is written beside it)")
 
 
 def run(args) -> int:

@@ -8,8 +8,6 @@ heavy libraries lazily (``--help`` stays fast). Later features add theirs (forwa
 
 from __future__ import annotations
 
-import importlib
-
 HELP = "evaluate a trained model on held-out data (inverse, ...): prints a table beside trivial baselines, --json"
 
 #: sub-command -> module path
@@ -23,24 +21,20 @@ EVALUATIONS: dict[str, str] = {
 
 
 def add_arguments(parser) -> None:
-    sub = parser.add_subparsers(dest="evaluation", metavar="EVALUATION")
-    for name, path in EVALUATIONS.items():
-        mod = importlib.import_module(path)
-        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
-        mod.add_arguments(p)
+    from neural_render.cli.common_args import add_subcommands
+
+    for p in add_subcommands(parser, "evaluation", "EVALUATION", EVALUATIONS):
         p.add_argument("--overwrite", action="store_true",
                        help="replace an existing --json file that this evaluation did not write (refused otherwise)")
 
 
 def run(args) -> int:
-    from neural_render.errors import NeuralRenderError
+    from neural_render.cli.common_args import chosen_subcommand, run_subcommand
 
-    name = getattr(args, "evaluation", None)
-    if not name:
-        raise NeuralRenderError(f"name an evaluation: one of {sorted(EVALUATIONS)}")
+    name = chosen_subcommand(args, "evaluation", EVALUATIONS, "an evaluation")
     if getattr(args, "json", None):  # checked before any model work; the file is written atomically at the end
         from neural_render.io.output import check_output
 
         check_output(args.json, command=f"eval {name}", kind="file", overwrite=args.overwrite,
                      inputs=[getattr(args, name, None) for name in ("data", "long_data", "train_data", "relight_data")])
-    return int(importlib.import_module(EVALUATIONS[name]).run(args) or 0)
+    return run_subcommand(EVALUATIONS, name, args)

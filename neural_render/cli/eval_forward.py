@@ -11,14 +11,11 @@ HELP = "evaluate the forward renderer on exact G-buffers against path-traced gro
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--data", required=True, help="held-out synth dataset folder (val or test split)")
-    parser.add_argument("--model", default=None, help="forward pipeline folder (default: shipped forward_tiny)")
-    parser.add_argument("--max-clips", type=int, default=None, help="evaluate the first N clips only")
-    parser.add_argument("--seed", type=int, default=0, help="sampling and bootstrap seed (default 0)")
-    parser.add_argument("--domain", choices=("real", "synthetic"), default="synthetic",
-                        help="Realiz3D domain for models with shifters (default synthetic: the GT is synthetic)")
-    parser.add_argument("--json", default=None, help="also write all numbers to this JSON file")
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    from neural_render.cli.common_args import add_eval_data_arguments, add_eval_run_arguments
+
+    add_eval_data_arguments(parser, "held-out synth dataset folder (val or test split)",
+                            "forward pipeline folder (default: shipped forward_tiny)")
+    add_eval_run_arguments(parser, domain="synthetic", domain_reason="the GT is synthetic")
 
 
 def run(args) -> int:

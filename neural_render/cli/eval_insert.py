@@ -11,8 +11,10 @@ HELP = "evaluate object insertion (cache injection vs none vs classical paste vs
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--data", required=True, help="folder made by scripts/make_insert_eval_data.py")
-    parser.add_argument("--model", default=None, help="cache-injection forward model (default: shipped)")
+    from neural_render.cli.common_args import add_eval_data_arguments, add_eval_run_arguments
+
+    add_eval_data_arguments(parser, "folder made by scripts/make_insert_eval_data.py",
+                            "cache-injection forward model (default: shipped)")
     parser.add_argument("--base-model", default=None, help="plain forward model (default: shipped forward_tiny)")
     parser.add_argument("--inverse-model", default=None, help="inverse pipeline (default: shipped inverse_tiny)")
     parser.add_argument("--gbuffers", choices=("inverse", "clip"), default="inverse",
@@ -22,12 +24,8 @@ def add_arguments(parser) -> None:
                         help="injections with received shadows: what shadows the object, only the plane it stands on "
                              "(default: robust to estimated depth) or the scene lifted from its G-buffer")
     parser.add_argument("--ring", type=int, default=6, help="width in pixels of the 'around' region")
-    parser.add_argument("--max-clips", type=int, default=None, help="evaluate the first N clips only")
-    parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    parser.add_argument("--domain", choices=("real", "synthetic"), default="real",
-                        help="Realiz3D domain for models with shifters (default real: inverse-rendered input)")
-    parser.add_argument("--json", default=None, help="also write all numbers to this JSON file")
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    add_eval_run_arguments(parser, seed_help="sampling seed (default 0)", domain="real",
+                           domain_reason="inverse-rendered input")
 
 
 def run(args) -> int:

@@ -13,8 +13,10 @@ HELP = "evaluate an inverse rendering model on held-out synthetic clips beside t
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--data", required=True, help="held-out dataset folder (clip folders with G-buffers)")
-    parser.add_argument("--model", default=None, help="inverse pipeline folder (default: shipped inverse_tiny)")
+    from neural_render.cli.common_args import add_eval_data_arguments
+
+    add_eval_data_arguments(parser, "held-out dataset folder (clip folders with G-buffers)",
+                            "inverse pipeline folder (default: shipped inverse_tiny)")
     parser.add_argument("--long-data", default=None, help="folder of long clips for the window-boundary test")
     parser.add_argument("--train-data", default=None,
                         help="training dataset to compute the baseline means from (default: train_stats.json in the "

@@ -10,18 +10,15 @@ HELP = "evaluate relighting (inverse -> new env map -> forward) against path-tra
 
 
 def add_arguments(parser) -> None:
+    from neural_render.cli.common_args import add_eval_run_arguments
+
     parser.add_argument("--data", required=True, help="held-out synth dataset folder (env-map files, val or test)")
     parser.add_argument("--relight-data", default=None,
                         help="the same clips under the next env map of the dataset's list (default: DATA_relit; "
                              "rendered by the data engine when missing)")
     parser.add_argument("--model", default=None, help="forward pipeline folder (default: shipped forward_tiny)")
     parser.add_argument("--inverse-model", default=None, help="inverse pipeline folder (default: shipped)")
-    parser.add_argument("--max-clips", type=int, default=None, help="evaluate the first N clips only")
-    parser.add_argument("--seed", type=int, default=0, help="sampling and bootstrap seed (default 0)")
-    parser.add_argument("--domain", choices=("real", "synthetic"), default="synthetic",
-                        help="Realiz3D domain for models with shifters (default synthetic: the GT is synthetic)")
-    parser.add_argument("--json", default=None, help="also write all numbers to this JSON file")
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    add_eval_run_arguments(parser, domain="synthetic", domain_reason="the GT is synthetic")
 
 
 def _check_relight_source(relight_data, data) -> None:

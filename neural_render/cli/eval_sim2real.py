@@ -7,17 +7,17 @@ HELP = "evaluate sim-to-real translation on held-out proxy clips: PSNR/SSIM, edg
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--data", required=True, help="held-out `synth --proxy` dataset folder (or one clip)")
-    parser.add_argument("--model", required=True, help="sim2real model folder or IC-LoRA folder")
+    from neural_render.cli.common_args import add_eval_data_arguments, add_eval_run_arguments
+
+    add_eval_data_arguments(parser, "held-out `synth --proxy` dataset folder (or one clip)",
+                            "sim2real model folder or IC-LoRA folder", model_required=True)
     parser.add_argument("--base", default=None, help="base pipeline folder for a bare IC-LoRA folder")
     parser.add_argument("--propagation", default=None, help="anchor propagation model folder (optional)")
     parser.add_argument("--enhancer", default="path-traced", help="anchor enhancer for the propagation pipeline")
     parser.add_argument("--strength", type=float, default=1.0, help="IC-LoRA strength (default 1)")
     parser.add_argument("--window", type=int, default=None, help="IC-LoRA latent frames per window")
     parser.add_argument("--overlap", type=int, default=None, help="IC-LoRA window overlap (latent frames)")
-    parser.add_argument("--max-clips", type=int, default=None, help="evaluate the first N clips only")
-    parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    parser.add_argument("--json", default=None, help="also write all numbers to this JSON file")
+    add_eval_run_arguments(parser, seed_help="sampling seed (default 0)", device=False)
 
 
 def run(args) -> int:

@@ -20,25 +20,14 @@ HELP = "relight a video: inverse renderer -> new env map(s) -> forward renderer;
 
 
 def add_arguments(parser) -> None:
-    from neural_render.cli.forward import add_model_arguments
+    from neural_render.cli.common_args import add_relight_arguments
 
     parser.add_argument("video", help="video file, folder of frames, or clip folder")
     parser.add_argument("--envmap", default=None, help="target env map (shipped name or .hdr/.exr)")
     parser.add_argument("--envmap-sequence", nargs="+", default=[], metavar="ENV",
                         help="more target env maps: one relit video each, sharing one inverse pass")
     parser.add_argument("--rotate", default="0,0,0", help="yaw,pitch,roll in degrees applied to every env map")
-    from neural_render.io.output import add_out_argument
-
-    add_out_argument(parser, "X.mp4 (one env map; X.side_by_side.mp4 is written beside it) or an output folder")
-    parser.add_argument("--inverse-model", default=None, help="inverse pipeline folder (default: shipped inverse_tiny)")
-    parser.add_argument("--gbuffer", default=None,
-                        help="clip folder with G-buffers of VIDEO (e.g. from `neural-render inverse`): skip the "
-                             "inverse")
-    parser.add_argument("--fov", type=float, default=60.0, help="horizontal FOV (degrees) for videos without a camera")
-    add_model_arguments(parser)
-    from neural_render.cli.inverse import add_inverse_size_argument
-
-    add_inverse_size_argument(parser)
+    add_relight_arguments(parser, "X.mp4 (one env map; X.side_by_side.mp4 is written beside it) or an output folder")
 
 
 def run(args) -> int:

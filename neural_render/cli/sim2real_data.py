@@ -16,10 +16,10 @@ HELP = "make (rendered, realistic) clip pairs by anchor propagation: enhanced an
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("input", help="folder of rendered clip folders (or one clip folder)")
-    parser.add_argument("--out", required=True,
-                        help="output folder of pair folders: created, or resumed when a previous sim2real-data output; "
-                             "any other non-empty folder is refused (exit 2), nothing in it is touched")
+    from neural_render.cli.common_args import add_resumable_out_argument
+
+    add_resumable_out_argument(parser, "input", "folder of rendered clip folders (or one clip folder)", "sim2real-data",
+                               "pair folders")
     parser.add_argument("--model", required=True, help="anchor propagation model folder (PropagationTask export)")
     parser.add_argument("--enhancer", default="auto",
                         help="anchor enhancer: auto | forward[:DIR] | path-traced | img2img:DIR | identity")
