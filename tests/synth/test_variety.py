@@ -2,7 +2,6 @@
 emitters render a black background with exact G-buffers, the held-out rule of train2 / val2 / test2 holds by
 construction, version-1 scenes and renders are unchanged, and ``--split test2_table`` works through the CLI."""
 
-import hashlib
 import json
 import os
 import subprocess
@@ -212,7 +211,13 @@ BEFORE_V2 = {
 #: sha256 (16 hex) of rgb, normal, depth, mask and ids of two default scenes rendered with scalar_rgb (24x16, 2
 #: frames, 2 spp, max_depth 3) BEFORE generator 2 existed (commit df9598c); on another platform or Mitsuba build a
 #: mismatch may be floating-point, check against that commit there first
-RENDER_BEFORE_V2 = {("env", 0): "c02a4921eb2a1601", ("sky", 5): "712c2c6201c31d47"}
+#: summary of the version-1 scalar_rgb renders: (rgb mean, rgb std) and (normal mean, depth mean, mask mean,
+#: object-id mean). They were first pinned as a SHA-256 of the raw buffers, which is not portable: the path-traced rgb
+#: of the same scene differs between CPUs (the hash of commit e3c3862 fails on an AMD EPYC host with e3c3862's own
+#: code, while its ray-cast G-buffers agree), so the G-buffers are held to 1e-5 and the rgb to 2e-3 relative (a few
+#: Monte-Carlo paths of these 2-spp frames); values measured on that host
+RENDER_BEFORE_V2 = {("env", 0): ((0.57297, 0.407214), (0.435362, 4.647077, 1.0, 1.22526)),
+                    ("sky", 5): ((0.864589, 0.521093), (0.344796, 2.743287, 0.875, 0.963542))}
 
 
 def test_version1_split_scenes_are_unchanged():
@@ -239,10 +244,11 @@ def test_version1_scene_dict_and_render_are_unchanged(use_variant):
         assert set(scene.description()) == {"seed", "clip_index", "config", "objects", "trajectory", "env",
                                             "frame_seeds"}
         clip = render_clip(scene)
-        h = hashlib.sha256()
-        for t in (clip.rgb, clip.gbuffer.normal, clip.gbuffer.depth, clip.gbuffer.mask, clip.object_id):
-            h.update(t.numpy().tobytes())
-        assert h.hexdigest()[:16] == expected, case
+        g = clip.gbuffer
+        rgb = [float(clip.rgb.mean()), float(clip.rgb.std())]
+        gbuffer = [float(x) for x in (g.normal.mean(), g.depth.mean(), g.mask.mean(), clip.object_id.float().mean())]
+        assert gbuffer == pytest.approx(expected[1], rel=1e-5, abs=1e-6), case
+        assert rgb == pytest.approx(expected[0], rel=2e-3), case
 
 
 #: scene_digest of version-2 scenes as first committed (issue #23): datasets of train2 / val2 / test2 stay
