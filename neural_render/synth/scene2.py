@@ -75,14 +75,9 @@ def _with_uv_scale(geometry: shapes.Geometry, scale: float) -> shapes.Geometry:
 def generate_scene_v2(config, seed: int, clip_index: int, envs=None, user_meshes=None):
     """Draw clip ``clip_index`` of a version-2 dataset with global ``seed`` (module doc) -> SynthScene."""
     from neural_render.data_assets import texture_files
-    from neural_render.synth.scene import (
-        SynthScene,
-        _environment,
-        _placed_radius,
-        frame_seeds,
-        object_geometry,
-        tessellation,
-    )
+    from neural_render.synth.scene_parts import SynthScene, frame_seeds, object_geometry, tessellation
+    from neural_render.synth.scene_parts import environment as _environment
+    from neural_render.synth.scene_parts import placed_radius as _placed_radius
 
     rng = v2_rng(seed, clip_index)
     t = config.num_frames
