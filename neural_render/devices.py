@@ -20,3 +20,15 @@ def resolve_device(name: str):
     if device.type == "cuda" and not torch.cuda.is_available():
         raise NeuralRenderError(f"--device {name}: CUDA is not available")
     return device
+
+
+def move_to_device(data, device):
+    """``data`` with every tensor moved to ``device``: tensors, :class:`~neural_render.types.GBuffer`, and dicts /
+    lists / tuples of them, nested (Lightning's ``apply_to_collection``; other values are returned as they are)."""
+    from lightning_utilities.core.apply_func import apply_to_collection
+    from torch import Tensor
+
+    from neural_render.types import GBuffer
+
+    data = apply_to_collection(data, GBuffer, lambda g: g.map(lambda x: x.to(device)))
+    return apply_to_collection(data, Tensor, lambda t: t.to(device))

@@ -33,6 +33,7 @@ from diffusers.utils import BaseOutput
 from torch import Tensor
 
 import neural_render.models.domain_shifter  # noqa: F401 - a component module diffusers' loader finds in sys.modules
+from neural_render.devices import move_to_device
 from neural_render.errors import NeuralRenderError
 from neural_render.pipelines.base import (
     VideoDiffusionPipeline,
@@ -149,7 +150,7 @@ class ForwardPipeline(VideoDiffusionPipeline):
         h, w = gbuffer.shape[2:]
         gbuffer, camera = _pad(gbuffer, camera, self.spatial_step)
         inputs = prepare_forward_inputs(gbuffer, camera, env, with_prior, depth_scale=depth_scale)
-        inputs = _to(inputs, self.device)
+        inputs = move_to_device(inputs, self.device)
         prior_filter_sigma = float(config.get("prior_filter_sigma", 0.0))
         if inputs.get("prior") is not None and prior_filter_sigma:  # filtered once: condition and returned prior
             from neural_render.render.pixel_filter import pixel_filter
@@ -221,17 +222,3 @@ def _pad(gbuffer: GBuffer, camera: Camera, step: int) -> tuple[GBuffer, Camera]:
             b, t, x.shape[2], h + ph, w + pw)
 
     return gbuffer.map(pad), Camera(camera.intrinsics, camera.camera_to_world, w + pw, h + ph)
-
-
-def _to(inputs: dict, device) -> dict:
-    out = {}
-    for key, value in inputs.items():
-        if isinstance(value, Tensor):
-            out[key] = value.to(device)
-        elif isinstance(value, GBuffer):
-            out[key] = value.map(lambda x: x.to(device))
-        elif isinstance(value, dict):
-            out[key] = {k: v.to(device) for k, v in value.items()}
-        else:
-            out[key] = value
-    return out

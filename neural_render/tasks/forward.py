@@ -40,6 +40,7 @@ import torch
 from torch import Tensor
 
 from neural_render.data.forward_data import DOMAINS
+from neural_render.devices import move_to_device
 from neural_render.errors import NeuralRenderError
 from neural_render.models.conditioning import display_pack, forward_cond_channels, forward_condition
 from neural_render.tasks.base import DiffusionSystem, zero_output_layer
@@ -113,7 +114,7 @@ class ForwardTask(DiffusionSystem):
             if key not in batch:
                 raise NeuralRenderError(f"forward batch needs key {key!r}, got {sorted(batch)}")
         device = self.device
-        inputs = _to_device(batch, device)
+        inputs = move_to_device(batch, device)
         b = inputs["rgb"].shape[0]
         domain = inputs.get("domain")
         domain = torch.zeros(b, dtype=torch.long, device=device) if domain is None else domain.reshape(-1).long()
@@ -187,19 +188,3 @@ def _build_shifters(backbone, settings: dict):
     if pretrained:
         return DomainShifters.from_pretrained(pretrained).attach(backbone)
     return DomainShifters.for_backbone(backbone, **settings)
-
-
-def _to_device(batch: dict, device) -> dict:
-    from neural_render.types import GBuffer
-
-    out = {}
-    for key, value in batch.items():
-        if isinstance(value, Tensor):
-            out[key] = value.to(device)
-        elif isinstance(value, GBuffer):
-            out[key] = value.map(lambda x: x.to(device))
-        elif isinstance(value, dict):
-            out[key] = {k: v.to(device) for k, v in value.items()}
-        else:
-            out[key] = value
-    return out
