@@ -15,8 +15,9 @@ a NeuralRenderError naming the folder (exit 2 in the CLI).
 
 Foreign formats: a DiffusionRenderer checkpoint is recognised by its ``model_index.json`` ``_class_name``
 (:data:`DIFFUSION_RENDERER_CLASS`, :func:`is_diffusion_renderer_folder`). It loads through a loader registered with
-:func:`register_loader` (issue #24: its module goes into :data:`LOADER_MODULES`, imported on first need); until one
-is registered for the kind asked for, such a folder is refused with a clear "not supported yet".
+:func:`register_loader` by a module of :data:`LOADER_MODULES` (imported on first need;
+:mod:`neural_render.pipelines.diffusion_renderer_hub` registers the kinds ``inverse`` and ``forward``); a kind no
+loader is registered for (``forward_cache``: ``insert``) is refused with a clear "not supported yet".
 
 Loading: :func:`load_model` (``load_inverse``, ``load_forward``, ``load_cache_forward``, ``load_propagation``) builds
 the kind's pipeline class from the folder; :func:`load_sim2real` also takes bare IC-LoRA folders; :func:`load_relight`
@@ -69,9 +70,9 @@ KINDS: dict[str, ModelKind] = {
                           "neural_render.pipelines.base:load_pipeline"),
 }
 
-#: modules imported before a foreign folder is loaded; each calls :func:`register_loader` at import (issue #24 adds
-#: its DiffusionRenderer checkpoint module here)
-LOADER_MODULES: list[str] = []
+#: modules imported before a foreign folder is loaded; each calls :func:`register_loader` at import (issue #24:
+#: DiffusionRenderer inverse / forward checkpoints; ``forward_cache`` (insert) stays "not supported yet")
+LOADER_MODULES: list[str] = ["neural_render.pipelines.diffusion_renderer_hub"]
 _LOADERS: dict[tuple[str, str], Callable] = {}
 _IMPORTED: set[str] = set()
 

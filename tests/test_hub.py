@@ -161,3 +161,22 @@ def test_commands_refuse_bad_model_folders_with_exit_2(tmp_path, capsys, no_fore
         line = _error_line(capsys.readouterr().err)
         assert words in line and argv[-1] in line, line
     assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+
+
+def test_diffusion_renderer_checkpoints_load_through_the_listed_loader_module():
+    """Issue #24: with its module in LOADER_MODULES, DiffusionRenderer folders load as inverse / forward models;
+    the other kind and the cache-injection kind (insert) stay clear errors naming the folder."""
+    from pathlib import Path
+
+    fixtures = Path(__file__).resolve().parent / "fixtures" / "diffusion_renderer"
+    assert hub.LOADER_MODULES == ["neural_render.pipelines.diffusion_renderer_hub"]
+    inverse = hub.load_inverse(fixtures / "inverse", "cpu")
+    assert type(inverse).__name__ == "DiffusionRendererInversePipeline" and inverse.info["folder"] == str(
+        fixtures / "inverse")
+    assert type(hub.load_forward(fixtures / "forward")).__name__ == "DiffusionRendererForwardPipeline"
+    with pytest.raises(NeuralRenderError, match="inverse checkpoint where a forward one is needed") as err:
+        hub.load_relight(fixtures / "inverse", fixtures / "inverse")
+    assert err.value.path == str(fixtures / "inverse")
+    with pytest.raises(NeuralRenderError, match="as a cache-injection forward pipeline is not supported yet") as err:
+        hub.load_cache_forward(fixtures / "forward")
+    assert err.value.path == str(fixtures / "forward")

@@ -31,7 +31,7 @@ from neural_render.autolabel.state import (
     write_json,
     write_manifest,
 )
-from neural_render.autolabel.video import InverseSettings, label_video, warn_no_native_size
+from neural_render.autolabel.video import InverseSettings, label_video, resolve_settings, warn_no_native_size
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +77,23 @@ def label_one(pipe, item: dict, out: Path, settings: InverseSettings, model_path
     return status
 
 
+def pipeline_modules(pipe, prefix: str = "") -> dict[str, torch.nn.Module]:
+    """The torch modules of a diffusers pipeline, also those of pipelines among its components (a DiffusionRenderer
+    inverse pipeline holds its sampler, which holds the UNet and VAE): {name: module}, names joined by "_"."""
+    from diffusers import DiffusionPipeline
+
+    found = {}
+    for name, value in pipe.components.items():
+        if isinstance(value, torch.nn.Module):
+            found[prefix + name] = value
+        elif isinstance(value, DiffusionPipeline):
+            found.update(pipeline_modules(value, f"{prefix}{name}_"))
+    return found
+
+
 class AutolabelModule(pl.LightningModule):
-    """Holds the inverse pipeline's modules (so Lightning places them on this process's device); each predict step
-    labels one clip with :func:`label_one`."""
+    """Holds the inverse pipeline's modules in ``models`` (so Lightning places them on this process's device); each
+    predict step labels one clip with :func:`label_one`."""
 
     def __init__(self, model_path: Path, out: Path, settings: InverseSettings,
                  report: Callable[[str], None] = _silent):
@@ -87,7 +101,7 @@ class AutolabelModule(pl.LightningModule):
         from neural_render import hub
 
         self.pipe = hub.load_inverse(model_path)
-        self.backbone, self.codec, self.pass_embedding = self.pipe.backbone, self.pipe.codec, self.pipe.pass_embedding
+        self.models = torch.nn.ModuleDict(pipeline_modules(self.pipe))
         self.out, self.settings, self.model_path, self.report = out, settings, model_path, report
         self.statuses: list[dict] = []
 
@@ -136,8 +150,10 @@ def autolabel_folder(input_dir: str | os.PathLike, out: str | os.PathLike, setti
     """Label every input of ``input_dir`` of this process's shard into ``out`` (created, or resumed when it is a
     previous autolabel output of the same model and settings; any other non-empty folder is refused).
 
-    model: hub spec of the inverse model (None: the shipped inverse_tiny); devices / num_nodes / accelerator /
-    strategy: Lightning's (the strategy only with several processes); report: gets one line per clip."""
+    model: hub spec of the inverse model (None: the shipped inverse_tiny; a DiffusionRenderer inverse folder loads
+    too; window / overlap left None in ``settings`` are the model's, recorded resolved); devices / num_nodes /
+    accelerator / strategy: Lightning's (the strategy only with several processes); report: gets one line per
+    clip."""
     from neural_render import hub
     from neural_render.io.output import open_folder
 
@@ -145,16 +161,19 @@ def autolabel_folder(input_dir: str | os.PathLike, out: str | os.PathLike, setti
     items = find_inputs(input_dir, exclude=out)
     open_folder(out, command="autolabel", inputs=[path for _, path in items], also_owned_if=[SPEC_NAME])
     model_path = hub.resolve_model(model, "inverse")
+    module = AutolabelModule(model_path, out, settings, report)
+    # the model's window / overlap where none is given; one line per clip, not per-window bars
+    settings = module.settings = resolve_settings(InverseSettings(**{**vars(settings), "progress": False}),
+                                                  module.pipe)
     size = settings.size
     spec = {"model": str(model_path.resolve()), "passes": settings.passes, "steps": settings.steps,
             "window": settings.window, "overlap": settings.overlap,
             "size": list(size) if isinstance(size, tuple) else size, "seed": settings.seed, "fov": settings.fov}
     check_spec(out, spec)
-    settings = InverseSettings(**{**vars(settings), "progress": False})  # one line per clip, not per-window bars
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     for message in (".*does not have many workers.*", ".*treespec, LeafSpec.*"):
         warnings.filterwarnings("ignore", message=message)
-    module, data = AutolabelModule(model_path, out, settings, report), AutolabelData(items, out)
+    data = AutolabelData(items, out)
     if not module.pipe.is_trained:
         log.warning(f"{model_path} is an UNTRAINED model (0 training steps): its G-buffers are meaningless")
     warn_no_native_size(module.pipe, size, model_path)

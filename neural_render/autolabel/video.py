@@ -24,18 +24,43 @@ log = logging.getLogger(__name__)
 class InverseSettings:
     """How the inverse pipeline runs on a video. passes: pass names (None: all the model predicts; the mask is
     always added); steps: denoising steps (None: the model's); window / overlap: frames per temporal window and
-    frames shared by neighbours; size: processing size, None (the model's native size, else the input size), N
-    (longer side, pixels) or (h, w) (pipelines/frame_size.parse_size_arg); seed: sampling seed; fov: horizontal
-    field of view in degrees for videos without a camera; progress: show a progress bar."""
+    frames shared by neighbours (None: the model's, :func:`model_windows`; :func:`resolve_settings` fills them);
+    size: processing size, None (the model's native size, else the input size), N (longer side, pixels) or (h, w)
+    (pipelines/frame_size.parse_size_arg); seed: sampling seed; fov: horizontal field of view in degrees for videos
+    without a camera; progress: show a progress bar."""
 
     passes: list[str] | None = None
     steps: int | None = None
-    window: int = INVERSE_WINDOW
-    overlap: int = INVERSE_OVERLAP
+    window: int | None = None
+    overlap: int | None = None
     size: int | tuple[int, int] | None = None
     seed: int = 0
     fov: float = 60.0
     progress: bool = True
+
+
+def model_windows(pipe) -> tuple[int, int]:
+    """(window, overlap) in video frames an inverse pipeline uses by default: its own ``window`` / ``overlap``
+    (a DiffusionRenderer checkpoint: 24 / 6, the reference's), else the toolkit's (pipelines/defaults.py: 16 / 8)."""
+    window = getattr(pipe, "window", None)
+    overlap = getattr(pipe, "overlap", None)
+    return int(window or INVERSE_WINDOW), int(INVERSE_OVERLAP if overlap is None else overlap)
+
+
+def resolve_settings(settings: InverseSettings, pipe) -> InverseSettings:
+    """``settings`` with window / overlap the model's where None (:func:`model_windows`); NeuralRenderError unless
+    window >= 1 and 0 <= overlap < window."""
+    import dataclasses
+
+    from neural_render.errors import NeuralRenderError
+
+    window, overlap = model_windows(pipe)
+    window = window if settings.window is None else int(settings.window)
+    overlap = overlap if settings.overlap is None else int(settings.overlap)
+    if window < 1 or not 0 <= overlap < window:
+        raise NeuralRenderError(f"need --window >= 1 and 0 <= --overlap < --window, got {window}, {overlap} (the "
+                                f"model's defaults: {', '.join(map(str, model_windows(pipe)))})")
+    return dataclasses.replace(settings, window=window, overlap=overlap)
 
 
 def warn_no_native_size(pipe, size=None, model_path=None) -> None:
@@ -93,7 +118,7 @@ def label_video(pipe, input_path, out_dir, settings: InverseSettings, model_path
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise NeuralRenderError("output exists and is not a folder", out)
-    s = settings
+    s = resolve_settings(settings, pipe)
     check_input_size(pipe, input_path, s.size, s.passes)
     rgb, camera, fps, rgb_format, srgb8 = video_input.read_input(input_path, s.fov, with_srgb8=True)
     result = pipe(rgb, passes=s.passes, num_steps=s.steps, processing_size=s.size, window=s.window,
@@ -112,7 +137,8 @@ def label_video(pipe, input_path, out_dir, settings: InverseSettings, model_path
 def invert_video(input_path: str | os.PathLike, out: str | os.PathLike, settings: InverseSettings,
                  model: str | os.PathLike | None = None, device: str = "auto", overwrite: bool = False) -> dict:
     """``neural-render inverse``: claim ``out`` (io/output.py: refused when it is not ours, unless ``overwrite``),
-    load the model (hub spec: None = the shipped inverse_tiny) on ``device``, label the video. Returns the summary
+    load the model (hub spec: None = the shipped inverse_tiny, or e.g. a DiffusionRenderer inverse folder) on
+    ``device``, label the video. Returns the summary
     of :func:`label_video` plus ``seconds`` (labelling time) and ``processed_at`` (text of the processing size)."""
     import time
 

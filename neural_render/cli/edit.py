@@ -70,7 +70,8 @@ def _edit(args, edits, out, sbs) -> int:
     pipe = hub.load_relight(args.inverse_model, args.model, args.device, need_inverse=gbuffer is None)
     size = parse_size_arg(args.size)
     result = pipe.edit(video, mask, edits, env, camera=camera, keep_outside=not args.no_keep_outside,
-                       gbuffer=gbuffer, seed=args.seed, domain=args.domain, processing_size=size)
+                       gbuffer=gbuffer, seed=args.seed, domain=args.domain, processing_size=size,
+                       num_steps=args.steps)
     report_inverse_size(pipe.inverse, result.processing_size, size)
     write_mp4(out, result.video, fps, args.exposure, owner="edit")
     write_mp4(sbs, side_by_side([video, result.video]), fps, args.exposure, owner="edit")

@@ -15,11 +15,13 @@ HELP = "render a clip's G-buffers (any subset) under an env map with the neural 
 DEFAULT_MODEL = "models/forward_tiny"  # inside the shipped data folder (neural_render.hub resolves it)
 
 
-def add_model_arguments(parser) -> None:
-    """Options shared by forward, relight and edit."""
+def add_model_arguments(parser, steps: int | None = None) -> None:
+    """Options shared by forward, relight, edit and insert; steps: the --steps default (None: the model's)."""
     parser.add_argument("--model", default=None,
                         help=f"forward pipeline folder (default: shipped data/{DEFAULT_MODEL})")
-    parser.add_argument("--steps", type=int, default=1, help="denoising steps (default 1: the x0 model needs one)")
+    parser.add_argument("--steps", type=int, default=steps,
+                        help="denoising steps (default 1: the x0 model needs one)" if steps == 1 else
+                        "denoising steps (default: the model's: 1 for x0 models, 20 for DiffusionRenderer)")
     parser.add_argument("--window", type=int, default=None, help="video frames per window (default: the model's)")
     parser.add_argument("--overlap", type=int, default=None, help="video frames shared by neighbouring windows")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
@@ -43,13 +45,15 @@ def add_arguments(parser) -> None:
 
     add_out_argument(parser, "output .mp4 (sRGB) or a clip folder (linear EXR)")
     add_model_arguments(parser)
+    parser.add_argument("--size", default=None, help="processing size, WxH or N (longer side), of models that take one "
+                        "(DiffusionRenderer; default: its own); the output is at the clip's size")
 
 
 def check_sampling(args) -> None:
     """The sampling options of :func:`add_model_arguments` (NeuralRenderError for bad values)."""
     from neural_render.errors import NeuralRenderError
 
-    if args.steps < 1:
+    if args.steps is not None and args.steps < 1:
         raise NeuralRenderError(f"--steps must be >= 1, got {args.steps}")
     if args.window is not None and args.window < 1:
         raise NeuralRenderError(f"--window must be >= 1, got {args.window}")
@@ -73,12 +77,14 @@ def run(args) -> int:
 
     from neural_render.io.output import claim_output
     from neural_render.pipelines.forward_clip import render_clip
+    from neural_render.pipelines.frame_size import parse_size_arg
 
     check_sampling(args)
+    size = parse_size_arg(args.size)
     out = Path(args.out)
     kind = "file" if out.suffix.lower() == ".mp4" else "dir"
     with claim_output(out, command="forward", kind=kind, overwrite=args.overwrite,
                       inputs=[args.clip, args.model, args.envmap]):
         print(render_clip(args.clip, out, args.envmap, args.rotate, args.passes, args.model, args.device,
-                          args.exposure, **render_kwargs(args)))
+                          args.exposure, processing_size=size, **render_kwargs(args)))
     return 0

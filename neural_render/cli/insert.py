@@ -65,7 +65,7 @@ def add_arguments(parser) -> None:
                         help="differential (default): add the rendered change (object + its shadow) to the input "
                              "video; full: the forward render of the whole frame")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_model_arguments(parser)
+    add_model_arguments(parser, steps=1)
     from neural_render.cli.inverse import add_inverse_size_argument
 
     add_inverse_size_argument(parser)

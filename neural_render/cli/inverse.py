@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from neural_render.pipelines.defaults import INVERSE_OVERLAP, INVERSE_WINDOW
 
+MODEL_DEFAULT = f"the model's: {INVERSE_WINDOW} / {INVERSE_OVERLAP} for the toolkit's, 24 / 6 for DiffusionRenderer"
+
 HELP = "estimate G-buffers (basecolor, normal, depth, roughness, metallic, mask) of a video with a diffusion model"
 DEFAULT_MODEL = "models/inverse_tiny"   # inside the shipped data folder (neural_render.hub resolves it)
 
@@ -25,10 +27,10 @@ def add_model_arguments(parser) -> None:
     parser.add_argument("--passes", nargs="+", default=None, metavar="PASS",
                         help="passes to predict (default: all the model predicts); the mask is always added")
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
-    parser.add_argument("--window", type=int, default=INVERSE_WINDOW,
-                        help=f"frames per temporal window (default {INVERSE_WINDOW})")
-    parser.add_argument("--overlap", type=int, default=INVERSE_OVERLAP,
-                        help=f"frames shared by neighbouring windows (default {INVERSE_OVERLAP})")
+    parser.add_argument("--window", type=int, default=None,
+                        help=f"frames per temporal window (default {MODEL_DEFAULT})")
+    parser.add_argument("--overlap", type=int, default=None,
+                        help="frames shared by neighbouring windows (default: the model's, see --window)")
     parser.add_argument("--size", default=None,
                         help="processing size: WxH or N (longer side) (default: the model's native size, else the "
                              "input size); outputs are resized back to the input size")
@@ -61,8 +63,9 @@ def check_settings(args) -> None:
     from neural_render.errors import NeuralRenderError
     from neural_render.pipelines.frame_size import parse_size_arg
 
-    if args.window < 1 or not 0 <= args.overlap < args.window:
-        raise NeuralRenderError(f"need --window >= 1 and 0 <= --overlap < --window, got {args.window}, {args.overlap}")
+    window, overlap = args.window, args.overlap  # None: the model's (checked once it is loaded)
+    if (window is not None and window < 1) or (overlap is not None and not 0 <= overlap < (window or overlap + 1)):
+        raise NeuralRenderError(f"need --window >= 1 and 0 <= --overlap < --window, got {window}, {overlap}")
     if args.steps is not None and args.steps < 1:
         raise NeuralRenderError(f"--steps must be >= 1, got {args.steps}")
     if not 1.0 <= args.fov <= 179.0:

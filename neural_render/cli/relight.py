@@ -69,7 +69,7 @@ def _relight(args, names, out, sbs=None) -> int:
     pipe = hub.load_relight(args.inverse_model, args.model, args.device, need_inverse=gbuffer is None)
     size = parse_size_arg(args.size)
     result = pipe.relight(video, envs, camera=camera, gbuffer=gbuffer, seed=args.seed, domain=args.domain,
-                          processing_size=size)
+                          processing_size=size, num_steps=args.steps)
     report_inverse_size(pipe.inverse, result.processing_size, size)
     if sbs is not None:
         write_mp4(out, result.videos[0], fps, args.exposure, owner="relight")

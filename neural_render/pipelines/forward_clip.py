@@ -30,14 +30,48 @@ def select_passes(meta, passes: list[str] | None, source) -> list[str]:
     return chosen
 
 
+def takes_processing_size(pipe) -> bool:
+    """Whether a forward pipeline's call takes ``processing_size`` (DiffusionRenderer's does; the toolkit's
+    ForwardPipeline renders at the input size)."""
+    import inspect
+
+    try:
+        return "processing_size" in inspect.signature(pipe.__call__).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def forward_options(pipe, num_steps: int | None = None, processing_size=None, strict: bool = False,
+                    source=None) -> dict:
+    """Keyword arguments of a forward pipeline's call from a command's ``--steps`` / ``--size``.
+
+    num_steps: passed only when given (None: the model's own default: 1 for the toolkit's x0 models, 20 Euler steps
+    for DiffusionRenderer); processing_size (None | N longer side | (h, w)): passed to pipelines that take one
+    (:func:`takes_processing_size`); for one that renders at the input size a size is a NeuralRenderError naming
+    ``source`` when ``strict`` (``forward --size``), else left out (``relight`` / ``edit``: the size is then the
+    inverse step's only, as before)."""
+    from neural_render.errors import NeuralRenderError
+
+    options = {} if num_steps is None else {"num_steps": int(num_steps)}
+    if processing_size is not None:
+        if takes_processing_size(pipe):
+            options["processing_size"] = processing_size
+        elif strict:
+            raise NeuralRenderError("--size: this forward model renders at the input size (it takes no processing "
+                                    "size)", source)
+    return options
+
+
 def render_clip(clip_dir: str | os.PathLike, out: str | os.PathLike, envmap: str | None = None,
                 rotate: str = "0,0,0", passes: list[str] | None = None, model: str | None = None,
-                device: str = "cpu", exposure: float = 0.0, **sampling) -> Path:
+                device: str = "cpu", exposure: float = 0.0, processing_size=None, **sampling) -> Path:
     """Render ``clip_dir`` into ``out`` (.mp4 or a clip folder, owner "forward"; module doc) and return ``out``.
 
     envmap: shipped name or file (None: the clip's own), turned by ``rotate`` ('yaw,pitch,roll' degrees); model:
-    hub spec (None: the shipped forward_tiny); exposure: stops, for the MP4; sampling: keyword arguments of
-    ForwardPipeline.render (num_steps, window, overlap, domain, reassign_blocks, reassign_steps, generator)."""
+    hub spec (None: the shipped forward_tiny; a DiffusionRenderer forward folder loads too); exposure: stops, for
+    the MP4; processing_size: None (the model's default) | N (longer side) | (h, w), for models that take one
+    (:func:`forward_options`); sampling: keyword arguments of the pipeline's render (num_steps: None = the model's
+    default; window, overlap, domain, reassign_blocks, reassign_steps, generator)."""
     import dataclasses
 
     from neural_render import hub
@@ -53,7 +87,9 @@ def render_clip(clip_dir: str | os.PathLike, out: str | os.PathLike, envmap: str
     gbuffer = clip.gbuffer.replace(mask=None)
     folder = hub.resolve_model(model, "forward")
     pipe = hub.load_forward(folder, device)
-    rgb = pipe.render(gbuffer, clip.camera, env, **sampling).rgb
+    steps = sampling.pop("num_steps", None)
+    options = forward_options(pipe, steps, processing_size, strict=True, source=folder)
+    rgb = pipe.render(gbuffer, clip.camera, env, **sampling, **options).rgb
     if out.suffix.lower() == ".mp4":
         write_mp4(out, rgb, clip.meta.fps, exposure, owner="forward")
     else:

@@ -13,6 +13,12 @@ names, kept as aliases of it. Material edits (:func:`apply_material_edit`)
 set basecolor / roughness / metallic inside a soft mask (mask in [0, 1] blends old and new values); the result is
 rendered under ``env`` and, with ``keep_outside`` (default), composited over the input video outside the mask, so
 unedited pixels stay exactly the input.
+
+Sampling settings: ``num_steps`` goes to both models (None: each its own default, e.g. 1 for the toolkit's x0
+forward model, 20 Euler steps for a DiffusionRenderer one); ``processing_size`` is the inverse model's and, for a
+forward model that takes one (DiffusionRenderer's), the forward model's too (the toolkit's renders at the input
+size); ``window`` / ``overlap`` are the inverse model's (None: its own defaults, 16 / 8 for the toolkit's, 24 / 6
+for DiffusionRenderer's); the forward model uses its own.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from torch import Tensor
 
 from neural_render.errors import NeuralRenderError
 from neural_render.pipelines.base import check_output_type, make_generator, to_output_type
-from neural_render.pipelines.defaults import INVERSE_OVERLAP, INVERSE_WINDOW
+from neural_render.pipelines.forward_clip import forward_options
 from neural_render.types import Camera, EnvMap, GBuffer
 
 EDITABLE = {"basecolor": 3, "roughness": 1, "metallic": 1}
@@ -147,16 +153,17 @@ class RelightPipeline(DiffusionPipeline):
     @torch.no_grad()
     def __call__(self, video: Tensor, envs: Sequence[EnvMap] | None = None, camera: Camera | None = None,
                  gbuffer: GBuffer | None = None, generator: torch.Generator | None = None, seed: int | None = None,
-                 domain: str = "real", window: int = INVERSE_WINDOW, overlap: int = INVERSE_OVERLAP,
+                 domain: str = "real", window: int | None = None, overlap: int | None = None,
                  progress: bool = False, processing_size=None, output_type: str = "pt",
-                 return_dict: bool = True):
+                 return_dict: bool = True, num_steps: int | None = None):
         """Decompose ``video`` (unless ``gbuffer`` is given) and render it under every env map of ``envs``.
 
         video: (B, T, 3, H, W) float32 linear radiance; envs: EnvMaps (None or empty: decomposition only); camera:
         the clip's Camera (default :func:`static_camera`); generator or seed (default 0): the inverse model's noise,
         and each render's is a generator seeded with the same seed (a given generator is used as is, in turn);
-        window / overlap: VIDEO frames of the inverse model's windows; processing_size: the inverse model's (int
-        longer side | (h, w) | None = its native size, else the input's). Returns :class:`RelightOutput`.
+        window / overlap: VIDEO frames of the inverse model's windows (None: its defaults); processing_size: the
+        inverse model's (int longer side | (h, w) | None = its native size, else the input's) and that of a forward
+        model that takes one; num_steps: both models' steps (None: each its own). Returns :class:`RelightOutput`.
         """
         check_output_type(output_type)
         check_video(video)
@@ -172,51 +179,57 @@ class RelightPipeline(DiffusionPipeline):
         if gbuffer is None:
             if self.inverse is None:
                 raise NeuralRenderError("this relight pipeline has no inverse model: pass the G-buffers")
+            windows = {k: v for k, v in (("window", window), ("overlap", overlap)) if v is not None}
             out = self.inverse(video, generator=generator, seed=None if generator is not None else (seed or 0),
-                               window=window, overlap=overlap, progress=progress, processing_size=processing_size)
+                               progress=progress, processing_size=processing_size, num_steps=num_steps, **windows)
             gbuffer, proc = out.gbuffer, out.processing_size
         _check_gbuffer(gbuffer, video)
         videos = []
         if envs:
+            options = forward_options(self.forward, num_steps, processing_size)
             videos = [self.forward(gbuffer, camera, env, generator=make_generator(generator, seed, 0), domain=domain,
-                                   progress=progress).rgb for env in envs]
+                                   progress=progress, **options).rgb for env in envs]
         result = RelightOutput(to_output_type(gbuffer, output_type), to_output_type(videos, output_type), proc)
         return result if return_dict else result.to_tuple()
 
-    def decompose(self, video: Tensor, seed: int = 0, window: int = INVERSE_WINDOW,
-                  overlap: int = INVERSE_OVERLAP, progress: bool = False, processing_size=None) -> GBuffer:
+    def decompose(self, video: Tensor, seed: int = 0, window: int | None = None,
+                  overlap: int | None = None, progress: bool = False, processing_size=None,
+                  num_steps: int | None = None) -> GBuffer:
         """Estimated G-buffers (B, T, C, H, W) of a linear video, mask included (at the input size; the model runs at
         ``processing_size``: int longer side | (h, w) | None = the inverse model's native size, else the input's).
         The earlier name of ``self(video, seed=..., ...).gbuffer`` (kept as an alias)."""
         return self(video, seed=seed, window=window, overlap=overlap, progress=progress,
-                    processing_size=processing_size).gbuffer
+                    processing_size=processing_size, num_steps=num_steps).gbuffer
 
     def relight(self, video: Tensor, envs: Sequence[EnvMap], camera: Camera | None = None,
                 gbuffer: GBuffer | None = None, seed: int = 0, domain: str = "real",
-                progress: bool = False, processing_size=None) -> RelightOutput:
+                progress: bool = False, processing_size=None, num_steps: int | None = None) -> RelightOutput:
         """Render ``video`` under every env map of ``envs`` (decomposing it once unless ``gbuffer`` is given, the
-        inverse model running at ``processing_size``, see :meth:`decompose`). The earlier name of ``__call__`` with
-        at least one env map (kept as an alias)."""
+        inverse model running at ``processing_size``, see :meth:`decompose`; ``num_steps`` and ``processing_size``
+        as in ``__call__``). The earlier name of ``__call__`` with at least one env map (kept as an alias)."""
         if not envs or not all(isinstance(e, EnvMap) for e in envs):
             check_video(video)
             raise NeuralRenderError("relight needs at least one EnvMap")
         return self(video, envs, camera=camera, gbuffer=gbuffer, seed=seed, domain=domain, progress=progress,
-                    processing_size=processing_size)
+                    processing_size=processing_size, num_steps=num_steps)
 
     def edit(self, video: Tensor, mask: Tensor, edits: Mapping[str, float | Sequence[float]], env: EnvMap,
              camera: Camera | None = None, keep_outside: bool = True, gbuffer: GBuffer | None = None, seed: int = 0,
-             domain: str = "real", progress: bool = False, processing_size=None) -> EditOutput:
+             domain: str = "real", progress: bool = False, processing_size=None,
+             num_steps: int | None = None) -> EditOutput:
         """Decompose (unless ``gbuffer`` is given; the inverse model at ``processing_size``, see :meth:`decompose`),
-        edit the materials inside ``mask`` and re-render under ``env``."""
+        edit the materials inside ``mask`` and re-render under ``env`` (``num_steps`` and ``processing_size`` as in
+        ``__call__``)."""
         check_video(video)
         mask = check_mask(mask, video)
         camera = static_camera(video) if camera is None else camera
         _check_camera(camera, video)
-        decomposed = self(video, gbuffer=gbuffer, seed=seed, progress=progress, processing_size=processing_size)
+        decomposed = self(video, gbuffer=gbuffer, seed=seed, progress=progress, processing_size=processing_size,
+                          num_steps=num_steps)
         gbuffer, proc = decomposed.gbuffer, decomposed.processing_size
         edited = apply_material_edit(gbuffer, mask, edits)
         rendered = self.forward(edited, camera, env, generator=torch.Generator().manual_seed(seed), domain=domain,
-                                progress=progress).rgb
+                                progress=progress, **forward_options(self.forward, num_steps, processing_size)).rgb
         composite = mask * rendered + (1.0 - mask) * video.clamp(0.0, 1.0) if keep_outside else rendered
         return EditOutput(gbuffer, edited, rendered, composite, proc)
 
