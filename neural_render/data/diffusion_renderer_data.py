@@ -18,20 +18,11 @@ from __future__ import annotations
 import lightning.pytorch as pl
 from torch.utils.data import DataLoader
 
+from neural_render.data.inverse_data import size_pair
 from neural_render.errors import NeuralRenderError
 from neural_render.types.gbuffer import PREDICTED_PASSES
 
 KINDS = ("inverse", "forward")
-
-
-def _pair(value, what: str) -> tuple[int, int] | None:
-    if value is None:
-        return None
-    if isinstance(value, int):
-        return (value, value)
-    if len(value) != 2:
-        raise NeuralRenderError(f"{what} must be an int or [h, w], got {value}")
-    return int(value[0]), int(value[1])
 
 
 class DiffusionRendererDataModule(pl.LightningDataModule):
@@ -53,7 +44,7 @@ class DiffusionRendererDataModule(pl.LightningDataModule):
             raise NeuralRenderError("need batch_size, num_frames, samples_per_clip >= 1 and num_workers >= 0")
         self.train_dir, self.val_dir, self.kind = train_dir, val_dir, kind
         self.num_frames, self.frame_stride = int(num_frames), int(frame_stride)
-        self.crop, self.size = _pair(crop, "crop"), _pair(size, "size")
+        self.crop, self.size = size_pair(crop, "crop"), size_pair(size, "size")
         self.batch_size, self.num_workers = int(batch_size), int(num_workers)
         self.samples_per_clip, self.seed, self.drop_last = int(samples_per_clip), int(seed), bool(drop_last)
         self.train_set = None

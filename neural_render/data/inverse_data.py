@@ -31,7 +31,8 @@ def collate_inverse(items: list[dict]) -> dict:
             "start": torch.tensor([int(it["start"]) for it in items], dtype=torch.long)}
 
 
-def _pair(value, what: str) -> tuple[int, int] | None:
+def size_pair(value, what: str) -> tuple[int, int] | None:
+    """None, N or [h, w] (a crop or frame size option) -> None or (h, w); NeuralRenderError otherwise."""
     if value is None:
         return None
     if isinstance(value, int):
@@ -58,7 +59,7 @@ class InverseDataModule(pl.LightningDataModule):
             raise NeuralRenderError(f"batch_size must be >= 1 and num_workers >= 0, got {batch_size}, {num_workers}")
         self.train_dir, self.val_dir = train_dir, val_dir
         self.num_frames, self.frame_stride = int(num_frames), int(frame_stride)
-        self.crop, self.size = _pair(crop, "crop"), _pair(size, "size")
+        self.crop, self.size = size_pair(crop, "crop"), size_pair(size, "size")
         self.passes = [str(p) for p in passes]
         self.batch_size, self.num_workers = int(batch_size), int(num_workers)
         self.samples_per_clip, self.val_samples_per_clip = int(samples_per_clip), int(val_samples_per_clip)
