@@ -34,7 +34,7 @@ from torch import Tensor
 
 from neural_render.errors import NeuralRenderError
 from neural_render.pipelines.base import check_output_type, make_generator, to_output_type
-from neural_render.pipelines.forward_clip import forward_options
+from neural_render.pipelines.forward_options import forward_options
 from neural_render.types import Camera, EnvMap, GBuffer
 
 EDITABLE = {"basecolor": 3, "roughness": 1, "metallic": 1}
