@@ -24,11 +24,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from diffusers import DiffusionPipeline
 from torch import Tensor
 
 from neural_render.errors import NeuralRenderError
 from neural_render.models.diffusion_renderer.lora import set_lora_scale
+from neural_render.pipelines.diffusion_renderer_command import DiffusionRendererCommandPipeline
 from neural_render.pipelines.diffusion_renderer_env import env_encodings, shared_pose
 from neural_render.pipelines.diffusion_renderer_inverse import DEFAULT_OVERLAP, as_output_type, as_tuple
 from neural_render.pipelines.diffusion_renderer_values import (
@@ -44,49 +44,21 @@ from neural_render.types.gbuffer import depth_scale_of
 DOMAINS = ("real", "synthetic")
 
 
-class DiffusionRendererForwardPipeline(DiffusionPipeline):
+class DiffusionRendererForwardPipeline(DiffusionRendererCommandPipeline):
     """G-buffers + camera + env map -> linear RGB video with a DiffusionRenderer forward checkpoint (module doc).
     ``renderer``: a :class:`~neural_render.pipelines.diffusion_renderer.DiffusionRendererPipeline` of a forward
     folder."""
 
+    KIND = "forward"
+
     def __init__(self, renderer, window: int | None = None, overlap: int = DEFAULT_OVERLAP,
                  num_steps: int | None = None, info: dict | None = None, processing_size=None):
         super().__init__()
-        if getattr(getattr(renderer, "settings", None), "kind", None) != "forward":
-            raise NeuralRenderError("DiffusionRendererForwardPipeline needs the sampler of a FORWARD "
-                                    "DiffusionRenderer folder")
-        self.register_modules(renderer=renderer)
-        s = renderer.settings
-        self.window, self.overlap = int(window or s.num_frames), int(overlap)
-        if self.window < 1 or not 0 <= self.overlap < self.window:
-            raise NeuralRenderError(f"need window >= 1 and 0 <= overlap < window, got {self.window}, {self.overlap}")
-        self.num_steps = None if num_steps is None else int(num_steps)
-        self.native_size = int(min(s.height, s.width))
-        self.processing_size = processing_size  # default of calls without one (None: the reference's rule)
-        self.lora_scale = float(s.lora_scale)
-        self.info = {"source": "DiffusionRenderer", "kind": "forward", **dict(info or {})}
+        self._setup(renderer, window, overlap, num_steps, info, processing_size)
+        self.lora_scale = float(renderer.settings.lora_scale)
         self.forward_config = {"window": self.window, "overlap": self.overlap, "info": self.info}
 
-    @property
-    def device(self) -> torch.device:
-        return self.renderer.device
-
-    def to(self, *args, **kwargs):
-        self.renderer.to(*args, **kwargs)
-        return self
-
-    @property
-    def is_trained(self) -> bool:
-        return True
-
-    @property
-    def stride(self) -> int:
-        return max(int(self.renderer.settings.size_multiple), int(self.renderer.size_multiple))
-
-    spatial_step = stride
-
-    def default_steps(self) -> int:
-        return self.num_steps or int(self.renderer.settings.num_inference_steps)
+    spatial_step = DiffusionRendererCommandPipeline.stride
 
     def processing_shape(self, height: int, width: int, processing_size=None) -> tuple[int, int]:
         """(h, w) the G-buffers run at: None = :attr:`processing_size`, whose None is the shorter side

@@ -27,10 +27,10 @@ import dataclasses
 from collections.abc import Sequence
 
 import torch
-from diffusers import DiffusionPipeline
 from torch import Tensor
 
 from neural_render.errors import NeuralRenderError
+from neural_render.pipelines.diffusion_renderer_command import DiffusionRendererCommandPipeline
 from neural_render.pipelines.diffusion_renderer_values import pass_from_model, processing_shape, video_to_model
 from neural_render.pipelines.inverse import InverseRenderingOutput
 from neural_render.pipelines.windows import plan_windows
@@ -82,50 +82,18 @@ def as_tuple(output) -> tuple:
     return tuple(getattr(output, f.name) for f in dataclasses.fields(output))
 
 
-class DiffusionRendererInversePipeline(DiffusionPipeline):
+class DiffusionRendererInversePipeline(DiffusionRendererCommandPipeline):
     """Video -> G-buffers with a DiffusionRenderer inverse checkpoint (module doc). ``renderer``: a
     :class:`~neural_render.pipelines.diffusion_renderer.DiffusionRendererPipeline` of an inverse folder."""
 
     mode = "per_pass"
+    KIND = "inverse"
 
     def __init__(self, renderer, window: int | None = None, overlap: int = DEFAULT_OVERLAP,
                  num_steps: int | None = None, info: dict | None = None, processing_size=None):
         super().__init__()
-        if getattr(getattr(renderer, "settings", None), "kind", None) != "inverse":
-            raise NeuralRenderError("DiffusionRendererInversePipeline needs the sampler of an INVERSE "
-                                    "DiffusionRenderer folder")
-        self.register_modules(renderer=renderer)
-        s = renderer.settings
+        self._setup(renderer, window, overlap, num_steps, info, processing_size)
         self.passes = list(PREDICTED_PASSES)  # the reference's ids 0..4 (diffuse_albedo is not a toolkit pass)
-        self.window = int(window or s.num_frames)
-        self.overlap = int(overlap)
-        if self.window < 1 or not 0 <= self.overlap < self.window:
-            raise NeuralRenderError(f"need window >= 1 and 0 <= overlap < window, got {self.window}, {self.overlap}")
-        self.num_steps = None if num_steps is None else int(num_steps)
-        self.processing_size = processing_size  # default of calls without one (None: the reference's rule)
-        self.native_size = int(min(s.height, s.width))
-        self.info = {"source": "DiffusionRenderer", "kind": "inverse", **dict(info or {})}
-
-    # -- what the commands read ------------------------------------------------------------------------------
-    @property
-    def device(self) -> torch.device:
-        return self.renderer.device
-
-    def to(self, *args, **kwargs):
-        self.renderer.to(*args, **kwargs)
-        return self
-
-    @property
-    def is_trained(self) -> bool:
-        """Released (or fine-tuned) weights: always True (a random test checkpoint cannot be told apart)."""
-        return True
-
-    @property
-    def stride(self) -> int:
-        return max(int(self.renderer.settings.size_multiple), int(self.renderer.size_multiple))
-
-    def default_steps(self) -> int:
-        return self.num_steps or int(self.renderer.settings.num_inference_steps)
 
     def default_processing_size(self):
         return self.processing_size if self.processing_size is not None else self.native_size
