@@ -122,6 +122,7 @@ def finish_export(out: Path, stage1: Path, train_dir: Path) -> None:
     from neural_render.io.atomic import atomic_path
 
     record = json.loads((out / "training.json").read_text())
+    record["train_data"] = [str(train_dir)]
     record["previous_stages"] = [json.loads((stage1 / "training.json").read_text())]
     record["initialised_from"] = {"model": "data/models/inverse_tiny", "training": json.loads(
         (ROOT / "data" / "models" / "inverse_tiny" / "training.json").read_text())}
