@@ -151,14 +151,19 @@ def _recorded_lora_scale(folder: Path) -> float:
 def checkpoint_kind(folder: str | os.PathLike) -> str:
     """"inverse" or "forward" for a DiffusionRenderer folder (from model_index.json and env_encoder/, no weights
     read); DiffusionRendererCheckpointError naming the folder when it is not one."""
-    folder = Path(folder)
+    return _checked_index(Path(folder))[1]
+
+
+def _checked_index(folder: Path) -> tuple[dict, str]:
+    """(model_index.json, "inverse" | "forward") of a DiffusionRenderer folder; DiffusionRendererCheckpointError
+    naming the folder when it is not one."""
     if not folder.is_dir():
         raise DiffusionRendererCheckpointError("not a folder", folder)
     index = _read_json(folder / "model_index.json", folder)
     if index.get("_class_name") != PIPELINE_CLASS:
         raise DiffusionRendererCheckpointError(
             f"model_index.json names {index.get('_class_name')!r}, not {PIPELINE_CLASS}", folder)
-    return _kind_of(folder, index)
+    return index, _kind_of(folder, index)
 
 
 def _config(folder: Path, sub: str, classes: tuple[str, ...], allowed: set[str]) -> dict:
@@ -260,13 +265,7 @@ def load_diffusion_renderer(
     )
 
     folder = Path(folder)
-    if not folder.is_dir():
-        raise DiffusionRendererCheckpointError("not a folder", folder)
-    index = _read_json(folder / "model_index.json", folder)
-    if index.get("_class_name") != PIPELINE_CLASS:
-        raise DiffusionRendererCheckpointError(
-            f"model_index.json names {index.get('_class_name')!r}, not {PIPELINE_CLASS}", folder)
-    kind = _kind_of(folder, index)
+    index, kind = _checked_index(folder)
     forward = kind == "forward"
 
     unet = _build(DiffusionRendererUNet, _config(folder, "unet", UNET_CLASSES, _init_keys(DiffusionRendererUNet)),
