@@ -18,12 +18,9 @@ unfiltered input as its condition and can restore sharp texture edges).
 
 Depth is trained normalised per clip window (depth / max visible depth, :func:`depth_scale_of`), so predicted depth is
 RELATIVE: 1 = the farthest visible surface, 0 = no surface. ``depth_scale`` (default 1) multiplies it back to units.
-Mask: from a predicted ``mask`` pass when the model has one (> 0.5), else from depth: relative depth >
-``mask_threshold`` (background is trained to depth 0 on every pixel, so depth carries the foreground); when the mask
-needs depth and depth was not requested it is predicted anyway (and not returned). Background pixels (mask 0) are set
-to 0 in every pass, as in the synthetic data (``zero_background=False`` keeps the predicted values there, e.g. to
-score each pass on ground-truth foreground independently of the predicted mask). Normals are re-normalised to unit
-length.
+Mask (:func:`~neural_render.pipelines.inverse_values.assemble_gbuffer`): a predicted ``mask`` pass, else relative
+depth > ``mask_threshold`` (background is trained to depth 0; depth is predicted for the mask even when not
+requested); background pixels are 0 in every pass unless ``zero_background=False``; normals are re-normalised.
 
 Any size: frames are resized (bilinear, antialiased: kornia) to a processing size whose sides are multiples of
 :attr:`InverseRenderingPipeline.stride` (codec spatial factor x backbone spatial multiple), outputs resized back.
@@ -59,39 +56,19 @@ from neural_render.errors import NeuralRenderError
 from neural_render.pipelines.base import VideoDiffusionPipeline, check_output_type, step_callback, to_output_type
 from neural_render.pipelines.defaults import INVERSE_OVERLAP, INVERSE_WINDOW
 from neural_render.pipelines.frame_size import processing_shape, resize_video
-from neural_render.pipelines.windows import (
-    Span,
-    fit_windows,
-    video_span,
-    windowed_sample,
-)
+from neural_render.pipelines.inverse_values import assemble_gbuffer, depth_scales, rgb_to_model
+from neural_render.pipelines.windows import Span, fit_windows, video_span, windowed_sample
 from neural_render.render.pixel_filter import checked_sigma, pixel_filter
 from neural_render.types.gbuffer import (
     PASS_CHANNELS,
     PREDICTED_PASSES,
     GBuffer,
     unpack_pass,
-    vector_length,
 )
 
 INVERSE_CONFIG = "inverse_config.json"
 MODES = ("per_pass", "joint")
 DEFAULT_MASK_THRESHOLD = 0.02
-
-
-def rgb_to_model(rgb: Tensor) -> Tensor:
-    """Linear radiance (..., 3, H, W) -> display sRGB of clamp(x, 0, 1) mapped to [-1, 1] (the model's input)."""
-    from neural_render.render.tonemap import linear_to_srgb
-
-    return linear_to_srgb(rgb.clamp(0.0, 1.0)) * 2.0 - 1.0
-
-
-def _depth_scales(depth_scale, batch: int) -> Tensor:
-    """None | float | (B,) -> (B,) float32 on the CPU (NeuralRenderError for a wrong count or a non-positive scale)."""
-    scale = torch.ones(batch) if depth_scale is None else torch.as_tensor(depth_scale, dtype=torch.float32).cpu()
-    if scale.numel() not in (1, batch) or not bool((scale > 0).all()):
-        raise NeuralRenderError(f"depth_scale must be one or {batch} positive numbers, got {scale.tolist()}")
-    return scale.reshape(-1).expand(batch).clone()
 
 
 @dataclass
@@ -357,7 +334,7 @@ class InverseRenderingPipeline(VideoDiffusionPipeline):
                       ) -> Iterator[tuple[int, int, GBuffer]]:
         """Yield (start, stop, GBuffer chunk (B, stop - start, C, H, W) on the CPU) in video frames, decoding
         ``latents`` chunk by chunk (whole for temporal codecs), resized to the input size, unpacked and masked."""
-        scale = _depth_scales(depth_scale, plan.batch)
+        scale = depth_scales(depth_scale, plan.batch)
         f = int(getattr(self.codec, "temporal_factor", 1))
         chunk = max(b - a for a, b in plan.spans) if f == 1 else plan.latent_frames
         (height, width) = plan.size
@@ -374,23 +351,7 @@ class InverseRenderingPipeline(VideoDiffusionPipeline):
             yield start, stop, self._finish(values, plan, scale)
 
     def _finish(self, values: dict[str, Tensor], plan: _Plan, scale: Tensor) -> GBuffer:
-        mask = None
-        if "mask" in values:
-            mask = (values["mask"] > 0.5).float()
-        elif "depth" in values:
-            mask = (values["depth"] > self.mask_threshold).float()
-        out = {}
-        for name in plan.out_passes:
-            x = values[name]
-            if name == "depth":
-                x = x * scale.view(-1, 1, 1, 1, 1)
-            elif name == "normal":  # a vector that decoded to exactly zero faces the camera (+Z)
-                facing = torch.tensor([0.0, 0.0, 1.0]).view(1, 1, 3, 1, 1)
-                x = torch.where(vector_length(x) > 0.5, x, facing)
-            out[name] = x * mask if mask is not None and plan.zero_background else x
-        if mask is not None:
-            out["mask"] = mask
-        return GBuffer(**out)
+        return assemble_gbuffer(values, plan.out_passes, scale, self.mask_threshold, plan.zero_background)
 
     # ------------------------------------------------------------------ entry points
     def stream(self, video: Tensor, depth_scale=None, **kwargs) -> Iterator[tuple[int, int, GBuffer]]:
@@ -431,6 +392,6 @@ class InverseRenderingPipeline(VideoDiffusionPipeline):
                 out[name][:, start:stop] = x
         windows = [self._video_span(plan, a, c) for a, c in plan.spans]
         result = InverseRenderingOutput(to_output_type(GBuffer(**out), output_type),
-                                        to_output_type(_depth_scales(depth_scale, plan.batch), output_type), plan.proc,
+                                        to_output_type(depth_scales(depth_scale, plan.batch), output_type), plan.proc,
                                         windows, to_output_type(latents, output_type) if return_latents else None)
         return result if return_dict else result.to_tuple()

@@ -4,8 +4,8 @@ Batches (:mod:`neural_render.data.inverse_data`): ``rgb`` (B, T, 3, H, W) linear
 :class:`GBuffer` with the task's passes (+ ``mask``), optional ``pass_id`` (B,) (per_pass mode: index into
 ``passes``), ``clip`` / ``start`` (validation picks passes deterministically from them).
 
-* condition: codec latents of :func:`~neural_render.pipelines.inverse.rgb_to_model` (rgb) (display sRGB in [-1, 1]),
-  concatenated in channels (backbone ``cond_channels`` = codec channels).
+* condition: codec latents of :func:`~neural_render.pipelines.inverse_values.rgb_to_model` (rgb) (display sRGB in
+  [-1, 1]), concatenated in channels (backbone ``cond_channels`` = codec channels).
 * ``per_pass``: target = codec latents of ONE packed pass per sample (:func:`pack_pass`; depth divided by the sample's
   :func:`depth_scale_of`), chosen uniformly at random per sample in training (seeded by noise_seed, rank and
   global step, so a resumed run continues the sequence) and deterministically from (clip, start) in validation;
@@ -43,7 +43,8 @@ import torch
 from torch import Tensor
 
 from neural_render.errors import NeuralRenderError
-from neural_render.pipelines.inverse import DEFAULT_MASK_THRESHOLD, MODES, rgb_to_model
+from neural_render.pipelines.inverse import DEFAULT_MASK_THRESHOLD, MODES
+from neural_render.pipelines.inverse_values import rgb_to_model
 from neural_render.render.pixel_filter import pixel_filter
 from neural_render.tasks.base import DiffusionSystem, zero_output_layer
 from neural_render.types.gbuffer import (
