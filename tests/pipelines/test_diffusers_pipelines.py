@@ -15,17 +15,9 @@ import torch
 from neural_render.data_assets import data_dir
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "pipeline_references.safetensors"
-SHIPPED = ("inverse_tiny", "forward_tiny", "forward_cache_tiny")
+SHIPPED = ("inverse_tiny", "inverse_v2", "forward_tiny", "forward_cache_tiny")
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
-
-@pytest.fixture
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +47,7 @@ def _run(pipe, name, inputs, seed=0):
     """The pipeline's output tensors for ``inputs`` with a generator seeded ``seed``."""
     video, camera, env, gbuffer = inputs
     gen = torch.Generator().manual_seed(seed)
-    if name == "inverse_tiny":
+    if name.startswith("inverse"):
         return dict(pipe(video, window=2, overlap=1, generator=gen, progress=False).gbuffer.passes)
     if name == "forward_tiny":
         return {"rgb": pipe(gbuffer, camera, env, window=2, overlap=1, generator=gen).rgb}
@@ -81,7 +73,8 @@ def test_diffusers_loads_every_shipped_folder_like_the_native_loader(name, input
     from neural_render.pipelines.base import VideoDiffusionPipeline, load_pipeline
 
     folder = data_dir() / "models" / name
-    kind = {"inverse_tiny": "inverse", "forward_tiny": "forward", "forward_cache_tiny": "forward_cache"}[name]
+    kind = {"inverse_tiny": "inverse", "inverse_v2": "inverse", "forward_tiny": "forward",
+            "forward_cache_tiny": "forward_cache"}[name]
     native = _target(kind).from_pretrained(folder)
     loaded = _diffusers_load(folder)
     assert type(loaded) is type(native) and isinstance(loaded, VideoDiffusionPipeline)
@@ -93,6 +86,10 @@ def test_diffusers_loads_every_shipped_folder_like_the_native_loader(name, input
     expected = _run(native, name, inputs)
     _assert_same(_run(loaded, name, inputs), expected)
     _assert_same(_run(load_pipeline(folder), name, inputs), expected)
+
+
+def test_every_shipped_folder_is_covered():
+    assert sorted(p.name for p in (data_dir() / "models").iterdir() if p.is_dir()) == sorted(SHIPPED)
 
 
 def test_diffusers_output_matches_the_step0_reference(inputs):

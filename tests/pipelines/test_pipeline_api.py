@@ -11,13 +11,7 @@ from diffusers.utils import BaseOutput
 from neural_render.data_assets import data_dir
 from neural_render.errors import NeuralRenderError
 
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
