@@ -73,3 +73,22 @@ def untrained_pipelines(tmp_path_factory):
     InverseRenderingPipeline(inverse, Denoiser("x0"), PixelUnshuffleCodec(2), mode="joint").save_pretrained(
         root / "inverse_model")
     return root
+
+
+@pytest.fixture(scope="session")
+def write_demo_clips():
+    """``write_demo_clips(root, count)`` -> root: ``count`` clip folders of the analytic demo scene (exact G-buffers,
+    6+i frames of 16x16, rgb = lit basecolor + a grey background), for training smoke tests."""
+    def write(root, count: int):
+        from neural_render.demo.scene import demo_scene
+        from neural_render.io import Clip, ClipMeta, write_clip
+
+        for i in range(count):
+            scene = demo_scene(6 + i, 16, 16)
+            g = scene.gbuffer
+            rgb = g.basecolor * (0.2 + 0.8 * g.normal[:, :, 2:3].clamp(0, 1)) + 0.25 * (1 - g.mask)
+            write_clip(root / f"clip_{i}", Clip(rgb, g, scene.camera, ClipMeta.for_camera(scene.camera, fps=12.0)),
+                       preview_mp4=False)
+        return root
+
+    return write

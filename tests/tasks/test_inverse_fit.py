@@ -16,19 +16,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
-def clips(tmp_path_factory) -> Path:
-    """Three clip folders of the analytic demo scene (exact G-buffers), 6 frames of 16x16, rgb = lit basecolor."""
-    from neural_render.demo.scene import demo_scene
-    from neural_render.io import Clip, ClipMeta, write_clip
-
-    root = tmp_path_factory.mktemp("inverse_clips")
-    for i in range(3):
-        scene = demo_scene(6 + i, 16, 16)
-        g = scene.gbuffer
-        rgb = g.basecolor * (0.2 + 0.8 * g.normal[:, :, 2:3].clamp(0, 1)) + 0.25 * (1 - g.mask)
-        write_clip(root / f"clip_{i}", Clip(rgb, g, scene.camera, ClipMeta.for_camera(scene.camera, fps=12.0)),
-                   preview_mp4=False)
-    return root
+def clips(tmp_path_factory, write_demo_clips) -> Path:
+    """Three clip folders of the analytic demo scene (exact G-buffers), 6, 7, ... frames of 16x16 (tests/conftest.py)."""
+    return write_demo_clips(tmp_path_factory.mktemp("inverse_clips"), 3)
 
 
 def test_datamodule_batches(clips):
