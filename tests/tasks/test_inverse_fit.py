@@ -17,7 +17,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory, write_demo_clips) -> Path:
-    """Three clip folders of the analytic demo scene (exact G-buffers), 6, 7, ... frames of 16x16 (tests/conftest.py)."""
+    """Three clip folders of the analytic demo scene (exact G-buffers), 6, 7, 8 frames of 16x16 (conftest.py)."""
     return write_demo_clips(tmp_path_factory.mktemp("inverse_clips"), 3)
 
 
