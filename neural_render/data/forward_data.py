@@ -188,7 +188,8 @@ class ForwardDataModule(_lightning_datamodule()):
 
     train_roots: synthetic dataset folder(s); real_roots: folder(s) of real-domain clips (``neural-render autolabel``
     output, or :func:`neural_render.data.degraded_real.make_degraded_real_clips` stand-ins); val_roots: synthetic
-    validation folder(s) (default: none).
+    validation folder(s) (default: none). real_samples_per_clip: windows drawn per real clip and epoch (default:
+    ``samples_per_clip``); raise it to balance a small real set against a large synthetic one.
     Other arguments: :class:`ForwardClipDataset`. Windows are redrawn every epoch (the task calls :meth:`set_epoch`).
     """
 
@@ -197,12 +198,15 @@ class ForwardDataModule(_lightning_datamodule()):
                  crop: tuple[int, int] | None = None, gbuffer_dropout: float = 0.3, with_prior: bool = True,
                  size: tuple[int, int] | None = None, batch_size: int = 4, num_workers: int = 0, seed: int = 0,
                  samples_per_clip: int = 1, max_train_clips: int | None = None, max_val_clips: int | None = 4,
-                 cache: bool = True):
+                 cache: bool = True, real_samples_per_clip: int | None = None):
         super().__init__()
         self.kwargs = dict(num_frames=num_frames, frame_stride=frame_stride, crop=crop, size=size,
                            with_prior=with_prior, seed=seed, cache=cache)
         self.train_roots, self.real_roots, self.val_roots = train_roots, real_roots, val_roots
         self.gbuffer_dropout, self.samples_per_clip = gbuffer_dropout, samples_per_clip
+        self.real_samples_per_clip = samples_per_clip if real_samples_per_clip is None else int(real_samples_per_clip)
+        if self.real_samples_per_clip < 1:
+            raise NeuralRenderError(f"real_samples_per_clip must be >= 1, got {real_samples_per_clip}")
         self.batch_size, self.num_workers, self.seed = int(batch_size), int(num_workers), int(seed)
         self.max_train_clips, self.max_val_clips = max_train_clips, max_val_clips
         self.train_sets: list[ForwardClipDataset] = []
@@ -216,7 +220,7 @@ class ForwardDataModule(_lightning_datamodule()):
                                               **self.kwargs)]
         if self.real_roots:
             self.train_sets.append(ForwardClipDataset(self.real_roots, "real", gbuffer_dropout=self.gbuffer_dropout,
-                                                      samples_per_clip=self.samples_per_clip,
+                                                      samples_per_clip=self.real_samples_per_clip,
                                                       max_clips=self.max_train_clips, **self.kwargs))
         if self.val_roots:
             self.val_set = ForwardClipDataset(self.val_roots, "synthetic", random=False, max_clips=self.max_val_clips,

@@ -75,3 +75,29 @@ def test_realiz3d_stage_configs(data, tmp_path):
     assert changed and all(n.startswith("backbone.") for n in changed)
     loaded = ForwardPipeline.from_pretrained(tmp_path / "stage2" / "export")
     assert loaded.domain_shifters is not None
+
+
+def test_real_footage_configs(data, tmp_path):
+    """scripts/train_forward_real.py's recipes (issue #26) from the shipped plain model: stage 1 trains only the
+    shifters, stage 2 only the backbone (real samples keep G-buffers half of the time), the real LoRA only LoRA."""
+    stage1_configs = ["configs/trainer/cpu_smoke.yaml", "configs/data/synth_forward_real.yaml",
+                      "configs/task/forward.yaml", "configs/task/forward_stage1.yaml",
+                      "configs/experiment/forward_real.yaml"]
+    real = ["--data.init_args.real_roots", str(data / "real"), "--data.init_args.real_samples_per_clip", "3"]
+    stage1, changed = fit(stage1_configs, data, tmp_path, "real1", real)
+    assert changed and all(n.startswith("domain_shifters.") for n in changed)
+    assert len(stage1.trainer.datamodule.train_sets[1]) == 3  # one real clip, 3 windows per epoch
+    export = tmp_path / "real1" / "export"
+    stage2_configs = stage1_configs[:3] + ["configs/task/forward_stage2.yaml", "configs/experiment/forward_real.yaml",
+                                           "configs/experiment/forward_real_stage2.yaml"]
+    stage2, changed = fit(stage2_configs, data, tmp_path, "real2",
+                          real + ["--backbone.init_args.pretrained_dir", str(export / "backbone"),
+                                  "--model.init_args.domain_shifter.pretrained", str(export / "domain_shifters")])
+    assert changed and all(n.startswith("backbone.") for n in changed)
+    assert stage2.hparams.real_cond_dropout == 0.5
+    lora_configs = ["configs/trainer/cpu_smoke.yaml", "configs/data/synth_forward.yaml", "configs/task/forward.yaml",
+                    "configs/experiment/forward_real_lora.yaml"]
+    lora, changed = fit(lora_configs, data, tmp_path, "lora",
+                        ["--data.init_args.train_roots", str(data / "real")])
+    assert changed and all("lora_" in n for n in changed)
+    assert (tmp_path / "lora" / "export" / "lora").is_dir()

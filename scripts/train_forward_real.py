@@ -1,0 +1,162 @@
+#!/usr/bin/env python
+"""Make, continue or re-make the forward models trained with REAL footage (issue #26): Realiz3D and a real LoRA.
+
+    python scripts/train_forward_real.py [--run out/chains] [--minutes 20] [--threads 1]
+                                         [--stage1-steps 1000] [--stage2-steps 1000] [--lora-steps 1200]
+                                         [--only realiz3d|lora] [--until-done] [--replay-dir DIR]
+                                         [--export-realiz3d data/models/forward_real]
+                                         [--export-lora data/models/forward_real_lora]
+
+Data (made when missing): the synthetic train split at 64 px (``scripts/make_synth_datasets.sh``' synth_train_64
+line) and the real-footage set auto-labelled by data/models/inverse_v2 (``scripts/make_real_set.py``; TRAIN split
+only: tree.avi, vtest.avi, the train photos). Both start from the shipped plain forward model's backbone
+(data/models/forward_tiny/backbone).
+
+* Realiz3D, two chains (``scripts/train_chain.py``; each call trains one segment of ``--minutes`` of the first
+  unfinished chain, a later session continues it):
+  stage 1 ``<run>/forward_real_stage1``: backbone frozen, fresh shifters trained on real + synthetic with the control
+  dropped (configs/task/forward_stage1.yaml + configs/experiment/forward_real.yaml); exported to
+  ``<run>/forward_real_stage1_export``.
+  stage 2 ``<run>/forward_real_stage2``: shifters frozen (stage 1's), backbone trained on both; real samples use
+  e_real with early-block reassignment and layer-aware freezing and keep their auto-labelled G-buffers half of the
+  time (configs/task/forward_stage2.yaml + configs/experiment/forward_real_stage2.yaml); exported to
+  ``--export-realiz3d``.
+* Real LoRA ``<run>/forward_real_lora`` (DiffusionRenderer's alternative): a rank-8 LoRA on the plain model, real
+  clips only, lighting absent (configs/experiment/forward_real_lora.yaml); exported to ``--export-lora``.
+
+Each export's ``training.json`` holds its chain, the earlier stage's chain (``previous_stages``) and the plain
+model's own record (``initialised_from``). Re-making the shipped models from scratch, one command:
+``python scripts/train_forward_real.py --until-done --run out/remake --replay-dir data/models`` (the recorded
+segment boundaries; steps from the shipped records) with ``--export-*`` pointing at new folders.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE = ["configs/trainer/cpu_train.yaml"]
+STAGE1 = BASE + ["configs/data/synth_forward_real.yaml", "configs/task/forward.yaml",
+                 "configs/task/forward_stage1.yaml", "configs/experiment/forward_real.yaml"]
+STAGE2 = BASE + ["configs/data/synth_forward_real.yaml", "configs/task/forward.yaml",
+                 "configs/task/forward_stage2.yaml", "configs/experiment/forward_real.yaml",
+                 "configs/experiment/forward_real_stage2.yaml"]
+LORA = BASE + ["configs/data/synth_forward.yaml", "configs/task/forward.yaml",
+               "configs/experiment/forward_real_lora.yaml"]
+PLAIN = ROOT / "data" / "models" / "forward_tiny"
+
+
+def ensure_data() -> None:
+    """The synthetic train split and the labelled real set (each command skips what is already finished)."""
+    if not (ROOT / "data_cache" / "synth_train_64" / "synth.json").is_file():
+        subprocess.run([sys.executable, "-m", "neural_render", "synth", "--out", "data_cache/synth_train_64",
+                        "--envmaps", "train", "--seed", "1000", "--clips", "512", "--frames", "8", "--size", "64x64",
+                        "--spp", "16", "--workers", "2", "--no-progress"], check=True, cwd=ROOT)
+    if not (ROOT / "data_cache" / "real_64_labelled" / "test" / "manifest.json").is_file():
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "make_real_set.py")], check=True, cwd=ROOT)
+
+
+def chain_state(run: Path) -> tuple[int, bool]:
+    try:
+        record = json.loads((run / "training.json").read_text())
+    except (OSError, ValueError):
+        return 0, False
+    return int(record.get("global_step", 0)), bool(record.get("done"))
+
+
+def run_chain(run: Path, configs: list[str], steps: int, args, extra: list[str], replay: dict | None,
+              export: Path | None) -> int:
+    cmd = [sys.executable, str(ROOT / "scripts" / "train_chain.py"), "--run", str(run),
+           *[a for c in configs for a in ("--config", c)], "--total-steps", str(steps), "--minutes", str(args.minutes),
+           "--threads", str(args.threads), *extra]
+    cmd += ["--until-done"] if args.until_done else []
+    cmd += ["--export", str(export)] if export else []
+    with tempfile.TemporaryDirectory() as scratch:
+        if replay:
+            path = Path(scratch) / "replay.json"
+            path.write_text(json.dumps(replay))
+            cmd += ["--replay", str(path)]
+        return subprocess.run(cmd, cwd=ROOT).returncode
+
+
+def finish_export(out: Path, previous: Path | None) -> None:
+    """Nest the earlier stage's chain and the plain model's record into the export's training.json."""
+    from neural_render.io.atomic import atomic_path
+
+    record = json.loads((out / "training.json").read_text())
+    record["train_data"] = {"synthetic": "data_cache/synth_train_64",
+                            "real": "data_cache/real_64_labelled/train (scripts/make_real_set.py, labels by "
+                                    "data/models/inverse_v2)"}
+    if previous is not None:
+        record["previous_stages"] = [json.loads((previous / "training.json").read_text())]
+    record["initialised_from"] = {"model": "data/models/forward_tiny",
+                                  "training": json.loads((PLAIN / "training.json").read_text())}
+    with atomic_path(out / "training.json") as tmp:
+        Path(tmp).write_text(json.dumps(record, indent=1))
+
+
+def _replay(folder: Path | None, previous: bool = False) -> dict | None:
+    if folder is None or not (folder / "training.json").is_file():
+        return None
+    record = json.loads((folder / "training.json").read_text())
+    return record.get("previous_stages", [None])[0] if previous else record
+
+
+def realiz3d(args, root: Path) -> int:
+    stage1, stage1_export, stage2 = (root / "forward_real_stage1", root / "forward_real_stage1_export",
+                                     root / "forward_real_stage2")
+    shipped = Path(args.replay_dir) / "forward_real" if args.replay_dir else None
+    step, done = chain_state(stage1)
+    if (step < args.stage1_steps and not done) or not (stage1_export / "model_index.json").is_file():
+        code = run_chain(stage1, STAGE1, args.stage1_steps, args, [], _replay(shipped, True), stage1_export)
+        if code or not args.until_done:
+            return code
+    extra = ["--backbone.init_args.pretrained_dir", str(stage1_export / "backbone"),
+             "--model.init_args.domain_shifter.pretrained", str(stage1_export / "domain_shifters")]
+    export = Path(args.export_realiz3d)
+    code = run_chain(stage2, STAGE2, args.stage2_steps, args, extra, _replay(shipped), export)
+    if code == 0 and (export / "training.json").is_file():
+        finish_export(export, stage1)
+    return code
+
+
+def lora(args, root: Path) -> int:
+    shipped = Path(args.replay_dir) / "forward_real_lora" if args.replay_dir else None
+    export = Path(args.export_lora)
+    code = run_chain(root / "forward_real_lora", LORA, args.lora_steps, args, [], _replay(shipped), export)
+    if code == 0 and (export / "training.json").is_file():
+        finish_export(export, None)
+    return code
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1], allow_abbrev=False)
+    parser.add_argument("--run", default="out/chains", help="folder of the chains")
+    parser.add_argument("--minutes", type=float, default=20.0, help="wall-clock minutes of this call's segment")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--stage1-steps", type=int, default=1000)
+    parser.add_argument("--stage2-steps", type=int, default=1000)
+    parser.add_argument("--lora-steps", type=int, default=1200)
+    parser.add_argument("--only", choices=("realiz3d", "lora"), default=None)
+    parser.add_argument("--until-done", action="store_true", help="segments back to back until the chains are done")
+    parser.add_argument("--replay-dir", default=None, help="folder holding shipped forward_real[_lora]/training.json")
+    parser.add_argument("--export-realiz3d", default=str(ROOT / "data" / "models" / "forward_real"))
+    parser.add_argument("--export-lora", default=str(ROOT / "data" / "models" / "forward_real_lora"))
+    args = parser.parse_args()
+    ensure_data()
+    root = Path(args.run)
+    codes = []
+    if args.only in (None, "lora"):
+        codes.append(lora(args, root))
+    if args.only in (None, "realiz3d"):
+        codes.append(realiz3d(args, root))
+    return max(codes)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
