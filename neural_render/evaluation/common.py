@@ -5,6 +5,8 @@
   independently) or when nothing is recorded.
 * :func:`dataset_split`: ``train`` / ``val`` / ``test`` / None of a synth dataset folder, from its ``synth.json``
   (the recorded split, else the split its env maps belong to, ``data/envmaps/split.json``).
+* :func:`real_set_split`: the split of a folder of REAL clips (data/real_footage.py, raw or auto-labelled), which has
+  no ``synth.json``: :func:`dataset_split` falls back to it.
 * :func:`log_test_scoring`: every scoring of a TEST set is appended to ``test_scorings.jsonl`` in the model folder,
   so how often a test set was looked at is visible beside the model (val is for choices; test is scored once).
 """
@@ -51,7 +53,8 @@ def clip_group(clip_dir: str | os.PathLike) -> str:
 def dataset_split(folder: str | os.PathLike) -> str | None:
     """'train' | 'val' | 'test' (or a named split such as 'test2_table') | None for a dataset folder or any folder
     inside one (module doc): its recorded split, except that a dataset lit by a TEST env map is 'test' whatever it
-    records; the spec is ``synth.json`` or ``insert_eval.json`` in the folder or the nearest parent holding one."""
+    records; the spec is ``synth.json`` or ``insert_eval.json`` in the folder or the nearest parent holding one;
+    without a spec, :func:`real_set_split` (a folder of real clips)."""
     from neural_render.data_assets import envmap_split
 
     spec = None
@@ -66,7 +69,7 @@ def dataset_split(folder: str | os.PathLike) -> str | None:
         if spec is not None:
             break
     if not isinstance(spec, dict):
-        return None
+        return real_set_split(folder)
     if spec.get("envmaps") == "test" and "split" not in spec:  # scripts/make_insert_eval_data.py before issue #22:
         return "val"  # its "test" maps are split.json's val maps now (it records the word, not the names)
     names = ({Path(str(e)).stem for e in spec["envmaps"]} if isinstance(spec.get("envmaps"), list)
@@ -81,6 +84,40 @@ def dataset_split(folder: str | os.PathLike) -> str | None:
         if names & set(split.get(name, [])):
             return name
     return None
+
+
+def real_set_split(folder: str | os.PathLike) -> str | None:
+    """The split of a folder of real clips (or of one such clip), None for anything else: the ``real_set`` a clip's
+    meta ``extra`` records (data/real_footage.py; top level or in the auto-labeller's ``inverse`` record; 'test'
+    when any clip says so); else, for auto-labelled clips (an ``autolabel.json`` beside them, or meta ``extra``
+    holding the ``inverse`` record), the folder's own name when it is ``train`` / ``val`` / ``test``."""
+    from neural_render.data.clip_dataset import find_clips
+    from neural_render.errors import NeuralRenderError
+    from neural_render.io.clip import read_meta
+
+    folder = Path(folder)
+    if (folder / "meta.json").is_file():
+        folder = folder.parent
+    try:
+        clips = find_clips(folder)
+    except NeuralRenderError:
+        return None
+    recorded, labelled = set(), (folder / "autolabel.json").is_file()
+    for clip in clips:
+        try:
+            extra = read_meta(clip).extra
+        except NeuralRenderError:
+            continue
+        extra = extra if isinstance(extra, dict) else {}
+        inverse = extra.get("inverse") if isinstance(extra.get("inverse"), dict) else {}
+        labelled = labelled or bool(inverse)
+        value = extra.get("real_set", inverse.get("real_set"))
+        if isinstance(value, str):
+            recorded.add(value)
+    if recorded:
+        tests = sorted(v for v in recorded if v.startswith("test"))
+        return tests[0] if tests else sorted(recorded)[0]
+    return folder.name if labelled and folder.name in ("train", "val", "test") else None
 
 
 def jsonable(x):

@@ -38,6 +38,12 @@ def scores(pred, target) -> tuple[float, float]:
     return float(psnr(a, b).mean()), float(ssim(a, b).mean())
 
 
+def mean_colour(video):
+    """The "mean colour" oracle of a (B, T, 3, H, W) video: each clip's mean colour over frames and pixels,
+    broadcast to the video's shape (same units as ``video``)."""
+    return video.mean(dim=(1, 3, 4), keepdim=True).expand_as(video)
+
+
 def method_rows(per_method: dict[str, list], groups: list[str], pairs: list[tuple[str, str]], seed: int = 0,
                 n_boot: int = 10000) -> dict:
     """:func:`~neural_render.evaluation.stats.compare_table` of ``(method, baseline)`` pairs on PSNR and SSIM;
@@ -116,7 +122,7 @@ def evaluate(pipe, clips: list[Path], *, domain: str = "synthetic", seed: int = 
         add(FILTERED, pixel_filter(classical), gt)
         sky = shade(GBuffer(normal=gb.normal, mask=torch.zeros_like(gb.mask)), cam, ibl)
         add("trivial: basecolor as RGB", gb.mask * gb.basecolor + (1 - gb.mask) * sky, gt)
-        add("trivial: mean colour of GT (oracle)", gt.mean(dim=(1, 3, 4), keepdim=True).expand_as(gt), gt)
+        add("trivial: mean colour of GT (oracle)", mean_colour(gt), gt)
         add("neural forward, normal only", neural(GBuffer(normal=gb.normal), cam, env), gt)
         add("neural forward, basecolor only", neural(GBuffer(basecolor=gb.basecolor), cam, env), gt)
         add("classical split-sum, normal only", shade(GBuffer(normal=gb.normal, mask=gb.mask), cam, ibl), gt)
