@@ -2,6 +2,7 @@
 renderers), its bad inputs (exit 2, nothing written), the shipped clip, and the analytic scene's exact G-buffers."""
 
 import json
+import math
 import os
 
 import numpy as np
@@ -58,6 +59,7 @@ def test_demo_on_the_shipped_clip_with_the_classical_shader(tmp_path, models, ca
     captured = capsys.readouterr()
     printed = captured.out
     assert "UNTRAINED" in captured.err and "classical split-sum shader" in printed and "wall time" in printed
+    assert "neural-render demo --clip real_box" in printed  # the default demo offers the real clip
     summary = _check_outputs(out, printed, 4, 96, 128)
     assert summary["renderer"] == "classical split-sum shader" and summary["forward_model"] is None
     assert summary["edit"]["target"].endswith("(clip object ids)") and summary["frames"] == 4
@@ -128,6 +130,27 @@ def test_shipped_demo_clip_is_small_and_complete():
     target = clip.settings["edit_object_id"]
     assert all(bool((clip.object_ids[0, t] == target).any()) for t in range(16))
     assert len(clip.settings["insert"]["at"]) == 3 and clip.settings["insert"]["scale"] > 0
+
+
+def test_demo_on_the_shipped_real_clip(tmp_path, capsys):
+    """--clip real_box: real footage at 64x48 (the clip's demo settings) with the shipped inverse_v2 unless
+    --inverse-model is given; the contact sheet calls the input real footage."""
+    from neural_render.data_assets import clip_path, data_dir
+    from neural_render.demo.run import load_demo_clip
+
+    clip = load_demo_clip(clip_path("real_box"), frames=3)
+    assert clip.video.shape == (1, 3, 3, 48, 64) and (clip.camera.width, clip.camera.height) == (64, 48)
+    assert abs(float(clip.camera.intrinsics[0, 0]) - 32 / math.tan(math.radians(30))) < 1e-3  # FOV 60 kept
+    assert clip.settings["inverse_model"] == "inverse_v2" and clip.env is None and clip.object_ids is None
+    shipped = [data_dir() / "models" / name for name in ("inverse_v2", "forward_tiny")]
+    if not all((m / "model_index.json").is_file() for m in shipped):
+        pytest.skip("the shipped models are not in this checkout")
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--clip", "real_box", "--frames", "4", "--no-cache"]) == 0
+    printed = capsys.readouterr().out
+    assert "real_box, 4 frames of 64x48" in printed and "--clip real_box" not in printed
+    summary = _check_outputs(out, printed, 4, 48, 64)
+    assert summary["inverse_model"] == str(shipped[0]) and summary["size"] == [64, 48]
 
 
 def test_rotating_light_by_turning_the_camera_equals_turning_the_env():

@@ -1,8 +1,10 @@
 """``neural-render demo``: the main job on a fresh install, on 2 CPU cores, with no download (README's first command).
 
 1. reads the shipped clip ``data/clips/demo_lebombo`` (16 path-traced frames of 128 x 96, lit by the TEST env map
-   lebombo; made by scripts/make_demo_clip.py) or ``--clip DIR``;
-2. estimates its G-buffers with the shipped inverse model ``data/models/inverse_tiny`` (``--inverse-model DIR``);
+   lebombo; made by scripts/make_demo_clip.py), or ``--clip real_box`` / ``real_pedestrians`` (24 frames of REAL
+   footage, run at 64 x 48 with inverse_v2: the clip's demo settings, neural_render/demo/run.py), or ``--clip DIR``;
+2. estimates its G-buffers with the shipped inverse model ``data/models/inverse_tiny`` (``--inverse-model DIR``;
+   a clip's demo settings may name another shipped one);
 3. relights them under two shipped env maps (``--envmaps A B``) with the clip's moving cameras;
 4. turns one object into polished gold (object ids of the clip), under the clip's own light;
 5. inserts a glossy red sphere, under the clip's own light;
@@ -22,6 +24,7 @@ HELP = ("the demo: shipped clip -> inverse rendering -> relight under two env ma
         "object; MP4s + contact sheet")
 
 DEFAULT_CLIP = "demo_lebombo"
+REAL_CLIPS = ("real_box", "real_pedestrians")  # shipped real footage (data/clips/CREDITS.md)
 DEFAULT_ENVMAPS = ("kiara_1_dawn", "st_fagans_interior")
 INVERSE_MODEL = "models/inverse_tiny"  # inside the shipped data folder
 FORWARD_MODEL = "models/forward_tiny"
@@ -33,7 +36,8 @@ def add_arguments(parser) -> None:
 
     add_out_argument(parser, "output folder", required=False, default="demo_out")
     parser.add_argument("--clip", default=DEFAULT_CLIP,
-                        help=f"shipped clip name or clip folder (default {DEFAULT_CLIP})")
+                        help=f"shipped clip name ({DEFAULT_CLIP}: synthetic; {', '.join(REAL_CLIPS)}: real "
+                             f"footage, run at 64x48 with inverse_v2) or clip folder (default {DEFAULT_CLIP})")
     parser.add_argument("--frames", type=int, default=None, help="use the first N frames (default: all)")
     parser.add_argument("--envmaps", nargs=2, default=list(DEFAULT_ENVMAPS), metavar=("A", "B"),
                         help="two env maps to relight under: shipped names (data/envmaps) or .hdr/.exr files")
@@ -67,9 +71,10 @@ def run(args) -> int:
     if names[0] == names[1]:
         raise NeuralRenderError(f"--envmaps needs two different env maps, got {args.envmaps[0]} twice")
     envs = {name: load_env(raw) for name, raw in zip(names, args.envmaps)}  # every input checked before work
-    inverse_dir, forward_dir = inverse_folder(args.inverse_model), forward_folder(args.model, args.classical)
-    cache_dir = cache_folder(args.no_cache, args.model, forward_dir)
     clip = load_demo_clip(clip_path(args.clip), args.frames)
+    inverse_dir = inverse_folder(args.inverse_model or clip.settings.get("inverse_model"))
+    forward_dir = forward_folder(args.model, args.classical)
+    cache_dir = cache_folder(args.no_cache, args.model, forward_dir)
     out = Path(args.out)
     with claim_output(out, command="demo", kind="dir", overwrite=args.overwrite,
                       inputs=[clip_path(args.clip), inverse_dir, forward_dir, cache_dir]):
@@ -86,4 +91,6 @@ def run(args) -> int:
     for name in written:
         print(f"  {out / name}")
     print(f"wall time {time.perf_counter() - start:.1f} s")
+    if args.clip == DEFAULT_CLIP:
+        print(f"real footage: neural-render demo --clip {REAL_CLIPS[0]} (or {', '.join(REAL_CLIPS[1:])})")
     return 0

@@ -9,7 +9,9 @@
 Both are area-resized to 128x96 (exactly 1/5 and 1/6 of the source; same 4:3 aspect, no crop) and written as clip
 folders (:func:`neural_render.io.write_clip`: lossless rgb.mp4 of the decoded sRGB frames, identity poses = a
 static camera, 60 deg horizontal FOV), as ``neural-render import`` does (io/video_import.py). ``meta.extra`` records
-the source file, the source frame numbers and the licence. Licence of the videos: Apache-2.0 AND BSD-3-Clause
+the source file, the source frame numbers, the licence and ``demo`` settings for ``neural-render demo --clip <name>``
+(:data:`DEMO_SETTINGS`: run at 64x48, the forward model's native size, with the shipped inverse_v2;
+neural_render/demo/run.py). Licence of the videos: Apache-2.0 AND BSD-3-Clause
 (``data/clips/CREDITS.md``).
 
 Made by ``scripts/make_real_demo_clips.py``. Splits: box.mp4 is the real-footage TEST video and vtest.avi a TRAIN
@@ -34,6 +36,8 @@ SIZE = (128, 96)  # width, height
 FOV = 60.0
 OWNER = "make_real_demo_clips"
 LICENCE = "Apache-2.0 AND BSD-3-Clause (Debian opencv-doc 4.6.0; see data/clips/CREDITS.md)"
+#: meta.extra["demo"] of every real clip (neural_render/demo/run.py reads it)
+DEMO_SETTINGS = {"size": [64, 48], "inverse_model": "inverse_v2"}
 
 
 @dataclass(frozen=True)
@@ -117,7 +121,10 @@ def write_real_demo_clips(doc: str | os.PathLike, out_root: str | os.PathLike,
         frames = area_resize(read_frames(doc / spec.path, spec.frames))
         extra = {"source": f"Debian opencv-doc: {spec.path}", "source_frames": list(spec.frames),
                  "source_fps": spec.source_fps, "resize": "area (box), whole frame", "poses": "identity",
-                 "licence": LICENCE}
+                 "licence": LICENCE,
+                 "demo": {**DEMO_SETTINGS, "source": f"real footage: {Path(spec.path).name.removesuffix('.gz')}, "
+                                                     f"area-resized to {DEMO_SETTINGS['size'][0]}x"
+                                                     f"{DEMO_SETTINGS['size'][1]}"}}
         write_real_clip(out_root / spec.name, frames, spec.fps, extra)
         written.append(out_root / spec.name)
     return written

@@ -43,7 +43,8 @@ def write_outputs(folder, clip, result, envs, fps: float) -> list:
             names.append("gbuffers.mp4")
     own = clip.env.image if clip.env is not None else None
     tag = f"[{result.renderer}]"
-    rows = [(f"input: {clip.name} (path traced{', lit by ' + clip.env.name if clip.env is not None else ''})",
+    source = clip.settings.get("source", "path traced")
+    rows = [(f"input: {clip.name} ({source}{', lit by ' + clip.env.name if clip.env is not None else ''})",
              pass_to_display("rgb", clip.video[0]), own)]
     rows += [(f"estimated {p} (inverse model)", x, None) for p, x in passes.items()]
     rows += [(f"relit under {name} {tag}", pass_to_display("rgb", result.relit[name][0]), envs[name].image)

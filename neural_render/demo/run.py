@@ -16,7 +16,11 @@ env map with its rotation) and keep the input video outside the edited / inserte
 Clip-specific choices come from ``meta.extra["demo"]`` (written by scripts/make_demo_clip.py): ``edit_object_id``
 (object ids in ``frames/object_id_%06d.exr``) and ``insert`` {"at": [x, y, z] metres, "scale": metres}. A clip
 without them (any other clip folder) gets fallbacks from the estimated G-buffers (:func:`edit_mask`,
-:func:`insert_spot`).
+:func:`insert_spot`). The shipped REAL clips (scripts/make_real_demo_clips.py) carry ``size`` [w, h] (the clip is
+area-resized to it on loading, so every step runs there: 64x48, the forward model's native size), ``inverse_model``
+(the shipped inverse model used when the command names none: inverse_v2, which handles real footage; the default
+inverse_tiny's mask drops most of the real table) and ``source`` (how the input row of the contact sheet describes
+the clip; default "path traced").
 """
 
 from __future__ import annotations
@@ -92,8 +96,27 @@ def load_demo_clip(path: str | Path, frames: int | None = None) -> DemoClip:
     if all((path / OBJECT_ID_FILE.format(i)).is_file() for i in range(t)):
         ids = torch.from_numpy(np.stack([read_object_ids(path, i) for i in range(t)]))[None]
     settings = dict((meta.extra or {}).get("demo") or {})
-    return DemoClip(clip.rgb, clip.camera, float(meta.fps), read_clip_envmap(path, meta), ids, settings,
+    video, camera = clip.rgb, clip.camera
+    if "size" in settings:
+        video, camera = _resized(video, camera, settings["size"], path)
+        if ids is not None:
+            ids = torch.nn.functional.interpolate(ids[0].float(), size=video.shape[-2:], mode="nearest").long()[None]
+    return DemoClip(video, camera, float(meta.fps), read_clip_envmap(path, meta), ids, settings,
                     meta.depth_scale, path.name)
+
+
+def _resized(video: Tensor, camera: Camera, size, path: Path) -> tuple[Tensor, Camera]:
+    """The clip area-resized to ``size`` [w, h] (its demo setting; same aspect ratio) and its camera to match."""
+    b, t, c, h, w = video.shape
+    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and 0 < v for v in size)):
+        raise NeuralRenderError(f"demo setting size must be [width, height], got {size!r}", path)
+    new_w, new_h = size
+    if abs(new_w / new_h - w / h) > 0.02 * w / h:
+        raise NeuralRenderError(f"demo setting size {new_w}x{new_h} changes the clip's aspect ratio ({w}x{h})", path)
+    small = torch.nn.functional.interpolate(video.reshape(b * t, c, h, w), size=(new_h, new_w), mode="area")
+    scale = torch.tensor([new_w / w, new_h / h, new_w / w, new_h / h], dtype=camera.intrinsics.dtype)
+    return small.reshape(b, t, c, new_h, new_w), Camera(camera.intrinsics * scale, camera.camera_to_world, new_w,
+                                                        new_h)
 
 
 class Renderer:

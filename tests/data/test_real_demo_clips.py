@@ -23,6 +23,7 @@ def test_shipped_real_clips_are_small_and_complete(name):
     assert np.allclose(clip.camera.camera_to_world, np.eye(4))  # identity poses: a static camera
     spec = next(c for c in REAL_DEMO_CLIPS if c.name == name)
     assert clip.meta.extra["source_frames"] == list(spec.frames) and "Apache-2.0" in clip.meta.extra["licence"]
+    assert clip.meta.extra["demo"]["size"] == [64, 48] and clip.meta.extra["demo"]["inverse_model"] == "inverse_v2"
     assert name in (data_dir() / "clips" / "CREDITS.md").read_text()
     frames = read_video(folder / "rgb.mp4")[0].astype(float)
     assert frames.std() > 20 and np.abs(np.diff(frames, axis=0)).mean() > 0.2  # real content that changes
