@@ -61,19 +61,23 @@ class ForwardClipDataset(Dataset):
     roots: dataset / clip folder(s). domain: "synthetic" | "real". num_frames, frame_stride: window. crop: (h, w)
     random crop (None = full frame); size: (h, w) output size after the crop (rgb bilinear, passes nearest,
     intrinsics scaled; None = crop size), e.g. to bring real videos to the training size. gbuffer_dropout: see module
-    doc. random: random windows (else the first, centred). cache: keep decoded clips in memory. Randomness: private
+    doc. env_dropout: probability that a sample's env map is dropped (lighting condition absent, so no prior either:
+    the target is still the render under its own env map), as it always is for real clips. random: random windows
+    (else the first, centred). cache: keep decoded clips in memory. Randomness: private
     generator seeded by (seed, epoch, index).
     """
 
     def __init__(self, roots, domain: str = "synthetic", num_frames: int = 4, frame_stride: int = 1,
                  crop: tuple[int, int] | None = None, gbuffer_dropout: float = 0.0, with_prior: bool = True,
                  size: tuple[int, int] | None = None, random: bool = True, seed: int = 0, samples_per_clip: int = 1,
-                 cache: bool = True, max_clips: int | None = None):
+                 cache: bool = True, max_clips: int | None = None, env_dropout: float = 0.0):
         from neural_render.data.clip_dataset import find_clips
         from neural_render.io.clip import read_meta
 
         if domain not in DOMAINS:
             raise NeuralRenderError(f"domain must be one of {DOMAINS}, got {domain!r}")
+        if not 0.0 <= env_dropout <= 1.0:
+            raise NeuralRenderError(f"env_dropout must be in [0, 1], got {env_dropout}")
         if not 0.0 <= gbuffer_dropout <= 1.0 or num_frames < 1 or frame_stride < 1 or samples_per_clip < 1:
             raise NeuralRenderError("need 0 <= gbuffer_dropout <= 1 and num_frames, frame_stride, "
                                     "samples_per_clip >= 1")
@@ -100,6 +104,7 @@ class ForwardClipDataset(Dataset):
         self.size = None if size is None else (int(size[0]), int(size[1]))
         self.gbuffer_dropout, self.with_prior, self.random = float(gbuffer_dropout), with_prior, random
         self.seed, self.samples_per_clip, self.cache, self.epoch = seed, samples_per_clip, cache, 0
+        self.env_dropout = float(env_dropout)
         self._clips: dict[int, tuple] = {}
 
     def __len__(self) -> int:
@@ -158,6 +163,8 @@ class ForwardClipDataset(Dataset):
         if self.gbuffer_dropout > 0 and given:
             present = drop_passes(present, self.gbuffer_dropout, gen)
         kept = {n: x for n, x in given.items() if present[0, FORWARD_PASSES.index(n)] > 0}
+        if self.env_dropout > 0 and env is not None and float(torch.rand((), generator=gen)) < self.env_dropout:
+            env = None  # drawn only when enabled: other settings keep their exact random stream
         depth_scale = depth_scale_of(given["depth"]) if "depth" in given else None
         if kept:
             ibl = cached_ibl(env.image, env_key) if (env is not None and self.with_prior and "normal" in kept) else None
@@ -189,7 +196,9 @@ class ForwardDataModule(_lightning_datamodule()):
     train_roots: synthetic dataset folder(s); real_roots: folder(s) of real-domain clips (``neural-render autolabel``
     output, or :func:`neural_render.data.degraded_real.make_degraded_real_clips` stand-ins); val_roots: synthetic
     validation folder(s) (default: none). real_samples_per_clip: windows drawn per real clip and epoch (default:
-    ``samples_per_clip``); raise it to balance a small real set against a large synthetic one.
+    ``samples_per_clip``); raise it to balance a small real set against a large synthetic one. env_dropout: of the
+    synthetic clips (:class:`ForwardClipDataset`; real clips carry no env map), so that a missing lighting condition
+    does not by itself tell the model which domain a sample is from (Realiz3D stage 2 with real footage).
     Other arguments: :class:`ForwardClipDataset`. Windows are redrawn every epoch (the task calls :meth:`set_epoch`).
     """
 
@@ -198,7 +207,7 @@ class ForwardDataModule(_lightning_datamodule()):
                  crop: tuple[int, int] | None = None, gbuffer_dropout: float = 0.3, with_prior: bool = True,
                  size: tuple[int, int] | None = None, batch_size: int = 4, num_workers: int = 0, seed: int = 0,
                  samples_per_clip: int = 1, max_train_clips: int | None = None, max_val_clips: int | None = 4,
-                 cache: bool = True, real_samples_per_clip: int | None = None):
+                 cache: bool = True, real_samples_per_clip: int | None = None, env_dropout: float = 0.0):
         super().__init__()
         self.kwargs = dict(num_frames=num_frames, frame_stride=frame_stride, crop=crop, size=size,
                            with_prior=with_prior, seed=seed, cache=cache)
@@ -209,6 +218,7 @@ class ForwardDataModule(_lightning_datamodule()):
             raise NeuralRenderError(f"real_samples_per_clip must be >= 1, got {real_samples_per_clip}")
         self.batch_size, self.num_workers, self.seed = int(batch_size), int(num_workers), int(seed)
         self.max_train_clips, self.max_val_clips = max_train_clips, max_val_clips
+        self.env_dropout = float(env_dropout)
         self.train_sets: list[ForwardClipDataset] = []
         self.val_set: ForwardClipDataset | None = None
 
@@ -217,7 +227,7 @@ class ForwardDataModule(_lightning_datamodule()):
             return
         self.train_sets = [ForwardClipDataset(self.train_roots, "synthetic", gbuffer_dropout=self.gbuffer_dropout,
                                               samples_per_clip=self.samples_per_clip, max_clips=self.max_train_clips,
-                                              **self.kwargs)]
+                                              env_dropout=self.env_dropout, **self.kwargs)]
         if self.real_roots:
             self.train_sets.append(ForwardClipDataset(self.real_roots, "real", gbuffer_dropout=self.gbuffer_dropout,
                                                       samples_per_clip=self.real_samples_per_clip,
