@@ -1,6 +1,6 @@
 """The real-footage set: clip folders cut from the real videos and photos of Debian's ``opencv-doc`` package.
 
-Sources (``opencv-doc`` 4.6.0, Apache-2.0 AND BSD-3-Clause, see ``data/real/CREDITS.md``), split by SOURCE, never
+Sources (``opencv-doc`` 4.6.0, Apache-2.0 AND BSD-3-Clause, see ``data/clips/CREDITS.md``), split by SOURCE, never
 by frame (fixed before any model saw them; :data:`VIDEO_SPLITS`):
 
 * videos: ``tree.avi`` (a tree through a window) and ``vtest.avi`` (pedestrians on a campus) -> train;
@@ -106,18 +106,22 @@ def fetch_opencv_doc(cache: str | os.PathLike) -> Path:
 
 
 # ------------------------------------------------------------------------------------------- decoding
-def read_source_video(path: Path) -> np.ndarray:
-    """(T, H, W, 3) uint8 frames of a video file (``.gz``: decompressed to a temporary file first). Old AVIs with
-    a wrong duration in their header decode fully (imageio's ffmpeg reader, no length check)."""
+def read_source_video(path: Path) -> tuple[np.ndarray, float]:
+    """(T, H, W, 3) uint8 frames and the frame rate of a video file (``.gz``: decompressed to a temporary file
+    first). Old AVIs with a wrong duration in their header decode fully (imageio's ffmpeg reader, no length check)."""
     import imageio.v3 as iio
+
+    def read(file: Path) -> tuple[np.ndarray, float]:
+        fps = float(iio.immeta(file, plugin="FFMPEG").get("fps") or 30.0)
+        return np.asarray(iio.imread(file, index=None)), fps
 
     if path.suffix == ".gz":
         with tempfile.TemporaryDirectory() as tmp:
             plain = Path(tmp) / path.stem
             with gzip.open(path, "rb") as src, open(plain, "wb") as dst:
                 shutil.copyfileobj(src, dst)
-            return np.asarray(iio.imread(plain, index=None))
-    return np.asarray(iio.imread(path, index=None))
+            return read(plain)
+    return read(path)
 
 
 def square_frames(frames: np.ndarray, size: int) -> np.ndarray:
@@ -206,19 +210,18 @@ def make_real_set(doc: Path, out: Path, textures: Path, size: int = 64, frames: 
         path = doc / video.path
         if not path.is_file():
             raise NeuralRenderError("video missing from the opencv-doc folder", path)
-        decoded = None
-        starts = None
+        decoded, fps, starts = None, 30.0, None
         for index in range(max_clips):
             name = f"{video.name}_{index:02d}"
             if starts is None:
-                decoded = read_source_video(path)
+                decoded, fps = read_source_video(path)
                 starts = video_clip_starts(len(decoded), frames, stride, max_clips)
             if index >= len(starts):
                 break
             picked = list(range(starts[index], starts[index] + frames * stride, stride))
             target = out / video.split / name
             if not (target / "meta.json").is_file():
-                _write(target, square_frames(decoded[picked], size), 30.0 / stride,
+                _write(target, square_frames(decoded[picked], size), fps / stride,
                        {"source": video.path, "source_frames": picked, "real_set": video.split})
             record["clips"].append({"clip": f"{video.split}/{name}", "source": video.name, "split": video.split,
                                     "kind": "video", "source_frames": picked})

@@ -61,6 +61,7 @@ def test_make_real_set_on_the_excerpt(tmp_path):
     clip = read_clip(out / "test" / "box_01")
     assert tuple(clip.rgb.shape) == (1, 4, 3, 16, 16) and clip.meta.extra["source_frames"] == [8, 10, 12, 14]
     assert float(clip.rgb.min()) >= 0 and float(clip.rgb.max()) <= 1
+    assert clip.meta.fps == pytest.approx(15.0)                            # the excerpt is 30 fps, every 2nd frame
     # resumable: a second call keeps the finished clips untouched
     stamp = (out / "test" / "box_01" / "meta.json").stat().st_mtime_ns
     make_real_set(doc, out, TEXTURES, size=16, frames=4, stride=2, max_clips=2)
