@@ -2,6 +2,7 @@
 and reason named, nothing written."""
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -111,6 +112,27 @@ def test_eval_forward_command(files, tmp_path, capsys):
                 "classical split-sum + pixel filter (sigma 0.5 px)"):
         assert row in text
     assert (tmp_path / "e.json").is_file()
+
+
+def test_eval_forward_reference_model(files, tmp_path, capsys):
+    """--reference-model: a second model's row and its paired comparison (the model against itself: exactly 0)."""
+    import json
+
+    data = tmp_path / "heldout"
+    data.mkdir()
+    for k in range(2):  # a paired comparison needs two clips
+        os.symlink(files / "clip", data / f"clip_00000{k}")
+    model = models(files)[1]
+    assert main(["eval", "forward", "--data", str(data), *models(files), "--reference-model", model,
+                 "--json", str(tmp_path / "e.json")]) == 0
+    result = json.loads((tmp_path / "e.json").read_text())
+    name = f"reference {Path(model).name}, all passes"
+    assert result["reference_model"] == model and name in result["mean"]
+    row = next(r for r in result["comparison"]["rows"] if r["name"].endswith(f"{name} (PSNR dB)"))
+    assert row["diff_mean"] == 0.0 and row["verdict"] == "tie"
+    capsys.readouterr()
+    assert main(["eval", "forward", "--real", "--data", str(data), *models(files), "--reference-model", model]) == 2
+    assert "--reference-model is not for --real" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("trained", [False, True])

@@ -26,9 +26,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--lora-model", default=None,
                         help="with --real: a second forward pipeline folder (e.g. with a real-data lora/ adapter), "
                              "rendered at its default domain as the 'real LoRA' row")
+    parser.add_argument("--reference-model", default=None,
+                        help="without --real: a second forward pipeline folder (e.g. the model a fine-tune started "
+                             "from) rendered beside the model and compared with it (paired, with an interval)")
 
 
 def run(args) -> int:
+    from pathlib import Path
+
     from neural_render import hub
     from neural_render.errors import NeuralRenderError
     from neural_render.evaluation import forward, forward_real
@@ -36,6 +41,8 @@ def run(args) -> int:
 
     if args.lora_model and not args.real:
         raise NeuralRenderError("--lora-model is only for --real")
+    if args.reference_model and args.real:
+        raise NeuralRenderError("--reference-model is not for --real (use --lora-model there)")
     clips = find_eval_clips(args.data, args.max_clips)
     if args.real:
         forward_real.check_real_clips(clips)  # before any model work
@@ -43,6 +50,9 @@ def run(args) -> int:
     lora = hub.resolve_model(args.lora_model, "forward", "--lora-model") if args.lora_model else None
     pipe = hub.load_forward(folder, args.device)
     lora_pipe = hub.load_forward(lora, args.device, "--lora-model") if lora else None
+    reference = (hub.resolve_model(args.reference_model, "forward", "--reference-model") if args.reference_model
+                 else None)
+    reference_pipe = hub.load_forward(reference, args.device, "--reference-model") if reference else None
     command = "eval forward --real" if args.real else "eval forward"
     if any([log_test_scoring(f, args.data, command, args.json) for f in (folder, lora) if f]):  # before the numbers
         print("(test split: this scoring is logged beside the model(s) in test_scorings.jsonl)")
@@ -54,7 +64,10 @@ def run(args) -> int:
     if args.real:
         result.update(forward_real.evaluate_real(pipe, clips, lora_pipe, seed=args.seed))
     else:
-        result.update(forward.evaluate(pipe, clips, domain=args.domain, seed=args.seed))
+        if reference is not None:
+            result["reference_model"] = str(reference)
+        result.update(forward.evaluate(pipe, clips, domain=args.domain, seed=args.seed, reference=reference_pipe,
+                                       reference_name=f"reference {Path(reference).name}" if reference else ""))
     print((forward_real if args.real else forward).format_report(result))
     if args.json:
         print(f"wrote {write_json(args.json, result, 'eval forward')}")

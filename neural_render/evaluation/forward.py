@@ -13,7 +13,9 @@ cameras) and is scored against the path-traced RGB with PSNR and SSIM per clip o
 Comparisons (Holm-corrected hierarchical bootstrap over env maps then clips, :mod:`.stats`): the neural model
 (all passes) against the plain and the pixel-filtered split-sum shader, PSNR and SSIM. Models with Realiz3D domain
 shifters are also rendered with the OTHER domain embedding; the mean / max absolute change of the render (linear
-RGB) is reported: exactly 0 for untrained (zero-initialised) shifters.
+RGB) is reported: exactly 0 for untrained (zero-initialised) shifters. ``reference``: a second forward pipeline (e.g.
+the model a fine-tune started from) rendered the same way and compared with the model, so what a fine-tune costs
+on synthetic clips is measured with an interval (issue #26: at most 0.3 dB).
 """
 
 from __future__ import annotations
@@ -82,9 +84,11 @@ def method_table_lines(result: dict, width: int, who: str) -> list[str]:
     return lines + comparison_lines(result["comparison"], header, width + 25)
 
 
-def evaluate(pipe, clips: list[Path], *, domain: str = "synthetic", seed: int = 0, log=None) -> dict:
+def evaluate(pipe, clips: list[Path], *, domain: str = "synthetic", seed: int = 0, log=None, reference=None,
+             reference_name: str = "reference model") -> dict:
     """Forward evaluation of the :class:`~neural_render.pipelines.forward.ForwardPipeline` ``pipe`` on ``clips``;
-    ``log``: where the per-clip progress lines go (default: this module's logger, INFO)."""
+    ``log``: where the per-clip progress lines go (default: this module's logger, INFO); ``reference``: another
+    ForwardPipeline, its row named ``"<reference_name>, all passes"`` (module doc)."""
     import torch
 
     from neural_render.evaluation.common import clip_group
@@ -112,6 +116,9 @@ def evaluate(pipe, clips: list[Path], *, domain: str = "synthetic", seed: int = 
         groups.append(clip_group(clip_dir))
         rendered = neural(gb.replace(mask=None), cam, env)
         add(NEURAL, rendered, gt)
+        if reference is not None:
+            add(f"{reference_name}, all passes", reference.render(gb.replace(mask=None), cam, env, domain=domain,
+                generator=torch.Generator().manual_seed(seed)).rgb, gt)
         if pipe.domain_shifters is not None:
             other = neural(gb.replace(mask=None), cam, env, other_domain)
             add(f"neural forward, all passes, e_{other_domain} everywhere", other, gt)
@@ -131,7 +138,9 @@ def evaluate(pipe, clips: list[Path], *, domain: str = "synthetic", seed: int = 
     means = method_means(per_method)
     result = {"num_clips": len(clips), "clips": [c.name for c in clips], "groups": sorted(set(groups)),
               "per_clip": per_method, "mean": means,
-              "comparison": method_rows(per_method, groups, [(NEURAL, FILTERED), (NEURAL, CLASSICAL)], seed)}
+              "comparison": method_rows(per_method, groups, [(NEURAL, FILTERED), (NEURAL, CLASSICAL)]
+                                        + ([(NEURAL, f"{reference_name}, all passes")] if reference is not None
+                                           else []), seed)}
     if switch:
         result["domain_switch"] = {"domains": [domain, other_domain],
                                    "mean_abs": sum(m for m, _ in switch) / len(switch),
