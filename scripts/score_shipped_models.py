@@ -4,6 +4,7 @@
     python scripts/score_shipped_models.py --split val  [--data data_cache] [--clips 24] [--threads 1]
     python scripts/score_shipped_models.py --split test [--data data_cache]       # once per shipped model
     python scripts/score_shipped_models.py --split val2 | val2_table | test2 | test2_table   # generator 2 (#23)
+    python scripts/score_shipped_models.py --split real_val | real_test                      # real footage (#26)
 
 Makes what it needs with the data engine (resumable; each a folder under ``--data``):
   synth_split_<split>_64          --split <split>, 24 clips x 8 frames, 64x64, 16 spp: the inverse model's input
@@ -21,6 +22,12 @@ Generator-2 splits (issue #23; neural_render/synth/splits.py): ``synth_<split>_1
 16 spp) and ``eval inverse`` of every shipped inverse model (``inverse_v2`` at its native 128 px and ``inverse_tiny``
 at its native 64 px, the earlier model as a baseline) -> ``eval_<split>_inverse.json`` beside each; test2 /
 test2_table skip a model whose log already holds a scoring on that set (exit 2 when no model is left).
+Real footage (issue #26): ``real_val`` / ``real_test`` score the Realiz3D model (``data/models/forward_real`` when
+shipped, else the plain ``forward_tiny``) with the real LoRA ``data/models/forward_real_lora`` beside it on
+``real_64_labelled/<val|test>`` (scripts/make_real_set.py; made when missing) -> ``eval_<val|test>_forward_real.json``,
+and the real-trained model on the synthetic ``synth_split_<val|test>_64_spp256`` with the plain ``forward_tiny`` as the
+reference (what the real training costs on synthetic clips) -> ``eval_<val|test>_forward.json``, both beside
+``forward_real`` (else ``forward_real_lora``); real_test refuses a second scoring as test does.
 Then run ``neural-render report --readme README.md``.
 """
 
@@ -79,9 +86,41 @@ def score_v2(args) -> int:
     return 0
 
 
+REAL_SPLITS = ("real_val", "real_test")
+
+
+def score_real(args) -> int:
+    """Real-footage split (module doc). The e_real / e_synthetic rows come from ``forward_real`` when it is shipped,
+    else from the plain ``forward_tiny`` (its shifters); the JSONs go beside ``forward_real`` when shipped, else
+    beside ``forward_real_lora``."""
+    data, split = Path(args.data), args.split.removeprefix("real_")
+    lora, plain = MODELS / "forward_real_lora", MODELS / "forward_tiny"
+    realiz3d = MODELS / "forward_real"
+    model = realiz3d if (realiz3d / "model_index.json").is_file() else plain
+    owner = realiz3d if model == realiz3d else lora
+    real = data / "real_64_labelled" / split
+    synthetic = data / f"synth_split_{split}_64_spp256"
+    if split == "test":
+        done = [k for k in ("forward --real", "forward") if already_scored(owner, k)]
+        if done and not args.again:
+            print(f"refused: {owner.name} was already scored on test for {done} (test_scorings.jsonl); pass --again "
+                  "\"reason\" to score it again (logged)", file=sys.stderr)
+            return 2
+    if not (real / "manifest.json").is_file():
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "make_real_set.py")], check=True, cwd=ROOT)
+    run("synth", "--out", str(synthetic), "--spp", "256", "--split", split, "--clips", str(args.clips), "--frames",
+        "8", "--size", "64x64", "--no-progress")
+    run("eval", "forward", "--real", "--data", str(real), "--model", str(model), "--lora-model", str(lora),
+        "--overwrite", "--json", str(owner / f"eval_{split}_forward_real.json"))
+    run("eval", "forward", "--data", str(synthetic), "--model", str(owner), "--reference-model", str(plain),
+        "--overwrite", "--json", str(owner / f"eval_{split}_forward.json"))
+    print("now: neural-render report --readme README.md")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--split", choices=("val", "test", *V2_SPLITS), required=True)
+    parser.add_argument("--split", choices=("val", "test", *V2_SPLITS, *REAL_SPLITS), required=True)
     parser.add_argument("--data", default=str(ROOT / "data_cache"))
     parser.add_argument("--clips", type=int, default=24)
     parser.add_argument("--threads", type=int, default=1)
@@ -91,6 +130,8 @@ def main() -> int:
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     if args.split in V2_SPLITS:
         return score_v2(args)
+    if args.split in REAL_SPLITS:
+        return score_real(args)
     data, split = Path(args.data), args.split
     kinds = args.only or ["inverse", "forward", "relight", "insert"]
     owners = {"inverse": MODELS / "inverse_tiny", "forward": MODELS / "forward_tiny",
