@@ -103,9 +103,10 @@ def finish_export(out: Path, previous: Path | None) -> None:
     from neural_render.io.atomic import atomic_path
 
     record = json.loads((out / "training.json").read_text())
-    record["train_data"] = {"synthetic": "data_cache/synth_train_64",
-                            "real": "data_cache/real_64_labelled/train (scripts/make_real_set.py, labels by "
-                                    "data/models/inverse_v2)"}
+    record["train_data"] = ["data_cache/synth_train_64", "data_cache/real_64_labelled/train"]
+    record["train_data_note"] = ("real: scripts/make_real_set.py (opencv-doc train sources), G-buffers by "
+                                 "data/models/inverse_v2, no env map")
+    record["training_resolution"] = 64
     if previous is not None:
         record["previous_stages"] = [json.loads((previous / "training.json").read_text())]
     record["initialised_from"] = {"model": "data/models/forward_tiny",
