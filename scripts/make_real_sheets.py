@@ -9,7 +9,8 @@ For each clip (data/clips/<clip>, 24 frames of 128x96 cut from opencv-doc's vide
   shipped ``inverse_v2`` at its NATIVE 128 px (the clip's own size; its command default is 64 px); one labelled
   row per pass (input, basecolor, normal, depth, roughness, metallic, mask), 4 frames spread over the clip. Depth is
   normalised to its own far value (the model's depth is relative), the mask shown grey.
-* ``docs/real_<clip>_relight.png``: the relight pipeline (``inverse_v2`` + ``forward_tiny``, seed 0, domain real)
+* ``docs/real_<clip>_relight.png``: the relight pipeline (``inverse_v2`` + ``forward_tiny``, seed 0, domain real;
+  and ``inverse_v2`` + ``forward_real_lora``, the real-data LoRA, in the row below each)
   on the clip area-resized to 64x48, because ``forward_tiny`` was trained on 64-px frames and renders at its input
   size: the inverse model then also runs at 64 px (its command default). Rows: the 64x48 input and the relit
   video under each of two shipped env maps (default kiara_1_dawn (train) and st_fagans_interior (val), the demo's;
@@ -33,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 OWNER = "make-real-sheets"
-INVERSE, FORWARD = "inverse_v2", "forward_tiny"
+INVERSE, FORWARD, LORA = "inverse_v2", "forward_tiny", "forward_real_lora"
 PASSES = ("basecolor", "normal", "depth", "roughness", "metallic", "mask")
 COLUMNS = 4  # frames per row
 RELIGHT_SIZE = (48, 64)  # (h, w): forward_tiny's 64-px frames at the clips' 4:3
@@ -65,7 +66,7 @@ def inverse_sheet(name: str, clip, gbuffer, size: int):
     return titled(f"{name}: {INVERSE} G-buffers at its native {size} px", demo_sheet(rows, num_columns=COLUMNS))
 
 
-def relight_sheet(name: str, video, relit: dict, envs: dict):
+def relight_sheet(name: str, video, relit: dict, relit_lora: dict, envs: dict):
     from neural_render.demo.sheet import demo_sheet
     from neural_render.viz.contact_sheet import pass_to_display
 
@@ -74,8 +75,11 @@ def relight_sheet(name: str, video, relit: dict, envs: dict):
 
     h, w = video.shape[-2:]
     rows = [(f"input {w}x{h} (area-resized)", big(pass_to_display("rgb", video[0])), None)]
-    rows += [(f"relit under {env}", big(pass_to_display("rgb", x[0])), envs[env].image) for env, x in relit.items()]
-    title = f"{name}: {INVERSE} + {FORWARD} at {FORWARD}'s native {w}x{h} (shown 2x)"
+    for env, x in relit.items():
+        rows.append((f"relit under {env} ({FORWARD})", big(pass_to_display("rgb", x[0])), envs[env].image))
+        rows.append((f"relit under {env} ({LORA})", big(pass_to_display("rgb", relit_lora[env][0])),
+                     envs[env].image))
+    title = f"{name}: {INVERSE} + {FORWARD} / {LORA} at their native {w}x{h} (shown 2x)"
     return titled(title, demo_sheet(rows, num_columns=COLUMNS))
 
 
@@ -109,6 +113,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     inverse = hub.load_inverse(INVERSE)
     relight = hub.load_relight(INVERSE, FORWARD)
+    relight_lora = hub.load_relight(INVERSE, LORA)
     envs = {name: load_env(name) for name in args.envmaps}
     docs = Path(args.docs)
     for name in args.clips:
@@ -126,8 +131,9 @@ def main() -> int:
             video = video.reshape(b, t, c, h, w)
             camera = Camera(clip.camera.intrinsics * (w / W), clip.camera.camera_to_world, w, h)
             out = relight(video, list(envs.values()), camera=camera, seed=0)
-        write_sheet(docs / f"{stem}_relight.png", relight_sheet(name, video, dict(zip(envs, out.videos)), envs),
-                    [folder])
+            out_lora = relight_lora(video, list(envs.values()), camera=camera, seed=0)
+        sheet = relight_sheet(name, video, dict(zip(envs, out.videos)), dict(zip(envs, out_lora.videos)), envs)
+        write_sheet(docs / f"{stem}_relight.png", sheet, [folder])
     return 0
 
 
