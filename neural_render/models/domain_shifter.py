@@ -27,6 +27,11 @@ Which domain each block uses is per sample: ``domains`` (B, N) long ids over the
 State (domains, detach rows, frozen block count) is set with :meth:`DomainShifters.set_state` and stays until the
 next call, so a gradient-checkpointing recompute during backward sees the values of its forward pass.
 Without a state every block uses ``default_domain`` (``"real"``, Realiz3D's inference setting).
+
+``anchor_synthetic`` (default False): e_synthetic is held at zero, so the synthetic domain computes exactly as the
+backbone without shifters and only e_real moves it: for a backbone already trained on synthetic data (issue #26:
+Realiz3D stage 1 on the shipped plain forward model), learning the real domain then cannot cost the synthetic
+renders anything.
 """
 
 from __future__ import annotations
@@ -115,7 +120,7 @@ class DomainShifters(LocalModelMixin):
 
     @register_to_config
     def __init__(self, block_dims: list[int] | tuple[int, ...] = (32,), rank: int = 4, embed_dim: int = 16,
-                 init_std: float = 1.0, seed: int = 0, default_domain: str = "real"):
+                 init_std: float = 1.0, seed: int = 0, default_domain: str = "real", anchor_synthetic: bool = False):
         super().__init__()
         dims = [int(d) for d in block_dims]
         if not dims or min(dims) < 1 or int(rank) < 1 or int(embed_dim) < 1:
@@ -178,7 +183,12 @@ class DomainShifters(LocalModelMixin):
 
     def offsets(self, index: int, ids: Tensor) -> Tensor:
         """W_left[index] W_right[index] e_{ids}: ids (B,) long -> (B, dim) float32."""
-        e = self.embeddings[ids.to(self.embeddings.device)]                     # (B, E)
+        embeddings = self.embeddings
+        if self.config.get("anchor_synthetic", False):  # e_synthetic == 0: the synthetic domain is the bare backbone
+            keep = torch.ones_like(embeddings[:, :1])
+            keep[SYNTHETIC] = 0.0
+            embeddings = embeddings * keep
+        e = embeddings[ids.to(embeddings.device)]                                # (B, E)
         return (e @ self.right[index].t()) @ self.left[index].t()               # (B, dim)
 
     def _shift(self, index: int, output):

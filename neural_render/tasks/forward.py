@@ -180,7 +180,7 @@ def _build_shifters(backbone, settings: dict):
 
     settings = dict(settings)
     pretrained = settings.pop("pretrained", None)
-    unknown = set(settings) - {"rank", "embed_dim", "seed", "init_std", "default_domain"}
+    unknown = set(settings) - {"rank", "embed_dim", "seed", "init_std", "default_domain", "anchor_synthetic"}
     if unknown:
         raise NeuralRenderError(f"unknown domain_shifter settings {sorted(unknown)}")
     if backbone is None:

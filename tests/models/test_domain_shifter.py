@@ -145,3 +145,27 @@ def test_save_load_and_attach_checks(tmp_path):
         loaded.attach(backbone("svd"))
     with pytest.raises(NeuralRenderError, match="DomainShifters"):
         DomainShifters.from_pretrained(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("kind", ["wan", "svd"])
+def test_anchored_synthetic_domain_is_the_bare_backbone(kind, tmp_path):
+    """anchor_synthetic: e_synthetic stays 0, so after training the synthetic domain still computes exactly as the
+    backbone without shifters, while the real domain moves it; the setting survives save / load."""
+    net = backbone(kind)
+    x, t, c = inputs(kind)
+    with torch.no_grad():
+        bare = net(x, t, c)
+    shifters = DomainShifters.for_backbone(net, rank=2, embed_dim=4, seed=1, anchor_synthetic=True)
+    train_shifters(net, shifters, kind)
+    assert float(shifters.embeddings[SYNTHETIC].abs().sum()) > 0  # the parameter is non-zero; its use is masked
+    with torch.no_grad():
+        with shifters.using("synthetic", batch=2):
+            synthetic = net(x, t, c)
+        with shifters.using("real", batch=2):
+            real = net(x, t, c)
+    assert torch.equal(synthetic, bare) and not torch.equal(real, bare)
+    shifters.save_pretrained(tmp_path / "s")
+    loaded = DomainShifters.from_pretrained(tmp_path / "s")
+    assert loaded.config.anchor_synthetic is True
+    ids = torch.tensor([SYNTHETIC, REAL])
+    assert float(loaded.offsets(0, ids)[0].abs().max()) == 0.0 and float(loaded.offsets(0, ids)[1].abs().max()) > 0
