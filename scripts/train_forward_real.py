@@ -58,6 +58,10 @@ STAGE2 = BASE + ["configs/data/synth_forward_real.yaml", "configs/task/forward.y
                  "configs/task/forward_stage2.yaml", "configs/experiment/forward_real.yaml",
                  "configs/experiment/forward_real_stage2.yaml"]
 STAGE2_JOINT = STAGE2 + ["configs/experiment/forward_real_stage2_joint.yaml"]
+STAGE1_ANCHOR = STAGE1 + ["configs/experiment/forward_real_stage1_anchor.yaml"]
+SHIFTERS_CONTROL = BASE + ["configs/data/synth_forward_real.yaml", "configs/task/forward.yaml",
+                           "configs/experiment/forward_real.yaml",
+                           "configs/experiment/forward_real_shifters_control.yaml"]
 LORA = BASE + ["configs/data/synth_forward.yaml", "configs/task/forward.yaml",
                "configs/experiment/forward_real_lora.yaml"]
 LORA_MIXED = BASE + ["configs/data/synth_forward_real.yaml", "configs/task/forward.yaml",
@@ -122,7 +126,25 @@ def _replay(folder: Path | None, previous: bool = False) -> dict | None:
     return record.get("previous_stages", [None])[0] if previous else record
 
 
+def realiz3d_anchored(args, root: Path) -> int:
+    """One chain, e_synthetic anchored at zero, exported to ``--export-realiz3d``: ``--anchor``: the paper's stage 1
+    (control dropped, configs/experiment/forward_real_stage1_anchor.yaml); ``--shifters-control``: the shifters
+    trained with the control kept (configs/experiment/forward_real_shifters_control.yaml; the shipped
+    data/models/forward_real, with ``--anchor-lr 1.0e-1``)."""
+    shipped = Path(args.replay_dir) / "forward_real" if args.replay_dir else None
+    export = Path(args.export_realiz3d)
+    extra = ["--model.init_args.lr", args.anchor_lr] if args.anchor_lr else []
+    configs, run = ((SHIFTERS_CONTROL, "forward_real_shifters_control") if args.shifters_control
+                    else (STAGE1_ANCHOR, "forward_real_stage1_anchor"))
+    code = run_chain(root / run, configs, args.stage1_steps, args, extra, _replay(shipped), export)
+    if code == 0 and (export / "training.json").is_file():
+        finish_export(export, None)
+    return code
+
+
 def realiz3d(args, root: Path) -> int:
+    if args.anchor or args.shifters_control:
+        return realiz3d_anchored(args, root)
     stage1, stage1_export, stage2 = (root / "forward_real_stage1", root / "forward_real_stage1_export",
                                      root / "forward_real_stage2")
     shipped = Path(args.replay_dir) / "forward_real" if args.replay_dir else None
@@ -163,6 +185,14 @@ def main() -> int:
     parser.add_argument("--lora-real-only", action="store_true",
                         help="train the LoRA on real clips only (without configs/experiment/forward_real_lora_mixed"
                              ".yaml; forgets the lighting condition, see that file)")
+    parser.add_argument("--anchor", action="store_true",
+                        help="Realiz3D stage 1 only with e_synthetic anchored at zero (configs/experiment/"
+                             "forward_real_stage1_anchor.yaml)")
+    parser.add_argument("--shifters-control", action="store_true",
+                        help="anchored shifters trained with the control kept, backbone frozen (configs/experiment/"
+                             "forward_real_shifters_control.yaml): the shipped forward_real")
+    parser.add_argument("--anchor-lr", default=None,
+                        help="with --anchor: override its learning rate (as written, e.g. 3.0e-2)")
     parser.add_argument("--joint-shifters", action="store_true",
                         help="stage 2 trains the shifters with the backbone (configs/experiment/"
                              "forward_real_stage2_joint.yaml) instead of freezing them")

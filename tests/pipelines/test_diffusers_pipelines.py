@@ -15,7 +15,8 @@ import torch
 from neural_render.data_assets import data_dir
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "pipeline_references.safetensors"
-SHIPPED = ("inverse_tiny", "inverse_v2", "forward_tiny", "forward_cache_tiny", "forward_real_lora")
+SHIPPED = ("inverse_tiny", "inverse_v2", "forward_tiny", "forward_cache_tiny", "forward_real_lora",
+           "forward_real")
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -49,7 +50,7 @@ def _run(pipe, name, inputs, seed=0):
     gen = torch.Generator().manual_seed(seed)
     if name.startswith("inverse"):
         return dict(pipe(video, window=2, overlap=1, generator=gen, progress=False).gbuffer.passes)
-    if name in ("forward_tiny", "forward_real_lora"):
+    if name in ("forward_tiny", "forward_real_lora", "forward_real"):
         return {"rgb": pipe(gbuffer, camera, env, window=2, overlap=1, generator=gen).rgb}
     import importlib.util
 
@@ -74,7 +75,8 @@ def test_diffusers_loads_every_shipped_folder_like_the_native_loader(name, input
 
     folder = data_dir() / "models" / name
     kind = {"inverse_tiny": "inverse", "inverse_v2": "inverse", "forward_tiny": "forward",
-            "forward_cache_tiny": "forward_cache", "forward_real_lora": "forward"}[name]
+            "forward_cache_tiny": "forward_cache", "forward_real_lora": "forward",
+            "forward_real": "forward"}[name]
     native = _target(kind).from_pretrained(folder)
     loaded = _diffusers_load(folder)
     assert type(loaded) is type(native) and isinstance(loaded, VideoDiffusionPipeline)
