@@ -9,8 +9,9 @@ For each clip (data/clips/<clip>, 24 frames of 128x96 cut from opencv-doc's vide
   shipped ``inverse_v2`` at its NATIVE 128 px (the clip's own size; its command default is 64 px); one labelled
   row per pass (input, basecolor, normal, depth, roughness, metallic, mask), 4 frames spread over the clip. Depth is
   normalised to its own far value (the model's depth is relative), the mask shown grey.
-* ``docs/real_<clip>_relight.png``: the relight pipeline (``inverse_v2`` + ``forward_tiny``, seed 0, domain real;
-  and ``inverse_v2`` + ``forward_real_lora``, the real-data LoRA, in the row below each)
+* ``docs/real_<clip>_relight.png``: the relight pipeline (``inverse_v2`` + each forward model of :data:`FORWARDS`:
+  ``forward_tiny``, ``forward_real`` (shifters trained on real footage, e_real) and ``forward_real_lora``; seed 0,
+  domain real), one row per model under each env map
   on the clip area-resized to 64x48, because ``forward_tiny`` was trained on 64-px frames and renders at its input
   size: the inverse model then also runs at 64 px (its command default). Rows: the 64x48 input and the relit
   video under each of two shipped env maps (default kiara_1_dawn (train) and st_fagans_interior (val), the demo's;
@@ -34,7 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 OWNER = "make-real-sheets"
-INVERSE, FORWARD, LORA = "inverse_v2", "forward_tiny", "forward_real_lora"
+INVERSE = "inverse_v2"
+FORWARDS = ("forward_tiny", "forward_real", "forward_real_lora")  # plain; Realiz3D shifters (e_real); real LoRA
 PASSES = ("basecolor", "normal", "depth", "roughness", "metallic", "mask")
 COLUMNS = 4  # frames per row
 RELIGHT_SIZE = (48, 64)  # (h, w): forward_tiny's 64-px frames at the clips' 4:3
@@ -66,7 +68,8 @@ def inverse_sheet(name: str, clip, gbuffer, size: int):
     return titled(f"{name}: {INVERSE} G-buffers at its native {size} px", demo_sheet(rows, num_columns=COLUMNS))
 
 
-def relight_sheet(name: str, video, relit: dict, relit_lora: dict, envs: dict):
+def relight_sheet(name: str, video, relit: dict, envs: dict):
+    """relit: {forward model: {env name: (1, T, 3, h, w)}}."""
     from neural_render.demo.sheet import demo_sheet
     from neural_render.viz.contact_sheet import pass_to_display
 
@@ -75,11 +78,10 @@ def relight_sheet(name: str, video, relit: dict, relit_lora: dict, envs: dict):
 
     h, w = video.shape[-2:]
     rows = [(f"input {w}x{h} (area-resized)", big(pass_to_display("rgb", video[0])), None)]
-    for env, x in relit.items():
-        rows.append((f"relit under {env} ({FORWARD})", big(pass_to_display("rgb", x[0])), envs[env].image))
-        rows.append((f"relit under {env} ({LORA})", big(pass_to_display("rgb", relit_lora[env][0])),
-                     envs[env].image))
-    title = f"{name}: {INVERSE} + {FORWARD} / {LORA} at their native {w}x{h} (shown 2x)"
+    for env in envs:
+        for model, videos in relit.items():
+            rows.append((f"relit under {env} ({model})", big(pass_to_display("rgb", videos[env][0])), envs[env].image))
+    title = f"{name}: {INVERSE} + {' / '.join(relit)} at their native {w}x{h} (shown 2x)"
     return titled(title, demo_sheet(rows, num_columns=COLUMNS))
 
 
@@ -112,8 +114,7 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     inverse = hub.load_inverse(INVERSE)
-    relight = hub.load_relight(INVERSE, FORWARD)
-    relight_lora = hub.load_relight(INVERSE, LORA)
+    relights = {model: hub.load_relight(INVERSE, model) for model in FORWARDS}
     envs = {name: load_env(name) for name in args.envmaps}
     docs = Path(args.docs)
     for name in args.clips:
@@ -130,9 +131,9 @@ def main() -> int:
             video = torch.nn.functional.interpolate(clip.rgb.reshape(b * t, c, H, W), size=(h, w), mode="area")
             video = video.reshape(b, t, c, h, w)
             camera = Camera(clip.camera.intrinsics * (w / W), clip.camera.camera_to_world, w, h)
-            out = relight(video, list(envs.values()), camera=camera, seed=0)
-            out_lora = relight_lora(video, list(envs.values()), camera=camera, seed=0)
-        sheet = relight_sheet(name, video, dict(zip(envs, out.videos)), dict(zip(envs, out_lora.videos)), envs)
+            relit = {model: dict(zip(envs, relight(video, list(envs.values()), camera=camera, seed=0).videos))
+                     for model, relight in relights.items()}
+        sheet = relight_sheet(name, video, relit, envs)
         write_sheet(docs / f"{stem}_relight.png", sheet, [folder])
     return 0
 
