@@ -156,6 +156,38 @@ def recipe_differences(recorded: dict, current: dict) -> list[str]:
     return out
 
 
+def chain_progress(run_dir: Path) -> tuple[int, bool]:
+    """(global step, done) of a chain folder; (0, False) when it has no readable record yet (no validation: for
+    scripts that decide which stage to train next)."""
+    try:
+        record = json.loads((Path(run_dir) / RECORD).read_text())
+    except (OSError, ValueError):
+        return 0, False
+    return int(record.get("global_step", 0)), bool(record.get("done"))
+
+
+def run_chain_script(run_dir: Path, configs: list[str], total_steps: int, *, minutes: float, threads: int,
+                     extra: list[str] = (), until_done: bool = False, export: Path | None = None,
+                     replay: dict | None = None) -> int:
+    """Run ``scripts/train_chain.py`` (the command line of this module) on ``run_dir`` in a subprocess and return
+    its exit code: ``configs`` + pass-through ``extra`` overrides, ``--until-done``, ``--export``, and ``replay``
+    (a recorded training.json whose segment boundaries to replay, written to a temporary file). For scripts that
+    chain several stages (scripts/train_inverse_v2.py, scripts/train_forward_real.py)."""
+    import tempfile
+
+    cmd = [sys.executable, str(ROOT / "scripts" / "train_chain.py"), "--run", str(run_dir),
+           *[a for c in configs for a in ("--config", c)], "--total-steps", str(total_steps), "--minutes",
+           str(minutes), "--threads", str(threads), *extra]
+    cmd += ["--until-done"] if until_done else []
+    cmd += ["--export", str(export)] if export else []
+    with tempfile.TemporaryDirectory() as scratch:
+        if replay:
+            path = Path(scratch) / "replay.json"
+            path.write_text(json.dumps(replay))
+            cmd += ["--replay", str(path)]
+        return subprocess.run(cmd, cwd=ROOT).returncode
+
+
 def read_record(run_dir: Path) -> dict | None:
     path = run_dir / RECORD
     if not path.is_file():

@@ -47,8 +47,9 @@ import argparse
 import json
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
+
+from neural_render.training_chain import chain_progress, run_chain_script
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = ["configs/trainer/cpu_train.yaml"]
@@ -79,27 +80,10 @@ def ensure_data() -> None:
         subprocess.run([sys.executable, str(ROOT / "scripts" / "make_real_set.py")], check=True, cwd=ROOT)
 
 
-def chain_state(run: Path) -> tuple[int, bool]:
-    try:
-        record = json.loads((run / "training.json").read_text())
-    except (OSError, ValueError):
-        return 0, False
-    return int(record.get("global_step", 0)), bool(record.get("done"))
-
-
 def run_chain(run: Path, configs: list[str], steps: int, args, extra: list[str], replay: dict | None,
-              export: Path | None) -> int:
-    cmd = [sys.executable, str(ROOT / "scripts" / "train_chain.py"), "--run", str(run),
-           *[a for c in configs for a in ("--config", c)], "--total-steps", str(steps), "--minutes", str(args.minutes),
-           "--threads", str(args.threads), *extra]
-    cmd += ["--until-done"] if args.until_done else []
-    cmd += ["--export", str(export)] if export else []
-    with tempfile.TemporaryDirectory() as scratch:
-        if replay:
-            path = Path(scratch) / "replay.json"
-            path.write_text(json.dumps(replay))
-            cmd += ["--replay", str(path)]
-        return subprocess.run(cmd, cwd=ROOT).returncode
+              export: Path | None = None) -> int:
+    return run_chain_script(run, configs, steps, minutes=args.minutes, threads=args.threads, extra=extra,
+                            until_done=args.until_done, export=export, replay=replay)
 
 
 def finish_export(out: Path, previous: Path | None) -> None:
@@ -148,7 +132,7 @@ def realiz3d(args, root: Path) -> int:
     stage1, stage1_export, stage2 = (root / "forward_real_stage1", root / "forward_real_stage1_export",
                                      root / "forward_real_stage2")
     shipped = Path(args.replay_dir) / "forward_real" if args.replay_dir else None
-    step, done = chain_state(stage1)
+    step, done = chain_progress(stage1)
     if (step < args.stage1_steps and not done) or not (stage1_export / "model_index.json").is_file():
         code = run_chain(stage1, STAGE1, args.stage1_steps, args, [], _replay(shipped, True), stage1_export)
         if code or not args.until_done:

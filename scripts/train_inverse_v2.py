@@ -35,8 +35,9 @@ import argparse
 import json
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
+
+from neural_render.training_chain import chain_progress, run_chain_script
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGE1 = ["configs/trainer/cpu_train.yaml", "configs/experiment/inverse_v2.yaml"]
@@ -54,28 +55,10 @@ def ensure_data(data: Path) -> Path:
     return folder
 
 
-def chain_step(run: Path) -> tuple[int, bool]:
-    """(global step, done) of a chain folder; (0, False) when it has no record yet."""
-    try:
-        record = json.loads((run / "training.json").read_text())
-    except (OSError, ValueError):
-        return 0, False
-    return int(record.get("global_step", 0)), bool(record.get("done"))
-
-
 def run_chain(run: Path, configs: list[str], steps: int, args, extra: list[str], replay: dict | None,
               export: Path | None = None) -> int:
-    cmd = [sys.executable, str(ROOT / "scripts" / "train_chain.py"), "--run", str(run),
-           *[a for c in configs for a in ("--config", c)], "--total-steps", str(steps), "--minutes", str(args.minutes),
-           "--threads", str(args.threads), *extra]
-    cmd += ["--until-done"] if args.until_done else []
-    cmd += ["--export", str(export)] if export else []
-    with tempfile.TemporaryDirectory() as scratch:
-        if replay:
-            path = Path(scratch) / "replay.json"
-            path.write_text(json.dumps(replay))
-            cmd += ["--replay", str(path)]
-        return subprocess.run(cmd, cwd=ROOT).returncode
+    return run_chain_script(run, configs, steps, minutes=args.minutes, threads=args.threads, extra=extra,
+                            until_done=args.until_done, export=export, replay=replay)
 
 
 def main() -> int:
@@ -99,7 +82,7 @@ def main() -> int:
     data_arg = ["--data.init_args.train_dir", str(train_dir)]
     stage1, stage1_export, stage2 = root / "stage1", root / "stage1_export", root / "stage2"
 
-    step, done = chain_step(stage1)
+    step, done = chain_progress(stage1)
     if step < args.stage1_steps and not done:
         code = run_chain(stage1, STAGE1, args.stage1_steps, args, data_arg, replay1, export=stage1_export)
         if code or not args.until_done:
