@@ -21,15 +21,13 @@ clips are for looking at (demo, docs) and for the box acceptance test, never for
 
 from __future__ import annotations
 
-import gzip
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from neural_render.data.real_footage import write_real_clip
 from neural_render.errors import NeuralRenderError
 
 SIZE = (128, 96)  # width, height
@@ -67,15 +65,12 @@ def read_frames(path: str | os.PathLike, frames: tuple[int, ...]) -> np.ndarray:
     file first); decoding stops after the last one. NeuralRenderError when the video is shorter."""
     import imageio.v3 as iio
 
+    from neural_render.data.real_footage import decompressed
+
     path = Path(path)
     if not path.is_file():
         raise NeuralRenderError("video missing from the opencv-doc folder", path)
-    with tempfile.TemporaryDirectory() as tmp:
-        plain = path
-        if path.suffix == ".gz":
-            plain = Path(tmp) / path.stem
-            with gzip.open(path, "rb") as src, open(plain, "wb") as dst:
-                shutil.copyfileobj(src, dst)
+    with decompressed(path) as plain:
         wanted, last, out = set(frames), max(frames), {}
         for i, frame in enumerate(iio.imiter(plain)):
             if i in wanted:
@@ -95,22 +90,6 @@ def area_resize(frames: np.ndarray, size: tuple[int, int] = SIZE) -> np.ndarray:
     return np.stack([np.asarray(Image.fromarray(f).resize(size, Image.Resampling.BOX)) for f in frames])
 
 
-def write_real_clip(out: Path, frames_u8: np.ndarray, fps: float, extra: dict) -> None:
-    """One clip folder from (T, H, W, 3) uint8 sRGB frames: lossless rgb.mp4, identity poses, :data:`FOV`."""
-    import torch
-
-    from neural_render.io import Clip, ClipMeta, write_clip
-    from neural_render.render.tonemap import srgb_to_linear
-    from neural_render.types import Camera, GBuffer
-
-    t, h, w, _ = frames_u8.shape
-    camera = Camera.from_fov(FOV, w, h, torch.eye(4).repeat(1, t, 1, 1))
-    rgb = srgb_to_linear(torch.from_numpy(frames_u8).permute(0, 3, 1, 2).float() / 255.0)[None].contiguous()
-    meta = ClipMeta.for_camera(camera, fps=float(fps), extra=extra)
-    write_clip(out, Clip(rgb=rgb, gbuffer=GBuffer(), camera=camera, meta=meta), rgb_format="mp4", owner=OWNER,
-               srgb8=frames_u8)
-
-
 def write_real_demo_clips(doc: str | os.PathLike, out_root: str | os.PathLike,
                           clips: tuple[RealDemoClip, ...] = REAL_DEMO_CLIPS) -> list[Path]:
     """Write every clip of ``clips`` as ``out_root/<name>`` (module doc; each folder replaced atomically) from the
@@ -125,6 +104,6 @@ def write_real_demo_clips(doc: str | os.PathLike, out_root: str | os.PathLike,
                  "demo": {**DEMO_SETTINGS, "source": f"real footage: {Path(spec.path).name.removesuffix('.gz')}, "
                                                      f"area-resized to {DEMO_SETTINGS['size'][0]}x"
                                                      f"{DEMO_SETTINGS['size'][1]}"}}
-        write_real_clip(out_root / spec.name, frames, spec.fps, extra)
+        write_real_clip(out_root / spec.name, frames, spec.fps, extra, owner=OWNER, fov=FOV)
         written.append(out_root / spec.name)
     return written

@@ -25,6 +25,7 @@ Finding the package: :func:`find_opencv_doc` looks in ``/usr/share/doc/opencv-do
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import logging
@@ -106,22 +107,28 @@ def fetch_opencv_doc(cache: str | os.PathLike) -> Path:
 
 
 # ------------------------------------------------------------------------------------------- decoding
+@contextlib.contextmanager
+def decompressed(path: Path):
+    """The video file to decode: ``path`` itself, or for a ``.gz`` file its content in a temporary file (removed
+    on exit)."""
+    if path.suffix != ".gz":
+        yield path
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        plain = Path(tmp) / path.stem
+        with gzip.open(path, "rb") as src, open(plain, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        yield plain
+
+
 def read_source_video(path: Path) -> tuple[np.ndarray, float]:
-    """(T, H, W, 3) uint8 frames and the frame rate of a video file (``.gz``: decompressed to a temporary file
-    first). Old AVIs with a wrong duration in their header decode fully (imageio's ffmpeg reader, no length check)."""
+    """(T, H, W, 3) uint8 frames and the frame rate of a video file (``.gz``: see :func:`decompressed`). Old AVIs
+    with a wrong duration in their header decode fully (imageio's ffmpeg reader, no length check)."""
     import imageio.v3 as iio
 
-    def read(file: Path) -> tuple[np.ndarray, float]:
-        fps = float(iio.immeta(file, plugin="FFMPEG").get("fps") or 30.0)
-        return np.asarray(iio.imread(file, index=None)), fps
-
-    if path.suffix == ".gz":
-        with tempfile.TemporaryDirectory() as tmp:
-            plain = Path(tmp) / path.stem
-            with gzip.open(path, "rb") as src, open(plain, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-            return read(plain)
-    return read(path)
+    with decompressed(path) as plain:
+        fps = float(iio.immeta(plain, plugin="FFMPEG").get("fps") or 30.0)
+        return np.asarray(iio.imread(plain, index=None)), fps
 
 
 def square_frames(frames: np.ndarray, size: int) -> np.ndarray:
@@ -184,7 +191,11 @@ def photo_splits(textures: Path, photos: Path) -> dict[str, list[Path]]:
 
 
 # ------------------------------------------------------------------------------------------- the set
-def _write(out: Path, frames_u8: np.ndarray, fps: float, extra: dict) -> None:
+def write_real_clip(out: Path, frames_u8: np.ndarray, fps: float, extra: dict, owner: str = "make_real_set",
+                    fov: float = 60.0) -> None:
+    """One clip folder from (T, H, W, 3) uint8 sRGB frames: lossless rgb.mp4 (the frames as they are), identity
+    poses (a static camera) and a ``fov``-degree horizontal field of view, both assumed; ``owner``: the output
+    marker's command."""
     import torch
 
     from neural_render.io import Clip, ClipMeta, write_clip
@@ -192,11 +203,11 @@ def _write(out: Path, frames_u8: np.ndarray, fps: float, extra: dict) -> None:
     from neural_render.types import Camera, GBuffer
 
     t, h, w, _ = frames_u8.shape
-    camera = Camera.from_fov(60.0, w, h, torch.eye(4).repeat(1, t, 1, 1))
+    camera = Camera.from_fov(fov, w, h, torch.eye(4).repeat(1, t, 1, 1))
     rgb = srgb_to_linear(torch.from_numpy(frames_u8).permute(0, 3, 1, 2).float() / 255.0)[None].contiguous()
     meta = ClipMeta.for_camera(camera, fps=float(fps), extra=extra)
-    write_clip(out, Clip(rgb=rgb, gbuffer=GBuffer(), camera=camera, meta=meta), rgb_format="mp4",
-               owner="make_real_set", srgb8=frames_u8)
+    write_clip(out, Clip(rgb=rgb, gbuffer=GBuffer(), camera=camera, meta=meta), rgb_format="mp4", owner=owner,
+               srgb8=frames_u8)
 
 
 def make_real_set(doc: Path, out: Path, textures: Path, size: int = 64, frames: int = 8, stride: int = 2,
@@ -210,18 +221,13 @@ def make_real_set(doc: Path, out: Path, textures: Path, size: int = 64, frames: 
         path = doc / video.path
         if not path.is_file():
             raise NeuralRenderError("video missing from the opencv-doc folder", path)
-        decoded, fps, starts = None, 30.0, None
-        for index in range(max_clips):
+        decoded, fps = read_source_video(path)
+        for index, start in enumerate(video_clip_starts(len(decoded), frames, stride, max_clips)):
             name = f"{video.name}_{index:02d}"
-            if starts is None:
-                decoded, fps = read_source_video(path)
-                starts = video_clip_starts(len(decoded), frames, stride, max_clips)
-            if index >= len(starts):
-                break
-            picked = list(range(starts[index], starts[index] + frames * stride, stride))
+            picked = list(range(start, start + frames * stride, stride))
             target = out / video.split / name
             if not (target / "meta.json").is_file():
-                _write(target, square_frames(decoded[picked], size), fps / stride,
+                write_real_clip(target, square_frames(decoded[picked], size), fps / stride,
                        {"source": video.path, "source_frames": picked, "real_set": video.split})
             record["clips"].append({"clip": f"{video.split}/{name}", "source": video.name, "split": video.split,
                                     "kind": "video", "source_frames": picked})
@@ -235,7 +241,7 @@ def make_real_set(doc: Path, out: Path, textures: Path, size: int = 64, frames: 
                 with Image.open(photo_path) as image:
                     photo = np.asarray(image.convert("RGB"))
                 seed = int.from_bytes(photo_path.stem.encode()[:8].ljust(8, b"\0"), "little") % (2**31)
-                _write(target, photo_pan(photo, frames, size, seed), 8.0,
+                write_real_clip(target, photo_pan(photo, frames, size, seed), 8.0,
                        {"source": f"{PHOTO_FOLDER}/{photo_path.name}", "real_set": split, "pan_seed": seed})
             record["clips"].append({"clip": f"{split}/{name}", "source": f"photo_{photo_path.stem}", "split": split,
                                     "kind": "photo"})
