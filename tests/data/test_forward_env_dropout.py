@@ -5,21 +5,13 @@ import pytest
 import torch
 
 from neural_render.data.forward_data import ForwardClipDataset, ForwardDataModule
-from neural_render.data_assets import envmap_path
-from neural_render.demo.scene import demo_scene
 from neural_render.errors import NeuralRenderError
-from neural_render.io import Clip, ClipMeta, write_clip
 
 
 @pytest.fixture(scope="module")
-def clip_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("env_dropout")
-    scene = demo_scene(4, 16, 16)
-    meta = ClipMeta.for_camera(scene.camera, envmap={"path": str(envmap_path("kiara_1_dawn").resolve()),
-                                                     "rotation_deg": [0.0, 0.0, 0.0]})
-    write_clip(root / "clip_0", Clip(torch.rand(1, 4, 3, 16, 16), scene.gbuffer, scene.camera, meta),
-               preview_mp4=False)
-    return root
+def clip_root(tiny_synth):
+    """One synthetic clip with its env map (tests/conftest.py's tiny_synth: 4 frames of 16x16)."""
+    return sorted(p for p in tiny_synth.iterdir() if (p / "meta.json").is_file())[0]
 
 
 def test_env_dropout_drops_the_env_and_the_prior(clip_root):
