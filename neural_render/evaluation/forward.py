@@ -106,21 +106,21 @@ def evaluate(pipe, clips: list[Path], *, domain: str = "synthetic", seed: int = 
     def add(name, pred, target):
         per_method.setdefault(name, []).append(scores(pred, target))
 
-    def neural(gbuffer, camera, env, dom=domain):
-        return pipe.render(gbuffer, camera, env, generator=torch.Generator().manual_seed(seed), domain=dom).rgb
+    def neural(gbuffer, camera, env, dom=domain, model=pipe):
+        return model.render(gbuffer, camera, env, generator=torch.Generator().manual_seed(seed), domain=dom).rgb
 
     for clip_dir in clips:
         clip = read_clip(clip_dir)
         env = read_clip_envmap(clip_dir, clip.meta)
         gb, cam, gt, ibl = clip.gbuffer, clip.camera, clip.rgb, prepare_ibl(env)
         groups.append(clip_group(clip_dir))
-        rendered = neural(gb.replace(mask=None), cam, env)
+        unmasked = gb.replace(mask=None)
+        rendered = neural(unmasked, cam, env)
         add(NEURAL, rendered, gt)
         if reference is not None:
-            add(f"{reference_name}, all passes", reference.render(gb.replace(mask=None), cam, env, domain=domain,
-                generator=torch.Generator().manual_seed(seed)).rgb, gt)
+            add(f"{reference_name}, all passes", neural(unmasked, cam, env, model=reference), gt)
         if pipe.domain_shifters is not None:
-            other = neural(gb.replace(mask=None), cam, env, other_domain)
+            other = neural(unmasked, cam, env, other_domain)
             add(f"neural forward, all passes, e_{other_domain} everywhere", other, gt)
             difference = (other - rendered).abs()
             switch.append((float(difference.mean()), float(difference.max())))

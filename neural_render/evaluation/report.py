@@ -179,12 +179,13 @@ def _means_table(result: dict) -> list[str]:
     return []
 
 
-def _shown_data(data, root: Path | None) -> str:
-    """A dataset path as printed, the same in every checkout: from its ``data_cache`` folder on, else its name."""
-    parts = Path(str(data)).parts
-    if "data_cache" in parts:  # independent of where the checkout lies
-        return Path(*parts[len(parts) - 1 - parts[::-1].index("data_cache"):]).as_posix()
-    return Path(str(data)).name
+def _shown_path(path, anchor: str) -> str:
+    """A path as printed, the same in every checkout: from its last ``anchor`` folder on (``data_cache`` for
+    datasets, ``data`` for shipped models), else its name."""
+    parts = Path(str(path)).parts
+    if anchor in parts:  # independent of where the checkout lies
+        return Path(*parts[len(parts) - 1 - parts[::-1].index(anchor):]).as_posix()
+    return Path(str(path)).name
 
 
 def section(split: str, kind: str, path: Path, shown: str, root: Path | None = None) -> list[str]:
@@ -193,13 +194,13 @@ def section(split: str, kind: str, path: Path, shown: str, root: Path | None = N
     result = _read_json(path)
     clips = result.get("num_clips") or len(result.get("clips", []))
     groups = result.get("groups") or result.get("accuracy", {}).get("groups") or []
-    data = _shown_data(result.get("data"), root)
+    data = _shown_path(result.get("data"), "data_cache")
     group = KIND_GROUP.get(kind, "env map")
     note = REAL_SPLIT_NOTE.get(split, SPLIT_NOTE[split]) if kind in REAL_KINDS else SPLIT_NOTE[split]
     lines = [f"**{KIND_TITLE.get(kind, kind)}, {note}**: `{data}`, {clips} clips in {len(groups)} "
              f"{group.replace(' ', '-')} group(s) (`{shown}`)", ""]
     if result.get("lora_model"):
-        lines += [f"real LoRA row: `{_shown_model(result['lora_model'])}`.", ""]
+        lines += [f"real LoRA row: `{_shown_path(result['lora_model'], 'data')}`.", ""]
     lines += _means_table(result)
     table = result.get("comparison") or result.get("accuracy", {}).get("comparison") or {}
     if table.get("rows"):
@@ -214,14 +215,6 @@ def section(split: str, kind: str, path: Path, shown: str, root: Path | None = N
         lines += ["", f"Realiz3D domain switch e_{s['domains'][0]} -> e_{s['domains'][1]}: mean |change| "
                       f"{s['mean_abs']:.3g}, max {s['max_abs']:.3g} (linear RGB){display}."]
     return lines + [""]
-
-
-def _shown_model(path) -> str:
-    """A model folder as printed, the same in every checkout: from its last ``data`` folder on, else its name."""
-    parts = Path(str(path)).parts
-    if "data" in parts:
-        return Path(*parts[len(parts) - 1 - parts[::-1].index("data"):]).as_posix()
-    return Path(str(path)).name
 
 
 def results_markdown(root: str | os.PathLike) -> str:
