@@ -28,10 +28,16 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from neural_render.data.real_demo_clips import write_real_demo_clips
-    from neural_render.data.real_footage import fetch_opencv_doc, find_opencv_doc
+    from neural_render.data.real_footage import fetch_opencv_doc
+    from neural_render.errors import NeuralRenderError
 
-    doc = Path(args.doc) if args.doc else (find_opencv_doc(args.cache) or fetch_opencv_doc(args.cache))
-    for folder in write_real_demo_clips(doc, args.out):
+    try:
+        doc = Path(args.doc) if args.doc else fetch_opencv_doc(args.cache)
+        written = write_real_demo_clips(doc, args.out)
+    except NeuralRenderError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for folder in written:
         size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
         print(f"{folder} ({size / 1024:.0f} KB)")
     return 0

@@ -24,7 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from neural_render.data.real_footage import SPLITS, fetch_opencv_doc, find_opencv_doc, make_real_set
+from neural_render.data.real_footage import SPLITS, fetch_opencv_doc, make_real_set
 from neural_render.errors import NeuralRenderError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        doc = args.doc or find_opencv_doc(args.cache) or fetch_opencv_doc(args.cache)
+        doc = args.doc or fetch_opencv_doc(args.cache)
         record = make_real_set(Path(doc), args.out, ROOT / "data" / "textures", size=args.size)
     except NeuralRenderError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -78,8 +78,9 @@ def find_opencv_doc(cache: str | os.PathLike | None = None) -> Path | None:
 
 
 def fetch_opencv_doc(cache: str | os.PathLike) -> Path:
-    """Download ``opencv-doc`` with ``apt-get download`` and unpack it under ``cache`` (no installation, no root);
-    returns its doc folder. NeuralRenderError when apt-get or dpkg-deb fails."""
+    """The ``opencv-doc`` doc folder: :func:`find_opencv_doc`'s when there is one, else the package downloaded with
+    ``apt-get download`` and unpacked under ``cache`` (no installation, no root). NeuralRenderError when apt-get or
+    dpkg-deb fails."""
     cache = Path(cache)
     found = find_opencv_doc(cache)
     if found is not None:
@@ -214,13 +215,14 @@ def make_real_set(doc: Path, out: Path, textures: Path, size: int = 64, frames: 
                   max_clips: int = 24, videos: tuple[VideoSource, ...] = VIDEO_SPLITS) -> dict:
     """Write the real-footage clip folders under ``out/<split>/`` and ``out/real_set.json`` (module doc); clips
     already written are kept (resumable). Returns the record. ``doc``: the opencv-doc folder."""
+    for video in videos:  # every input checked before anything is written
+        if not (doc / video.path).is_file():
+            raise NeuralRenderError("video missing from the opencv-doc folder", doc / video.path)
     out.mkdir(parents=True, exist_ok=True)
     record: dict = {"format": "neural_render.real_set", "version": 1, "source": f"Debian {PACKAGE}", "size": size,
                     "frames": frames, "stride": stride, "max_clips": max_clips, "clips": []}
     for video in videos:
         path = doc / video.path
-        if not path.is_file():
-            raise NeuralRenderError("video missing from the opencv-doc folder", path)
         decoded, fps = read_source_video(path)
         for index, start in enumerate(video_clip_starts(len(decoded), frames, stride, max_clips)):
             name = f"{video.name}_{index:02d}"
