@@ -245,6 +245,7 @@ def _probe(variant: str) -> None:
     import numpy as np
 
     mi.set_variant(variant)
+    # stdout is this child's answer to probe_variant (the parent reads these lines), not a diagnostic
     print("llvm", _loaded_llvm(), flush=True)
     ramp = np.linspace(0.05, 1.0, 4 * 4 * 3, dtype=np.float32).reshape(4, 4, 3)
 
