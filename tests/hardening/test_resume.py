@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-STEPS = 16
+STEPS = 40  # long enough that the killed run (stopped once a checkpoint of step >= 6 shows up) is still short of it
 
 
 def _fit_args(root: Path, max_steps: int) -> list[str]:
